@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# One idempotent set-up step for pedvision: installs only what is missing.
+#   * Debian packages: GStreamer (base, good, bad, ugly, libav, tools, -dev headers,
+#     gst-discoverer, RTSP server), pkg-config, a TrueType font for labels, ffmpeg
+#     (ffprobe, used by tests to check outputs independently).
+#   * The ONNX Runtime shared library, taken from the PyPI wheel onnxruntime==1.31.1
+#     (no other download source), into .ort/lib (git-ignored).
+# Usage: scripts/setup.sh        (root, or sudo available, for the Debian packages)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ORT_VERSION=1.31.1
+ORT_DIR=.ort/lib
+PACKAGES=(
+  gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
+  gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
+  gstreamer1.0-plugins-base-apps gstreamer1.0-rtsp
+  libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev
+  libgstrtspserver-1.0-dev pkg-config fonts-dejavu-core ffmpeg
+  python3 python3-pip unzip
+)
+
+say() { printf 'setup: %s\n' "$*" >&2; }
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  say "installing Debian packages: ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+command -v cargo >/dev/null || { say "cargo not found: install Rust 1.95 or newer (https://rustup.rs)"; exit 1; }
+
+if [ ! -f "$ORT_DIR/libonnxruntime.so.$ORT_VERSION" ] || [ ! -f "$ORT_DIR/libonnxruntime_providers_shared.so" ]; then
+  say "fetching ONNX Runtime $ORT_VERSION from its PyPI wheel"
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  # --python-version/--platform pin the wheel so that any local Python can fetch it.
+  python3 -m pip download -q --no-deps --only-binary=:all: --dest "$tmp" \
+    --python-version 3.11 --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 \
+    "onnxruntime==$ORT_VERSION" \
+    || python3 -m pip download -q --no-deps --only-binary=:all: --dest "$tmp" "onnxruntime==$ORT_VERSION"
+  wheel=$(ls "$tmp"/onnxruntime-"$ORT_VERSION"-*.whl)
+  mkdir -p "$ORT_DIR"
+  unzip -q -o -j "$wheel" "onnxruntime/capi/libonnxruntime.so.$ORT_VERSION" \
+    "onnxruntime/capi/libonnxruntime_providers_shared.so" -d "$ORT_DIR"
+  ln -sf "libonnxruntime.so.$ORT_VERSION" "$ORT_DIR/libonnxruntime.so"
+  say "ONNX Runtime library in $ORT_DIR"
+fi

@@ -1,0 +1,111 @@
+//! Options shared by the subcommands that run the detector (model, thresholds,
+//! batching, device), and the steps they share: loading the runtime and the model.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use pedvision::config::Manifest;
+use pedvision::infer::{Detector, Device, RuntimeOptions, runtime};
+use pedvision::model::classes::ClassFilter;
+use pedvision::pipeline::PostOptions;
+
+/// The bundled model manifest.
+pub const DEFAULT_MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/models/nanodet-g.toml");
+/// The bundled demo clip (200 frames of OpenCV's vtest.avi).
+pub const DEMO_CLIP: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/media/vtest-200.avi");
+
+#[derive(Debug, Clone, Args)]
+pub struct DetectorArgs {
+    /// Model manifest (.toml), or an .onnx file with its manifest beside it.
+    #[arg(long, default_value = DEFAULT_MODEL, value_name = "PATH")]
+    pub model: PathBuf,
+
+    /// Classes to keep: `person` (pedestrians), `all`, or labels such as
+    /// `person,bicycle,car`.
+    #[arg(long, default_value = "person", value_name = "LIST")]
+    pub classes: String,
+
+    /// Minimum class score for a detection, in (0, 1).
+    #[arg(long, default_value_t = 0.35, value_parser = open_unit_interval)]
+    pub conf: f32,
+
+    /// IoU above which non-maximum suppression drops a box of the same class, in (0, 1].
+    #[arg(long, default_value_t = 0.5, value_parser = iou_threshold)]
+    pub iou: f32,
+
+    /// Frames per inference call (1 to 64). Larger batches help GPUs most.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub batch: u16,
+
+    /// Execution provider.
+    #[arg(long, value_enum, default_value_t = Device::Cpu)]
+    pub device: Device,
+
+    /// Inference threads (0: one per core).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+
+    /// The ONNX Runtime library (libonnxruntime.so). Default: ORT_DYLIB_PATH, then
+    /// the project's .ort/lib (filled by `make setup`), then next to the executable.
+    #[arg(long, value_name = "PATH")]
+    pub ort_lib: Option<PathBuf>,
+}
+
+fn open_unit_interval(s: &str) -> Result<f32, String> {
+    let v: f32 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
+    if v > 0.0 && v < 1.0 {
+        Ok(v)
+    } else {
+        Err(format!("{v} is not between 0 and 1 (exclusive)"))
+    }
+}
+
+fn iou_threshold(s: &str) -> Result<f32, String> {
+    let v: f32 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
+    if v > 0.0 && v <= 1.0 {
+        Ok(v)
+    } else {
+        Err(format!("{v} is not in (0, 1]"))
+    }
+}
+
+/// A loaded model with the options to post-process its outputs.
+pub struct LoadedModel {
+    pub manifest: Manifest,
+    pub detector: Detector,
+    pub post: PostOptions,
+}
+
+impl DetectorArgs {
+    /// Reads the manifest and the class list: cheap checks, before any loading.
+    pub fn manifest_and_classes(&self) -> anyhow::Result<(Manifest, ClassFilter)> {
+        let manifest = Manifest::load(&self.model)?;
+        let classes = ClassFilter::parse(&self.classes, &manifest.labels).context("--classes")?;
+        Ok((manifest, classes))
+    }
+
+    /// Loads ONNX Runtime and the model.
+    pub fn load(&self, manifest: Manifest, classes: ClassFilter) -> anyhow::Result<LoadedModel> {
+        runtime::init(self.ort_lib.as_deref())?;
+        let options = RuntimeOptions {
+            library: self.ort_lib.clone(),
+            device: self.device,
+            threads: self.threads,
+        };
+        let detector = Detector::load(&manifest, &options)?;
+        let post = PostOptions {
+            input: manifest.input.clone(),
+            layout: manifest.layout(),
+            labels: manifest.labels.clone(),
+            classes,
+            conf: self.conf,
+            iou: self.iou,
+        };
+        Ok(LoadedModel {
+            manifest,
+            detector,
+            post,
+        })
+    }
+}

@@ -1,0 +1,36 @@
+//! The command line: one module per subcommand. Each turns its clap options into a
+//! validated plan (rejecting bad combinations before any thread starts), then runs it.
+//! `anyhow` lives here and in `main.rs` only.
+
+pub mod bench;
+pub mod common;
+pub mod run;
+
+use clap::{Parser, Subcommand};
+
+/// Real-time pedestrian detection for video files and streams.
+///
+/// Decodes video with GStreamer, runs a detector (NanoDet-g, COCO classes, by
+/// default) through ONNX Runtime in batches, and writes the video with boxes drawn
+/// on it plus one JSON line of detections per frame.
+#[derive(Debug, Parser)]
+#[command(name = "pedvision", version, propagate_version = true)]
+pub struct Cli {
+    /// Log level: error, warn, info, debug or trace (or a RUST_LOG-style filter).
+    /// RUST_LOG, when set, wins.
+    #[arg(long, global = true, default_value = "info")]
+    pub log_level: String,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Detect objects in a video: write an annotated MP4 and per-frame JSON Lines.
+    ///
+    /// With no arguments it processes the bundled demo clip into out/.
+    Run(run::RunArgs),
+    /// Measure end-to-end fps against inference-only fps on the same frames.
+    Bench(bench::BenchArgs),
+}

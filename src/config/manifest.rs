@@ -1,0 +1,279 @@
+//! The model manifest: a TOML file beside the ONNX model that states its input name,
+//! size and normalisation, its output layout and its labels (see
+//! `models/nanodet-g.toml` for a documented example). Code reads only this, so a
+//! retrained model of the same family with other classes runs without code changes.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::model::nanodet::Layout;
+
+/// Errors from finding, reading or checking a manifest.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("model manifest not found: {path} ({source})")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("model manifest {path} is not valid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("model manifest {path}: {reason}")]
+    Invalid { path: PathBuf, reason: String },
+}
+
+/// Channel order of the network input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChannelOrder {
+    Bgr,
+    Rgb,
+}
+
+/// The network input.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputSpec {
+    /// Input tensor name.
+    pub name: String,
+    /// Input width in pixels (frames are stretched to it, no letterbox).
+    pub width: u32,
+    /// Input height in pixels.
+    pub height: u32,
+    /// Channel order the network expects; the layout is NCHW float32.
+    pub channel_order: ChannelOrder,
+    /// Per-channel mean, in `channel_order`.
+    pub mean: [f32; 3],
+    /// Per-channel standard deviation, in `channel_order`.
+    pub std: [f32; 3],
+}
+
+/// The network outputs (NanoDet family).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputSpec {
+    /// Stride of each pyramid level.
+    pub strides: Vec<u32>,
+    /// Distance bins per box side.
+    pub bins: usize,
+    /// Per stride, the class-score tensor `[batch, cells, labels]`.
+    pub class_outputs: Vec<String>,
+    /// Per stride, the box-bin tensor `[batch, cells, 4 * bins]`.
+    pub box_outputs: Vec<String>,
+}
+
+/// A model manifest, validated.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Model family; selects the decoder. Only `nanodet` exists so far.
+    pub family: String,
+    /// Human-readable model name.
+    pub name: String,
+    /// The ONNX file, relative to the manifest (resolved by [`Manifest::load`]).
+    pub onnx: PathBuf,
+    /// Class labels, in class-channel order.
+    pub labels: Vec<String>,
+    /// The network input.
+    pub input: InputSpec,
+    /// The network outputs.
+    pub output: OutputSpec,
+    /// Where the manifest was read from.
+    #[serde(skip)]
+    pub path: PathBuf,
+}
+
+impl Manifest {
+    /// Reads a manifest. `path` is the TOML file, or an `.onnx` file whose manifest
+    /// is the `.toml` of the same name beside it. The ONNX path in the result is
+    /// resolved against the manifest's folder.
+    pub fn load(path: &Path) -> Result<Self, ManifestError> {
+        let path = if path.extension().is_some_and(|e| e == "onnx") {
+            path.with_extension("toml")
+        } else {
+            path.to_path_buf()
+        };
+        let text = std::fs::read_to_string(&path).map_err(|source| ManifestError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let mut manifest = Self::parse(&text, &path)?;
+        if manifest.onnx.is_relative() {
+            let dir = path.parent().unwrap_or(Path::new("."));
+            manifest.onnx = dir.join(&manifest.onnx);
+        }
+        Ok(manifest)
+    }
+
+    /// Parses and validates manifest text; `path` is only used in messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ManifestError> {
+        let mut manifest: Manifest = toml::from_str(text).map_err(|e| ManifestError::Parse {
+            path: path.to_path_buf(),
+            // toml's message spans several lines (with a caret); keep it to one.
+            message: e
+                .to_string()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" "),
+        })?;
+        manifest.path = path.to_path_buf();
+        manifest.validate()?;
+        Ok(manifest)
+    }
+
+    fn validate(&self) -> Result<(), ManifestError> {
+        let invalid = |reason: String| ManifestError::Invalid {
+            path: self.path.clone(),
+            reason,
+        };
+        if self.family != "nanodet" {
+            return Err(invalid(format!(
+                "unknown model family {:?} (supported: nanodet)",
+                self.family
+            )));
+        }
+        if self.labels.is_empty() {
+            return Err(invalid("`labels` is empty".into()));
+        }
+        if let Some(l) = self
+            .labels
+            .iter()
+            .find(|l| l.trim().is_empty() || l.contains(','))
+        {
+            return Err(invalid(format!("label {l:?} is empty or contains a comma")));
+        }
+        let o = &self.output;
+        if o.strides.is_empty() || o.strides.contains(&0) {
+            return Err(invalid(
+                "`output.strides` must list positive strides".into(),
+            ));
+        }
+        if o.class_outputs.len() != o.strides.len() || o.box_outputs.len() != o.strides.len() {
+            return Err(invalid(format!(
+                "{} strides but {} class_outputs and {} box_outputs: give one of each per stride",
+                o.strides.len(),
+                o.class_outputs.len(),
+                o.box_outputs.len()
+            )));
+        }
+        if o.bins < 2 {
+            return Err(invalid("`output.bins` must be at least 2".into()));
+        }
+        let i = &self.input;
+        if i.width == 0 || i.height == 0 {
+            return Err(invalid(
+                "`input.width` and `input.height` must be positive".into(),
+            ));
+        }
+        if i.std.iter().any(|s| !s.is_finite() || *s == 0.0)
+            || i.mean.iter().any(|m| !m.is_finite())
+        {
+            return Err(invalid(
+                "`input.std` must be finite and non-zero, `input.mean` finite".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The output layout the decoder needs.
+    pub fn layout(&self) -> Layout {
+        Layout {
+            input_size: (self.input.width, self.input.height),
+            strides: self.output.strides.clone(),
+            bins: self.output.bins,
+            num_classes: self.labels.len(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BUNDLED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/models/nanodet-g.toml");
+
+    #[test]
+    fn bundled_manifest_parses() {
+        let m = Manifest::load(Path::new(BUNDLED)).unwrap();
+        assert_eq!(m.labels.len(), 80);
+        assert_eq!(m.labels[0], "person");
+        assert_eq!(m.input.name, "input_1:0");
+        assert_eq!((m.input.width, m.input.height), (416, 416));
+        assert_eq!(m.input.channel_order, ChannelOrder::Bgr);
+        assert_eq!(m.output.strides, [8, 16, 32]);
+        assert!(m.onnx.ends_with("models/nanodet-g.onnx"));
+        assert_eq!(m.layout().cells(8), 52 * 52);
+    }
+
+    #[test]
+    fn onnx_path_finds_manifest_beside_it() {
+        let m = Manifest::load(&Path::new(BUNDLED).with_extension("onnx")).unwrap();
+        assert_eq!(m.name, "nanodet-g");
+    }
+
+    fn bundled_text() -> String {
+        std::fs::read_to_string(BUNDLED).unwrap()
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let text = bundled_text().replace("bins = 11", "bins = 11\nbinz = 3");
+        let err = Manifest::parse(&text, Path::new("m.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("binz"), "{err}");
+        assert!(!err.contains('\n'), "one line: {err}");
+    }
+
+    #[test]
+    fn inconsistent_outputs_are_rejected() {
+        let text = bundled_text().replace(
+            r#"box_outputs = ["box_s8", "box_s16", "box_s32"]"#,
+            r#"box_outputs = ["box_s8"]"#,
+        );
+        let err = Manifest::parse(&text, Path::new("m.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("3 strides but 3 class_outputs and 1 box_outputs"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bad_values_are_rejected() {
+        for (from, to, want) in [
+            (
+                "family = \"nanodet\"",
+                "family = \"yolo\"",
+                "unknown model family",
+            ),
+            (
+                "std = [57.375, 57.12, 58.395]",
+                "std = [57.375, 0.0, 58.395]",
+                "input.std",
+            ),
+            ("bins = 11", "bins = 1", "bins"),
+            (
+                "channel_order = \"bgr\"",
+                "channel_order = \"bgra\"",
+                "unknown variant",
+            ),
+        ] {
+            let text = bundled_text().replace(from, to);
+            let err = Manifest::parse(&text, Path::new("m.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(want), "{from} -> {to}: {err}");
+        }
+    }
+
+    #[test]
+    fn missing_manifest_names_the_path() {
+        let err = Manifest::load(Path::new("/nonexistent/model.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("/nonexistent/model.toml"), "{err}");
+    }
+}

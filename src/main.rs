@@ -1,0 +1,61 @@
+//! The `pedvision` binary: parses the command line, sets up logging, runs the
+//! subcommand and turns its outcome into an exit code (0 success, 1 failure, 2 bad
+//! usage). Errors print as one line: `error: <what failed>: <why>`.
+
+mod cli;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let args = cli::Cli::parse();
+    init_logging(&args.log_level);
+    let result = match args.command {
+        cli::Command::Run(a) => cli::run::execute(a),
+        cli::Command::Bench(a) => cli::bench::execute(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {}", one_line(&err));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The error and its causes on one line, skipping causes whose text the line
+/// already holds (typed errors often quote their source).
+fn one_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line.replace('\n', " ")
+}
+
+/// Logs go to stderr. A bare level applies to pedvision; ONNX Runtime's own log
+/// stays at `warn` unless the filter names it.
+fn init_logging(level: &str) {
+    let spec = if level.contains('=') || level.contains(',') {
+        level.to_string()
+    } else {
+        format!("warn,pedvision={level}")
+    };
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&spec))
+        .unwrap_or_else(|_| EnvFilter::new("warn,pedvision=info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}

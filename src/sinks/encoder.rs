@@ -1,0 +1,188 @@
+//! The video encoder: `appsrc ! videoconvert ! x264enc ! h264parse ! mp4mux !
+//! filesink`, fed with annotated RGB frames. The MP4 is written to a staged name and
+//! finished with a real EOS (the muxer writes its index on EOS), so a file under the
+//! final name is always complete and playable.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use gstreamer_video as gst_video;
+
+use super::{SinkError, staging::StagedFile};
+use crate::pipeline::Frame;
+
+/// How long the muxer may take to finish after EOS.
+const FINISH_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// An H.264/MP4 file encoder.
+pub struct Mp4Encoder {
+    /// Taken by [`Mp4Encoder::finish`].
+    staged: Option<StagedFile>,
+    pipeline: gst::Pipeline,
+    appsrc: gst_app::AppSrc,
+    info: gst_video::VideoInfo,
+    frame_ns: u64,
+    frames: u64,
+}
+
+impl Mp4Encoder {
+    /// Starts an encoder for `width`×`height` RGB frames at `fps` (a `0/1` rate is
+    /// taken as 25 fps for timestamps the decoder did not give).
+    pub fn create(
+        path: &Path,
+        width: u32,
+        height: u32,
+        fps: (i32, i32),
+    ) -> Result<Self, SinkError> {
+        let staged = StagedFile::create(path)?;
+        let setup = |e: &dyn std::fmt::Display| SinkError::EncoderSetup(e.to_string());
+        gst::init().map_err(|e| setup(&e))?;
+        let fps = if fps.0 > 0 && fps.1 > 0 {
+            gst::Fraction::new(fps.0, fps.1)
+        } else {
+            gst::Fraction::new(25, 1)
+        };
+        let info = gst_video::VideoInfo::builder(gst_video::VideoFormat::Rgb, width, height)
+            .fps(fps)
+            .build()
+            .map_err(|e| setup(&e))?;
+        let caps = info.to_caps().map_err(|e| setup(&e))?;
+        let pipeline = gst::parse::launch(
+            "appsrc name=src format=time block=true max-bytes=20000000 ! videoconvert ! \
+             x264enc speed-preset=veryfast pass=qual quantizer=23 ! h264parse ! mp4mux ! filesink name=sink",
+        )
+        .map_err(|e| setup(&e))?
+        .downcast::<gst::Pipeline>()
+        .map_err(|_| SinkError::EncoderSetup("launch did not give a pipeline".into()))?;
+        let appsrc = pipeline
+            .by_name("src")
+            .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
+            .ok_or_else(|| SinkError::EncoderSetup("appsrc missing".into()))?;
+        appsrc.set_caps(Some(&caps));
+        pipeline
+            .by_name("sink")
+            .ok_or_else(|| SinkError::EncoderSetup("filesink missing".into()))?
+            .set_property("location", staged.temp_path().to_string_lossy().as_ref());
+        pipeline
+            .set_state(gst::State::Playing)
+            .map_err(|e| setup(&e))?;
+        let frame_ns = 1_000_000_000u64 * fps.denom() as u64 / fps.numer() as u64;
+        Ok(Self {
+            staged: Some(staged),
+            pipeline,
+            appsrc,
+            info,
+            frame_ns,
+            frames: 0,
+        })
+    }
+
+    /// Encodes one frame (blocks while the encoder's queue is full).
+    pub fn push(&mut self, frame: &Frame) -> Result<(), SinkError> {
+        if let Some(err) = self.bus_error() {
+            return Err(err);
+        }
+        let stride = self.info.stride()[0] as usize;
+        let row = frame.width as usize * 3;
+        let data = if stride == row {
+            frame.rgb.clone()
+        } else {
+            let mut padded = vec![0u8; self.info.size()];
+            for (dst, src) in padded
+                .chunks_exact_mut(stride)
+                .zip(frame.rgb.chunks_exact(row))
+            {
+                dst[..row].copy_from_slice(src);
+            }
+            padded
+        };
+        let mut buffer = gst::Buffer::from_mut_slice(data);
+        {
+            let b = buffer.get_mut().expect("a new buffer is writable");
+            let pts = frame.pts_ns.unwrap_or(self.frames * self.frame_ns);
+            b.set_pts(gst::ClockTime::from_nseconds(pts));
+            b.set_duration(gst::ClockTime::from_nseconds(
+                frame.duration_ns.unwrap_or(self.frame_ns),
+            ));
+        }
+        self.appsrc
+            .push_buffer(buffer)
+            .map_err(|e| self.encode_error(format!("{e:?}")))?;
+        self.frames += 1;
+        Ok(())
+    }
+
+    /// Frames pushed so far.
+    pub fn frames(&self) -> u64 {
+        self.frames
+    }
+
+    /// Sends EOS, waits for the muxer to finish the file, and gives it its final
+    /// name (or `STEM.incomplete.mp4` when `complete` is false). A file with no
+    /// frames is removed instead and `None` returned.
+    pub fn finish(mut self, complete: bool) -> Result<Option<PathBuf>, SinkError> {
+        let ended = self.end_stream();
+        let _ = self.pipeline.set_state(gst::State::Null);
+        ended?;
+        let Some(staged) = self.staged.take() else {
+            return Ok(None);
+        };
+        if self.frames == 0 {
+            return Ok(None);
+        }
+        let path = if complete {
+            staged.commit()?
+        } else {
+            staged.keep_incomplete()?
+        };
+        Ok(Some(path))
+    }
+
+    fn end_stream(&self) -> Result<(), SinkError> {
+        self.appsrc
+            .end_of_stream()
+            .map_err(|e| self.encode_error(format!("{e:?}")))?;
+        let bus = self
+            .pipeline
+            .bus()
+            .ok_or_else(|| self.encode_error("pipeline without a bus".into()))?;
+        let timeout = gst::ClockTime::from_nseconds(FINISH_TIMEOUT.as_nanos() as u64);
+        match bus.timed_pop_filtered(timeout, &[gst::MessageType::Eos, gst::MessageType::Error]) {
+            Some(msg) => match msg.view() {
+                gst::MessageView::Error(err) => Err(self.encode_error(err.error().to_string())),
+                _ => Ok(()),
+            },
+            None => Err(self.encode_error(format!(
+                "no end of stream after {} s",
+                FINISH_TIMEOUT.as_secs()
+            ))),
+        }
+    }
+
+    fn bus_error(&self) -> Option<SinkError> {
+        let bus = self.pipeline.bus()?;
+        bus.pop_filtered(&[gst::MessageType::Error])
+            .and_then(|msg| match msg.view() {
+                gst::MessageView::Error(err) => Some(self.encode_error(err.error().to_string())),
+                _ => None,
+            })
+    }
+
+    fn encode_error(&self, message: String) -> SinkError {
+        let path = self
+            .staged
+            .as_ref()
+            .map(|s| s.final_path().to_path_buf())
+            .unwrap_or_default();
+        SinkError::Encode { path, message }
+    }
+}
+
+impl Drop for Mp4Encoder {
+    fn drop(&mut self) {
+        let _ = self.pipeline.set_state(gst::State::Null);
+    }
+}

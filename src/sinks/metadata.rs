@@ -1,0 +1,147 @@
+//! Per-frame detection metadata as JSON Lines: one object per frame, frames without
+//! detections included, in the schema documented in the README (`schema_version` 1).
+
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::{SinkError, staging::StagedFile};
+use crate::model::{BBox, Detection};
+use crate::pipeline::Frame;
+
+/// Version of the metadata schema; bumped on any incompatible change.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// One line of the metadata file.
+#[derive(Debug, Serialize)]
+pub struct FrameRecord<'a> {
+    pub schema_version: u32,
+    pub stream_id: u32,
+    pub frame_index: u64,
+    /// Presentation timestamp in nanoseconds; `null` when the decoder gave none.
+    pub pts_ns: Option<u64>,
+    pub width: u32,
+    pub height: u32,
+    pub detections: Vec<DetectionRecord<'a>>,
+}
+
+/// One detection, box in source pixels.
+#[derive(Debug, Serialize)]
+pub struct DetectionRecord<'a> {
+    pub class_id: usize,
+    pub label: &'a str,
+    pub score: f32,
+    /// `[x1, y1, x2, y2]` in source pixels, rounded to 0.01.
+    pub bbox: BBox,
+}
+
+impl<'a> FrameRecord<'a> {
+    /// The record of `frame` with detections already in source pixels.
+    pub fn new(frame: &Frame, detections: &[Detection], labels: &'a [String]) -> Self {
+        let round = |v: f32, k: f32| (v * k).round() / k;
+        Self {
+            schema_version: SCHEMA_VERSION,
+            stream_id: frame.stream_id,
+            frame_index: frame.index,
+            pts_ns: frame.pts_ns,
+            width: frame.width,
+            height: frame.height,
+            detections: detections
+                .iter()
+                .map(|d| DetectionRecord {
+                    class_id: d.class_id,
+                    label: labels.get(d.class_id).map_or("?", String::as_str),
+                    score: round(d.score, 1e5),
+                    bbox: d.bbox.map(|v| round(v, 100.0)),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Writes records to a staged JSON Lines file.
+pub struct MetadataWriter {
+    staged: StagedFile,
+    out: BufWriter<std::fs::File>,
+    lines: u64,
+}
+
+impl MetadataWriter {
+    /// Opens `path` (staged: it appears under that name only when finished).
+    pub fn create(path: &Path) -> Result<Self, SinkError> {
+        let staged = StagedFile::create(path)?;
+        let file = std::fs::File::create(staged.temp_path()).map_err(|source| SinkError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Ok(Self {
+            staged,
+            out: BufWriter::new(file),
+            lines: 0,
+        })
+    }
+
+    /// Appends one frame's record.
+    pub fn write(&mut self, record: &FrameRecord<'_>) -> Result<(), SinkError> {
+        let io = |source| SinkError::Io {
+            path: self.staged.final_path().to_path_buf(),
+            source,
+        };
+        serde_json::to_writer(&mut self.out, record).map_err(|e| io(e.into()))?;
+        self.out.write_all(b"\n").map_err(io)?;
+        self.lines += 1;
+        Ok(())
+    }
+
+    /// Lines written so far.
+    pub fn lines(&self) -> u64 {
+        self.lines
+    }
+
+    /// Flushes and syncs the file, then gives it its final name (or the
+    /// `.incomplete` name when `complete` is false).
+    pub fn finish(mut self, complete: bool) -> Result<PathBuf, SinkError> {
+        let path = self.staged.final_path().to_path_buf();
+        let io = |source| SinkError::Io {
+            path: path.clone(),
+            source,
+        };
+        self.out.flush().map_err(io)?;
+        self.out.get_ref().sync_all().map_err(io)?;
+        if complete {
+            self.staged.commit()
+        } else {
+            self.staged.keep_incomplete()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_serialises_to_the_documented_schema() {
+        let frame = Frame {
+            stream_id: 0,
+            index: 7,
+            pts_ns: Some(700_000_000),
+            duration_ns: None,
+            width: 768,
+            height: 576,
+            rgb: vec![],
+        };
+        let labels = vec!["person".to_string()];
+        let dets = [Detection {
+            class_id: 0,
+            score: 0.804_219,
+            bbox: [499.504, 158.126, 530.3, 234.0],
+        }];
+        let json = serde_json::to_string(&FrameRecord::new(&frame, &dets, &labels)).unwrap();
+        assert_eq!(
+            json,
+            r#"{"schema_version":1,"stream_id":0,"frame_index":7,"pts_ns":700000000,"width":768,"height":576,"detections":[{"class_id":0,"label":"person","score":0.80422,"bbox":[499.5,158.13,530.3,234.0]}]}"#
+        );
+    }
+}

@@ -1,0 +1,149 @@
+"""Independent reference for pedvision's detections: OpenCV decode, numpy pre- and
+post-processing, the Python onnxruntime.  It shares no code with the Rust crate and
+is what the golden files under tests/golden/ are made from.
+
+    python nanodet_reference.py MODEL.onnx VIDEO OUT.jsonl [--manifest M.toml] [--conf 0.35] [--iou 0.5]
+
+Writes one JSON object per frame in pedvision's metadata schema (all 80 classes).
+Requires: onnxruntime, numpy, opencv-python-headless (see tests/reference/README.md).
+"""
+
+import argparse
+import json
+import tomllib
+
+import cv2
+import numpy as np
+import onnxruntime as ort
+
+MEAN = np.array([103.53, 116.28, 123.675], dtype=np.float32)  # B, G, R
+STD = np.array([57.375, 57.12, 58.395], dtype=np.float32)
+SIZE = 416
+STRIDES = (8, 16, 32)
+BINS = 11
+
+
+def preprocess(frame_bgr):
+    img = cv2.resize(frame_bgr, (SIZE, SIZE), interpolation=cv2.INTER_LINEAR)
+    img = (img.astype(np.float32) - MEAN) / STD
+    return img.transpose(2, 0, 1)[None]
+
+
+def softmax(x, axis):
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def decode(outputs, conf):
+    boxes, scores, classes = [], [], []
+    for stride in STRIDES:
+        cls = outputs[f"cls_s{stride}"][0]  # [cells, 80], already sigmoid
+        reg = outputs[f"box_s{stride}"][0]  # [cells, 44]
+        n = SIZE // stride
+        ys, xs = np.divmod(np.arange(n * n), n)
+        cx = (xs + 0.5) * stride
+        cy = (ys + 0.5) * stride
+        dist = softmax(reg.reshape(-1, 4, BINS), axis=2) @ np.arange(BINS, dtype=np.float32)
+        dist *= stride  # left, top, right, bottom
+        # Every class above the threshold counts, as in NanoDet's own post-processing.
+        cell_idx, class_idx = np.nonzero(cls > conf)
+        boxes.append(
+            np.stack(
+                [
+                    cx[cell_idx] - dist[cell_idx, 0],
+                    cy[cell_idx] - dist[cell_idx, 1],
+                    cx[cell_idx] + dist[cell_idx, 2],
+                    cy[cell_idx] + dist[cell_idx, 3],
+                ],
+                1,
+            )
+        )
+        scores.append(cls[cell_idx, class_idx])
+        classes.append(class_idx)
+    return np.concatenate(boxes), np.concatenate(scores), np.concatenate(classes)
+
+
+def iou(a, b):
+    x1 = np.maximum(a[0], b[:, 0])
+    y1 = np.maximum(a[1], b[:, 1])
+    x2 = np.minimum(a[2], b[:, 2])
+    y2 = np.minimum(a[3], b[:, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area = lambda r: (r[..., 2] - r[..., 0]) * (r[..., 3] - r[..., 1])
+    return inter / (area(a) + area(b) - inter + 1e-9)
+
+
+def nms(boxes, scores, classes, thr):
+    keep = []
+    for c in np.unique(classes):
+        idx = np.nonzero(classes == c)[0]
+        idx = idx[np.argsort(-scores[idx], kind="stable")]
+        while len(idx):
+            keep.append(idx[0])
+            idx = idx[1:][iou(boxes[idx[0]], boxes[idx[1:]]) <= thr]
+    keep = np.array(keep, dtype=int)
+    return keep[np.argsort(-scores[keep], kind="stable")] if len(keep) else keep
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("model")
+    ap.add_argument("video")
+    ap.add_argument("out")
+    ap.add_argument("--conf", type=float, default=0.35)
+    ap.add_argument("--iou", type=float, default=0.5)
+    ap.add_argument("--manifest", default=None, help="model manifest (TOML) for the labels")
+    args = ap.parse_args()
+
+    labels = None
+    if args.manifest:
+        with open(args.manifest, "rb") as m:
+            labels = tomllib.load(m)["labels"]
+    sess = ort.InferenceSession(args.model, providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    cap = cv2.VideoCapture(args.video)
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    with open(args.out, "w") as f:
+        index = 0
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            h, w = frame.shape[:2]
+            out = dict(zip(names, sess.run(None, {"input_1:0": preprocess(frame)})))
+            boxes, scores, classes = decode(out, args.conf)
+            keep = nms(boxes, scores, classes, args.iou)
+            sx, sy = w / SIZE, h / SIZE
+            dets = []
+            for k in keep:
+                x1, y1, x2, y2 = boxes[k]
+                dets.append(
+                    {
+                        "class_id": int(classes[k]),
+                        "label": labels[classes[k]] if labels else str(int(classes[k])),
+                        "score": round(float(scores[k]), 5),
+                        "bbox": [
+                            round(float(np.clip(x1 * sx, 0, w)), 2),
+                            round(float(np.clip(y1 * sy, 0, h)), 2),
+                            round(float(np.clip(x2 * sx, 0, w)), 2),
+                            round(float(np.clip(y2 * sy, 0, h)), 2),
+                        ],
+                    }
+                )
+            f.write(
+                json.dumps(
+                    {
+                        "frame_index": index,
+                        "pts_ns": int(round(index * 1e9 / fps)),
+                        "width": w,
+                        "height": h,
+                        "detections": dets,
+                    }
+                )
+                + "\n"
+            )
+            index += 1
+
+
+if __name__ == "__main__":
+    main()
