@@ -25,12 +25,15 @@ pub struct Mp4Encoder {
     appsrc: gst_app::AppSrc,
     info: gst_video::VideoInfo,
     frame_ns: u64,
+    /// The input declared a frame rate: output timestamps are `n / fps`.
+    constant_rate: bool,
     frames: u64,
 }
 
 impl Mp4Encoder {
-    /// Starts an encoder for `width`×`height` RGB frames at `fps` (a `0/1` rate is
-    /// taken as 25 fps for timestamps the decoder did not give).
+    /// Starts an encoder for `width`×`height` RGB frames at `fps`. With a `0/1`
+    /// (variable) rate the decoder's timestamps are kept, and 25 fps fills in for
+    /// missing ones.
     pub fn create(
         path: &Path,
         width: u32,
@@ -40,7 +43,8 @@ impl Mp4Encoder {
         let staged = StagedFile::create(path)?;
         let setup = |e: &dyn std::fmt::Display| SinkError::EncoderSetup(e.to_string());
         gst::init().map_err(|e| setup(&e))?;
-        let fps = if fps.0 > 0 && fps.1 > 0 {
+        let constant_rate = fps.0 > 0 && fps.1 > 0;
+        let fps = if constant_rate {
             gst::Fraction::new(fps.0, fps.1)
         } else {
             gst::Fraction::new(25, 1)
@@ -76,6 +80,7 @@ impl Mp4Encoder {
             appsrc,
             info,
             frame_ns,
+            constant_rate,
             frames: 0,
         })
     }
@@ -102,11 +107,18 @@ impl Mp4Encoder {
         let mut buffer = gst::Buffer::from_mut_slice(data);
         {
             let b = buffer.get_mut().expect("a new buffer is writable");
-            let pts = frame.pts_ns.unwrap_or(self.frames * self.frame_ns);
+            let (pts, duration) = if self.constant_rate {
+                // Output frame n at n / fps: the MP4 keeps the input's frame count and
+                // rate even when the decoder's timestamps have gaps (a damaged input).
+                (self.frames * self.frame_ns, self.frame_ns)
+            } else {
+                (
+                    frame.pts_ns.unwrap_or(self.frames * self.frame_ns),
+                    frame.duration_ns.unwrap_or(self.frame_ns),
+                )
+            };
             b.set_pts(gst::ClockTime::from_nseconds(pts));
-            b.set_duration(gst::ClockTime::from_nseconds(
-                frame.duration_ns.unwrap_or(self.frame_ns),
-            ));
+            b.set_duration(gst::ClockTime::from_nseconds(duration));
         }
         self.appsrc
             .push_buffer(buffer)
