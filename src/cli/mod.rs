@@ -30,7 +30,19 @@ pub enum Command {
     /// Detect objects in a video: write an annotated MP4 and per-frame JSON Lines.
     ///
     /// With no arguments it processes the bundled demo clip into out/.
+    #[command(after_help = "Examples:
+  pedvision run                                   the bundled demo clip -> out/
+  pedvision run -i street.mp4                     -> out/street.mp4 + out/street.jsonl
+  pedvision run -i cam.mkv --classes person,car -o boxes.mp4 -m cam.jsonl
+  pedvision run -i clip.webm --classes all --no-video
+
+Outputs appear under their names only when complete; a run that fails part-way keeps
+what it processed as NAME.incomplete.mp4 / NAME.incomplete.jsonl.
+Exit codes: 0 success, 1 failure (one `error:` line on stderr), 2 bad command line.")]
     Run(run::RunArgs),
     /// Measure end-to-end fps against inference-only fps on the same frames.
+    ///
+    /// Use a release build (`make bench`): debug builds measure the wrong thing.
+    #[command(after_help = "Example:\n  pedvision bench --batch 4 --threads 2")]
     Bench(bench::BenchArgs),
 }

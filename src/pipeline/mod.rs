@@ -137,6 +137,15 @@ pub fn run(plan: &RunPlan, detector: &mut Detector) -> crate::Result<RunReport> 
         report.inference = stats.busy;
     }
     // The first failure in stage order is the cause; later ones are its echoes.
+    report.frames = match &post_result {
+        Ok(frames) => *frames,
+        // The post stage failed part-way: count what reached the outputs.
+        Err(_) => metadata
+            .as_ref()
+            .map(MetadataWriter::lines)
+            .or(encoder.as_ref().map(Mp4Encoder::frames))
+            .unwrap_or(0),
+    };
     let failure: Option<crate::Error> = match (source_result, infer_result, post_result) {
         (Err(e), _, _) => Some(e.into()),
         (_, Err(e), _) => Some(e.into()),
@@ -144,11 +153,6 @@ pub fn run(plan: &RunPlan, detector: &mut Detector) -> crate::Result<RunReport> 
         _ => None,
     };
     let complete = failure.is_none();
-    report.frames = match (&metadata, &encoder) {
-        (Some(m), _) => m.lines(),
-        (None, Some(e)) => e.frames(),
-        (None, None) => 0,
-    };
     report.video = encoder.map(|e| e.finish(complete)).transpose()?.flatten();
     report.metadata = metadata.map(|m| m.finish(complete)).transpose()?;
     report.elapsed = started.elapsed();

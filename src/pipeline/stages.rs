@@ -124,14 +124,15 @@ pub fn infer(
     Ok(stats)
 }
 
-/// Decodes, draws, encodes and records each frame, in order. Logs a one-line
+/// Decodes, draws, encodes and records each frame, in order; returns how many
+/// frames it finished. Logs a one-line
 /// progress summary every few seconds (never per frame).
 pub fn post(
     rx: Receiver<Inferred>,
     options: &PostOptions,
     mut encoder: Option<&mut Mp4Encoder>,
     mut metadata: Option<&mut MetadataWriter>,
-) -> crate::Result<()> {
+) -> crate::Result<u64> {
     let overlay = encoder.is_some().then(|| Overlay::new(&options.labels));
     let started = Instant::now();
     let mut last_log = started;
@@ -156,5 +157,5 @@ pub fn post(
             tracing::info!(stream = frame.stream_id, frames, fps = %format!("{fps:.1}"), "progress");
         }
     }
-    Ok(())
+    Ok(frames)
 }

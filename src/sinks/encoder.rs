@@ -56,7 +56,7 @@ impl Mp4Encoder {
         let caps = info.to_caps().map_err(|e| setup(&e))?;
         let pipeline = gst::parse::launch(
             "appsrc name=src format=time block=true max-bytes=20000000 ! videoconvert ! \
-             x264enc speed-preset=veryfast pass=qual quantizer=23 ! h264parse ! mp4mux ! filesink name=sink",
+             x264enc speed-preset=ultrafast pass=qual quantizer=23 threads=1 ! h264parse ! mp4mux ! filesink name=sink",
         )
         .map_err(|e| setup(&e))?
         .downcast::<gst::Pipeline>()
