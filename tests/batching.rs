@@ -36,10 +36,10 @@ fn batch_of_four_equals_four_single_runs() {
         .expect("the source stops cleanly when its receiver goes");
     assert_eq!(frames.len(), 4);
 
-    let pre = Preprocessor::new(768, 576, &manifest.input);
+    let mut pre = Preprocessor::new(768, 576, &manifest.input);
     let mut batch = vec![0.0f32; 4 * pre.input_len()];
     for (f, chunk) in frames.iter().zip(batch.chunks_exact_mut(pre.input_len())) {
-        pre.run(&f.rgb, chunk);
+        pre.run(f, chunk);
     }
     let shape = |n| (n, 3, 416, 416);
     let together = detector

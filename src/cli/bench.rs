@@ -38,12 +38,12 @@ pub fn execute(args: BenchArgs) -> anyhow::Result<()> {
 
     let frames = decode_all(&input)?;
     let (w, h) = (frames[0].width, frames[0].height);
-    let pre = Preprocessor::new(w, h, &model.manifest.input);
+    let mut pre = Preprocessor::new(w, h, &model.manifest.input);
     let inputs: Vec<Vec<f32>> = frames
         .iter()
         .map(|f| {
             let mut v = vec![0.0; pre.input_len()];
-            pre.run(&f.rgb, &mut v);
+            pre.run(f, &mut v);
             v
         })
         .collect();

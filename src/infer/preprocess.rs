@@ -1,11 +1,15 @@
-//! Frame to network input: a bilinear resize of a packed RGB frame straight into the
-//! network's planar, normalised float layout (one pass, no intermediate image).
+//! Frame to network input: each I420 plane is resized (bilinear) straight to the
+//! network size, then every output pixel is converted to RGB with the stream's
+//! colour space and written into the network's planar, normalised float layout.
+//! Converting after resizing touches 416×416 pixels instead of the whole frame.
 //!
 //! The resize follows the half-pixel-centre convention of OpenCV's `INTER_LINEAR`
 //! (source coordinate `(dst + 0.5)·scale − 0.5`, clamped at the borders), which is
-//! what the independent reference in `tests/reference/` uses.
+//! what the independent reference in `tests/reference/` uses. Chroma samples are
+//! taken as centred in their 2×2 block.
 
 use crate::config::{ChannelOrder, InputSpec};
+use crate::pipeline::{Frame, chroma_size};
 
 /// Precomputed tap positions and weights along one axis.
 #[derive(Debug, Clone)]
@@ -16,9 +20,9 @@ struct Taps {
 }
 
 impl Taps {
-    fn new(src: u32, dst: u32) -> Self {
+    fn new(src: usize, dst: usize) -> Self {
         let scale = src as f32 / dst as f32;
-        let last = src.saturating_sub(1) as usize;
+        let last = src.saturating_sub(1);
         let (mut lo, mut hi, mut frac) = (Vec::new(), Vec::new(), Vec::new());
         for d in 0..dst {
             let s = ((d as f32 + 0.5) * scale - 0.5).max(0.0);
@@ -31,22 +35,55 @@ impl Taps {
     }
 }
 
+/// One plane's resize: source width and the taps along each axis.
+#[derive(Debug, Clone)]
+struct PlaneResize {
+    src_w: usize,
+    xs: Taps,
+    ys: Taps,
+}
+
+impl PlaneResize {
+    fn new(src_w: usize, src_h: usize, dst_w: usize, dst_h: usize) -> Self {
+        Self {
+            src_w,
+            xs: Taps::new(src_w, dst_w),
+            ys: Taps::new(src_h, dst_h),
+        }
+    }
+
+    /// Bilinear resize of `plane` into `out` (`dst_w × dst_h` floats).
+    fn run(&self, plane: &[u8], out: &mut [f32]) {
+        let dst_w = self.xs.lo.len();
+        for (y, row_out) in out.chunks_exact_mut(dst_w).enumerate() {
+            let top = &plane[self.ys.lo[y] * self.src_w..][..self.src_w];
+            let bottom = &plane[self.ys.hi[y] * self.src_w..][..self.src_w];
+            let fy = self.ys.frac[y];
+            for (x, o) in row_out.iter_mut().enumerate() {
+                let (l, h, fx) = (self.xs.lo[x], self.xs.hi[x], self.xs.frac[x]);
+                let t = top[l] as f32 + (top[h] as f32 - top[l] as f32) * fx;
+                let b = bottom[l] as f32 + (bottom[h] as f32 - bottom[l] as f32) * fx;
+                *o = t + (b - t) * fy;
+            }
+        }
+    }
+}
+
 /// Converts frames of one size to the network input; build once per source size.
 #[derive(Debug, Clone)]
 pub struct Preprocessor {
-    src_w: u32,
-    src_h: u32,
-    dst_w: usize,
-    dst_h: usize,
-    xs: Taps,
-    ys: Taps,
+    src_size: (u32, u32),
+    luma: PlaneResize,
+    chroma: PlaneResize,
     /// For output plane p: which RGB channel feeds it, and its scale and offset
     /// (`value · scale + offset` = `(value − mean) / std`).
     planes: [(usize, f32, f32); 3],
+    /// Resized Y, U, V at network size, reused between frames.
+    scratch: [Vec<f32>; 3],
 }
 
 impl Preprocessor {
-    /// A preprocessor for `src_w`×`src_h` RGB frames into the input `spec`.
+    /// A preprocessor for `src_w`×`src_h` I420 frames into the input `spec`.
     pub fn new(src_w: u32, src_h: u32, spec: &InputSpec) -> Self {
         let order = match spec.channel_order {
             ChannelOrder::Rgb => [0, 1, 2],
@@ -54,76 +91,57 @@ impl Preprocessor {
         };
         let planes =
             std::array::from_fn(|p| (order[p], 1.0 / spec.std[p], -spec.mean[p] / spec.std[p]));
+        let (dw, dh) = (spec.width as usize, spec.height as usize);
+        let (cw, ch) = chroma_size(src_w, src_h);
         Self {
-            src_w,
-            src_h,
-            dst_w: spec.width as usize,
-            dst_h: spec.height as usize,
-            xs: Taps::new(src_w, spec.width),
-            ys: Taps::new(src_h, spec.height),
+            src_size: (src_w, src_h),
+            luma: PlaneResize::new(src_w as usize, src_h as usize, dw, dh),
+            chroma: PlaneResize::new(cw, ch, dw, dh),
             planes,
+            scratch: std::array::from_fn(|_| vec![0.0; dw * dh]),
         }
     }
 
     /// Source frame size this preprocessor was built for.
     pub fn source_size(&self) -> (u32, u32) {
-        (self.src_w, self.src_h)
+        self.src_size
     }
 
     /// Number of floats of one frame's input (`3·H·W`).
     pub fn input_len(&self) -> usize {
-        3 * self.dst_w * self.dst_h
+        3 * self.scratch[0].len()
     }
 
-    /// Writes one frame (packed RGB, `src_w·src_h·3` bytes) into `out` (`3·H·W`
-    /// floats, planar in the network's channel order).
-    pub fn run(&self, rgb: &[u8], out: &mut [f32]) {
-        let (sw, dw, dh) = (self.src_w as usize, self.dst_w, self.dst_h);
+    /// Writes one frame into `out` (`3·H·W` floats, planar in the network's
+    /// channel order, normalised).
+    pub fn run(&mut self, frame: &Frame, out: &mut [f32]) {
         assert_eq!(
-            rgb.len(),
-            sw * self.src_h as usize * 3,
+            (frame.width, frame.height),
+            self.src_size,
             "frame size does not match the preprocessor"
         );
         assert_eq!(out.len(), self.input_len(), "output buffer size");
-        let plane_len = dw * dh;
-        // One horizontally-resized row per source row used, per channel, reused.
-        let mut row_a = vec![0.0f32; dw * 3];
-        let mut row_b = vec![0.0f32; dw * 3];
-        let horizontal = |src_row: usize, dst: &mut [f32]| {
-            let row = &rgb[src_row * sw * 3..(src_row + 1) * sw * 3];
-            for x in 0..dw {
-                let (l, h, f) = (self.xs.lo[x] * 3, self.xs.hi[x] * 3, self.xs.frac[x]);
-                for c in 0..3 {
-                    let a = row[l + c] as f32;
-                    let b = row[h + c] as f32;
-                    dst[x * 3 + c] = a + (b - a) * f;
-                }
-            }
-        };
-        let (mut cached_a, mut cached_b) = (usize::MAX, usize::MAX);
-        for y in 0..dh {
-            let (lo, hi, fy) = (self.ys.lo[y], self.ys.hi[y], self.ys.frac[y]);
-            if cached_a != lo {
-                if cached_b == lo {
-                    std::mem::swap(&mut row_a, &mut row_b);
-                    cached_b = usize::MAX;
-                } else {
-                    horizontal(lo, &mut row_a);
-                }
-                cached_a = lo;
-            }
-            if cached_b != hi {
-                horizontal(hi, &mut row_b);
-                cached_b = hi;
-            }
-            for (p, &(c, scale, offset)) in self.planes.iter().enumerate() {
-                let dst = &mut out[p * plane_len + y * dw..p * plane_len + (y + 1) * dw];
-                for (x, d) in dst.iter_mut().enumerate() {
-                    let a = row_a[x * 3 + c];
-                    let b = row_b[x * 3 + c];
-                    *d = (a + (b - a) * fy) * scale + offset;
-                }
-            }
+        let (y, u, v) = frame.planes();
+        let [sy, su, sv] = &mut self.scratch;
+        self.luma.run(y, sy);
+        self.chroma.run(u, su);
+        self.chroma.run(v, sv);
+        let [y_off, y_scale, rv, gu, gv, bu] = frame.colour.to_rgb_coefficients();
+        let n = sy.len();
+        let (p0, rest) = out.split_at_mut(n);
+        let (p1, p2) = rest.split_at_mut(n);
+        let [(c0, s0, o0), (c1, s1, o1), (c2, s2, o2)] = self.planes;
+        for i in 0..n {
+            let l = (sy[i] - y_off) * y_scale;
+            let (cb, cr) = (su[i] - 128.0, sv[i] - 128.0);
+            let rgb = [
+                (l + rv * cr).clamp(0.0, 255.0),
+                (l - gu * cb - gv * cr).clamp(0.0, 255.0),
+                (l + bu * cb).clamp(0.0, 255.0),
+            ];
+            p0[i] = rgb[c0] * s0 + o0;
+            p1[i] = rgb[c1] * s1 + o1;
+            p2[i] = rgb[c2] * s2 + o2;
         }
     }
 }
@@ -131,6 +149,7 @@ impl Preprocessor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::{colour::ColourSpace, i420_len};
 
     fn spec(w: u32, h: u32, order: ChannelOrder) -> InputSpec {
         InputSpec {
@@ -143,46 +162,91 @@ mod tests {
         }
     }
 
+    /// An I420 frame from a luma plane and constant chroma.
+    fn frame(w: u32, h: u32, luma: &[u8], u: u8, v: u8, colour: ColourSpace) -> Frame {
+        let mut i420 = luma.to_vec();
+        i420.resize(i420_len(w, h), 0);
+        let (cw, ch) = chroma_size(w, h);
+        let start = (w * h) as usize;
+        i420[start..start + cw * ch].fill(u);
+        i420[start + cw * ch..].fill(v);
+        Frame {
+            stream_id: 0,
+            index: 0,
+            pts_ns: None,
+            duration_ns: None,
+            width: w,
+            height: h,
+            colour,
+            i420,
+        }
+    }
+
     #[test]
-    fn identity_size_copies_and_reorders_channels() {
-        let rgb: Vec<u8> = (0..2 * 2 * 3).map(|v| v as u8).collect();
-        let p = Preprocessor::new(2, 2, &spec(2, 2, ChannelOrder::Bgr));
+    fn grey_full_range_passes_luma_through() {
+        let f = frame(
+            2,
+            2,
+            &[0, 50, 100, 255],
+            128,
+            128,
+            ColourSpace::BT601.full_range(),
+        );
+        let mut p = Preprocessor::new(2, 2, &spec(2, 2, ChannelOrder::Bgr));
         let mut out = vec![0.0; 12];
-        p.run(&rgb, &mut out);
-        // Plane 0 is blue (RGB channel 2): pixels 2, 5, 8, 11.
-        assert_eq!(&out[0..4], &[2.0, 5.0, 8.0, 11.0]);
-        assert_eq!(&out[8..12], &[0.0, 3.0, 6.0, 9.0]);
+        p.run(&f, &mut out);
+        for plane in out.chunks(4) {
+            assert_eq!(plane, &[0.0, 50.0, 100.0, 255.0]);
+        }
+    }
+
+    #[test]
+    fn limited_range_colour_lands_in_the_right_planes() {
+        // BT.601 limited: pure red is Y 81, U 90, V 240.
+        let f = frame(2, 2, &[81; 4], 90, 240, ColourSpace::BT601);
+        let mut p = Preprocessor::new(2, 2, &spec(1, 1, ChannelOrder::Bgr));
+        let mut out = vec![0.0; 3];
+        p.run(&f, &mut out);
+        let [b, g, r] = [out[0], out[1], out[2]];
+        assert!(r > 250.0 && g < 3.0 && b < 3.0, "bgr = {b} {g} {r}");
     }
 
     #[test]
     fn downscale_by_two_averages_pairs_like_opencv() {
-        // 4×1 grey ramp 0, 10, 20, 30 -> 2×1: centres at src 0.5 and 2.5 -> 5, 25.
-        let rgb: Vec<u8> = [0u8, 10, 20, 30].iter().flat_map(|&v| [v, v, v]).collect();
-        let p = Preprocessor::new(4, 1, &spec(2, 1, ChannelOrder::Rgb));
+        // 4×1 luma ramp 0, 10, 20, 30 -> 2×1: centres at src 0.5 and 2.5 -> 5, 25.
+        let f = frame(
+            4,
+            1,
+            &[0, 10, 20, 30],
+            128,
+            128,
+            ColourSpace::BT601.full_range(),
+        );
+        let mut p = Preprocessor::new(4, 1, &spec(2, 1, ChannelOrder::Rgb));
         let mut out = vec![0.0; 6];
-        p.run(&rgb, &mut out);
+        p.run(&f, &mut out);
         assert_eq!(&out[0..2], &[5.0, 25.0]);
     }
 
     #[test]
     fn upscale_clamps_at_borders() {
         // 2×1 (0, 100) -> 4×1: src x = -0.25 (clamped 0), 0.25, 0.75, 1.25 (clamped).
-        let rgb: Vec<u8> = [0u8, 100].iter().flat_map(|&v| [v, v, v]).collect();
-        let p = Preprocessor::new(2, 1, &spec(4, 1, ChannelOrder::Rgb));
+        let f = frame(2, 1, &[0, 100], 128, 128, ColourSpace::BT601.full_range());
+        let mut p = Preprocessor::new(2, 1, &spec(4, 1, ChannelOrder::Rgb));
         let mut out = vec![0.0; 12];
-        p.run(&rgb, &mut out);
+        p.run(&f, &mut out);
         assert_eq!(&out[0..4], &[0.0, 25.0, 75.0, 100.0]);
     }
 
     #[test]
     fn normalises_with_mean_and_std() {
-        let rgb = vec![10u8, 20, 30];
+        let f = frame(1, 1, &[30], 128, 128, ColourSpace::BT601.full_range());
         let mut s = spec(1, 1, ChannelOrder::Rgb);
-        s.mean = [10.0, 10.0, 10.0];
+        s.mean = [10.0, 20.0, 30.0];
         s.std = [2.0, 5.0, 10.0];
-        let p = Preprocessor::new(1, 1, &s);
+        let mut p = Preprocessor::new(1, 1, &s);
         let mut out = vec![0.0; 3];
-        p.run(&rgb, &mut out);
-        assert_eq!(out, vec![0.0, 2.0, 2.0]);
+        p.run(&f, &mut out);
+        assert_eq!(out, vec![10.0, 2.0, 0.0]);
     }
 }

@@ -1,9 +1,12 @@
-//! The units that travel between stages: a decoded [`Frame`], then the same frame
-//! with its network input ([`Prepared`]), then with its raw outputs ([`Inferred`]).
+//! The units that travel between stages: a decoded [`Frame`] (I420, as the decoder
+//! gives it), then the same frame with its network input ([`Prepared`]), then with
+//! its raw outputs ([`Inferred`]).
 
+use super::colour::ColourSpace;
 use crate::infer::FrameOutputs;
 
-/// One decoded video frame, packed RGB (no row padding).
+/// One decoded video frame in planar YUV 4:2:0 (I420), planes packed without row
+/// padding: Y (`width × height`), then U and V (`ceil(width/2) × ceil(height/2)`).
 #[derive(Debug, Clone)]
 pub struct Frame {
     /// Which input this frame came from (0 for the first `--input`).
@@ -16,8 +19,41 @@ pub struct Frame {
     pub duration_ns: Option<u64>,
     pub width: u32,
     pub height: u32,
-    /// `width · height · 3` bytes, rows top to bottom.
-    pub rgb: Vec<u8>,
+    /// How to turn the YUV samples into RGB.
+    pub colour: ColourSpace,
+    /// The three planes, back to back.
+    pub i420: Vec<u8>,
+}
+
+/// Width and height of the chroma planes of a `width × height` I420 frame.
+pub fn chroma_size(width: u32, height: u32) -> (usize, usize) {
+    (width.div_ceil(2) as usize, height.div_ceil(2) as usize)
+}
+
+/// Bytes of a packed `width × height` I420 frame.
+pub fn i420_len(width: u32, height: u32) -> usize {
+    let (cw, ch) = chroma_size(width, height);
+    width as usize * height as usize + 2 * cw * ch
+}
+
+impl Frame {
+    /// The Y, U and V planes.
+    pub fn planes(&self) -> (&[u8], &[u8], &[u8]) {
+        let luma = self.width as usize * self.height as usize;
+        let (cw, ch) = chroma_size(self.width, self.height);
+        let (y, rest) = self.i420.split_at(luma);
+        let (u, v) = rest.split_at(cw * ch);
+        (y, u, v)
+    }
+
+    /// The Y, U and V planes, writable.
+    pub fn planes_mut(&mut self) -> (&mut [u8], &mut [u8], &mut [u8]) {
+        let luma = self.width as usize * self.height as usize;
+        let (cw, ch) = chroma_size(self.width, self.height);
+        let (y, rest) = self.i420.split_at_mut(luma);
+        let (u, v) = rest.split_at_mut(cw * ch);
+        (y, u, v)
+    }
 }
 
 /// A frame and its network input (`3·H·W` floats).

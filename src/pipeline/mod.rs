@@ -14,6 +14,7 @@
 //! committed under their final names only if every stage succeeded; otherwise what
 //! was processed is finalised and kept as `*.incomplete.*`.
 
+pub mod colour;
 mod frame;
 mod stages;
 
@@ -22,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::bounded;
 
-pub use frame::{Frame, Inferred, Prepared};
+pub use frame::{Frame, Inferred, Prepared, chroma_size, i420_len};
 pub use stages::PostOptions;
 
 use crate::infer::Detector;

@@ -5,7 +5,6 @@
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
-use image::RgbImage;
 use ndarray::ArrayView4;
 
 use super::{Frame, Inferred, Prepared};
@@ -15,7 +14,7 @@ use crate::model::{Detection, classes::ClassFilter, geometry::InputToSource, nan
 use crate::sinks::{
     encoder::Mp4Encoder,
     metadata::{FrameRecord, MetadataWriter},
-    overlay::Overlay,
+    overlay::{I420Canvas, Overlay},
 };
 
 /// How outputs become detections, and how they are shown.
@@ -58,12 +57,15 @@ impl PostOptions {
 pub fn preprocess(rx: Receiver<Frame>, tx: Sender<Prepared>, spec: &InputSpec) {
     let mut pre: Option<Preprocessor> = None;
     for frame in rx {
-        let p = match &pre {
-            Some(p) if p.source_size() == (frame.width, frame.height) => p,
-            _ => pre.insert(Preprocessor::new(frame.width, frame.height, spec)),
-        };
+        if pre
+            .as_ref()
+            .is_none_or(|p| p.source_size() != (frame.width, frame.height))
+        {
+            pre = Some(Preprocessor::new(frame.width, frame.height, spec));
+        }
+        let Some(p) = pre.as_mut() else { return };
         let mut input = vec![0.0f32; p.input_len()];
-        p.run(&frame.rgb, &mut input);
+        p.run(&frame, &mut input);
         if tx.send(Prepared { frame, input }).is_err() {
             return;
         }
@@ -138,23 +140,20 @@ pub fn post(
     let mut last_log = started;
     let mut frames = 0u64;
     for Inferred { mut frame, outputs } in rx {
+        let stream = frame.stream_id;
         let dets = options.detections(&frame, &outputs);
         if let Some(m) = metadata.as_deref_mut() {
             m.write(&FrameRecord::new(&frame, &dets, &options.labels))?;
         }
         if let (Some(enc), Some(overlay)) = (encoder.as_deref_mut(), &overlay) {
-            let mut image =
-                RgbImage::from_raw(frame.width, frame.height, std::mem::take(&mut frame.rgb))
-                    .expect("a decoded frame holds width·height·3 bytes");
-            overlay.draw(&mut image, &dets);
-            frame.rgb = image.into_raw();
-            enc.push(&frame)?;
+            overlay.draw(&mut I420Canvas::new(&mut frame), &dets);
+            enc.push(frame)?;
         }
         frames += 1;
         if last_log.elapsed() >= Duration::from_secs(5) {
             last_log = Instant::now();
             let fps = frames as f64 / started.elapsed().as_secs_f64();
-            tracing::info!(stream = frame.stream_id, frames, fps = %format!("{fps:.1}"), "progress");
+            tracing::info!(stream, frames, fps = %format!("{fps:.1}"), "progress");
         }
     }
     Ok(frames)

@@ -1,5 +1,6 @@
 //! The video encoder: `appsrc ! videoconvert ! x264enc ! h264parse ! mp4mux !
-//! filesink`, fed with annotated RGB frames. The MP4 is written to a staged name and
+//! filesink`, fed with annotated I420 frames (x264's own format, so `videoconvert`
+//! passes them through). The MP4 is written to a staged name and
 //! finished with a real EOS (the muxer writes its index on EOS), so a file under the
 //! final name is always complete and playable.
 
@@ -12,7 +13,7 @@ use gstreamer_app as gst_app;
 use gstreamer_video as gst_video;
 
 use super::{SinkError, staging::StagedFile};
-use crate::pipeline::Frame;
+use crate::pipeline::{Frame, chroma_size};
 
 /// How long the muxer may take to finish after EOS.
 const FINISH_TIMEOUT: Duration = Duration::from_secs(60);
@@ -31,7 +32,7 @@ pub struct Mp4Encoder {
 }
 
 impl Mp4Encoder {
-    /// Starts an encoder for `width`×`height` RGB frames at `fps`. With a `0/1`
+    /// Starts an encoder for `width`×`height` I420 frames at `fps`. With a `0/1`
     /// (variable) rate the decoder's timestamps are kept, and 25 fps fills in for
     /// missing ones.
     pub fn create(
@@ -49,15 +50,23 @@ impl Mp4Encoder {
         } else {
             gst::Fraction::new(25, 1)
         };
-        let info = gst_video::VideoInfo::builder(gst_video::VideoFormat::Rgb, width, height)
+        let info = gst_video::VideoInfo::builder(gst_video::VideoFormat::I420, width, height)
             .fps(fps)
             .build()
             .map_err(|e| setup(&e))?;
         let caps = info.to_caps().map_err(|e| setup(&e))?;
-        let pipeline = gst::parse::launch(
-            "appsrc name=src format=time block=true max-bytes=20000000 ! videoconvert ! \
-             x264enc speed-preset=ultrafast pass=qual quantizer=23 threads=1 ! h264parse ! mp4mux ! filesink name=sink",
-        )
+        // 4:2:0 H.264 needs even sizes; odd ones are encoded as 4:4:4 instead.
+        let format = if width.is_multiple_of(2) && height.is_multiple_of(2) {
+            "I420"
+        } else {
+            "Y444"
+        };
+        // x264 on one thread, ultrafast: on a small machine the encoder's extra threads
+        // would preempt inference, which is the bottleneck.
+        let pipeline = gst::parse::launch(&format!(
+            "appsrc name=src format=time block=true max-bytes=20000000 ! videoconvert ! video/x-raw,format={format} ! \
+             x264enc speed-preset=ultrafast pass=qual quantizer=23 threads=1 ! h264parse ! mp4mux ! filesink name=sink"
+        ))
         .map_err(|e| setup(&e))?
         .downcast::<gst::Pipeline>()
         .map_err(|_| SinkError::EncoderSetup("launch did not give a pipeline".into()))?;
@@ -86,24 +95,11 @@ impl Mp4Encoder {
     }
 
     /// Encodes one frame (blocks while the encoder's queue is full).
-    pub fn push(&mut self, frame: &Frame) -> Result<(), SinkError> {
+    pub fn push(&mut self, frame: Frame) -> Result<(), SinkError> {
         if let Some(err) = self.bus_error() {
             return Err(err);
         }
-        let stride = self.info.stride()[0] as usize;
-        let row = frame.width as usize * 3;
-        let data = if stride == row {
-            frame.rgb.clone()
-        } else {
-            let mut padded = vec![0u8; self.info.size()];
-            for (dst, src) in padded
-                .chunks_exact_mut(stride)
-                .zip(frame.rgb.chunks_exact(row))
-            {
-                dst[..row].copy_from_slice(src);
-            }
-            padded
-        };
+        let data = self.layout(frame.i420, frame.width, frame.height);
         let mut buffer = gst::Buffer::from_mut_slice(data);
         {
             let b = buffer.get_mut().expect("a new buffer is writable");
@@ -125,6 +121,35 @@ impl Mp4Encoder {
             .map_err(|e| self.encode_error(format!("{e:?}")))?;
         self.frames += 1;
         Ok(())
+    }
+
+    /// Lays packed I420 planes out the way GStreamer's default video info expects
+    /// (rows padded to 4 bytes); no copy when they already agree.
+    fn layout(&self, packed: Vec<u8>, width: u32, height: u32) -> Vec<u8> {
+        let (cw, ch) = chroma_size(width, height);
+        let dims = [(width as usize, height as usize), (cw, ch), (cw, ch)];
+        let strides = self.info.stride();
+        let offsets = self.info.offset();
+        let mut packed_offset = 0;
+        let mut same = packed.len() == self.info.size();
+        for (plane, &(w, _)) in dims.iter().enumerate() {
+            same &= strides[plane] as usize == w && offsets[plane] == packed_offset;
+            packed_offset += w * dims[plane].1;
+        }
+        if same {
+            return packed;
+        }
+        let mut out = vec![0u8; self.info.size()];
+        let mut src = 0;
+        for (plane, &(w, h)) in dims.iter().enumerate() {
+            let stride = strides[plane] as usize;
+            for row in 0..h {
+                let dst = offsets[plane] + row * stride;
+                out[dst..dst + w].copy_from_slice(&packed[src..src + w]);
+                src += w;
+            }
+        }
+        out
     }
 
     /// Frames pushed so far.

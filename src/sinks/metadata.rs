@@ -130,7 +130,8 @@ mod tests {
             duration_ns: None,
             width: 768,
             height: 576,
-            rgb: vec![],
+            colour: Default::default(),
+            i420: vec![],
         };
         let labels = vec!["person".to_string()];
         let dets = [Detection {

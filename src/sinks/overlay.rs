@@ -2,16 +2,22 @@
 //! a filled tag above it. Pedestrians (`person`) get their own colour; other classes
 //! get a stable colour from a small palette.
 //!
+//! Drawing goes through imageproc's `Canvas`; [`I420Canvas`] is that canvas over an
+//! I420 frame, so frames are drawn on in the decoder's YUV and never converted whole.
+//!
 //! Text needs a TrueType font; the DejaVu font from Debian's `fonts-dejavu-core` is
 //! used (or `PEDVISION_FONT`). Without one, boxes are still drawn and a warning is
 //! logged once.
 
 use ab_glyph::{FontArc, PxScale};
-use image::{Rgb, RgbImage};
-use imageproc::drawing::{draw_filled_rect_mut, draw_hollow_rect_mut, draw_text_mut, text_size};
+use image::Rgb;
+use imageproc::drawing::{
+    Canvas, draw_filled_rect_mut, draw_hollow_rect_mut, draw_text_mut, text_size,
+};
 use imageproc::rect::Rect;
 
 use crate::model::Detection;
+use crate::pipeline::{Frame, chroma_size, colour::ColourSpace};
 
 const FONT_PATHS: [&str; 2] = [
     "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf",
@@ -62,7 +68,7 @@ impl Overlay {
     }
 
     /// Draws `detections` (in source pixels) onto `image`.
-    pub fn draw(&self, image: &mut RgbImage, detections: &[Detection]) {
+    pub fn draw<C: Canvas<Pixel = Rgb<u8>>>(&self, image: &mut C, detections: &[Detection]) {
         // Lowest score first, so the most confident box ends up on top.
         for det in detections.iter().rev() {
             let colour = self.colour(det.class_id);
@@ -102,6 +108,67 @@ impl Overlay {
     }
 }
 
+/// An imageproc canvas over an I420 frame: reads convert YUV to RGB, writes set
+/// the pixel's luma and the chroma of its 2×2 block.
+pub struct I420Canvas<'a> {
+    width: u32,
+    height: u32,
+    chroma_width: usize,
+    colour: ColourSpace,
+    y: &'a mut [u8],
+    u: &'a mut [u8],
+    v: &'a mut [u8],
+}
+
+impl<'a> I420Canvas<'a> {
+    /// A canvas over `frame`'s planes.
+    pub fn new(frame: &'a mut Frame) -> Self {
+        let (width, height, colour) = (frame.width, frame.height, frame.colour);
+        let (chroma_width, _) = chroma_size(width, height);
+        let (y, u, v) = frame.planes_mut();
+        Self {
+            width,
+            height,
+            chroma_width,
+            colour,
+            y,
+            u,
+            v,
+        }
+    }
+
+    fn offsets(&self, x: u32, y: u32) -> (usize, usize) {
+        (
+            y as usize * self.width as usize + x as usize,
+            (y / 2) as usize * self.chroma_width + (x / 2) as usize,
+        )
+    }
+}
+
+impl Canvas for I420Canvas<'_> {
+    type Pixel = Rgb<u8>;
+
+    fn dimensions(&self) -> (u32, u32) {
+        (self.width, self.height)
+    }
+
+    fn get_pixel(&self, x: u32, y: u32) -> Rgb<u8> {
+        let (l, c) = self.offsets(x, y);
+        let rgb = self
+            .colour
+            .to_rgb(self.y[l] as f32, self.u[c] as f32, self.v[c] as f32);
+        Rgb(rgb.map(|v| v.round() as u8))
+    }
+
+    fn draw_pixel(&mut self, x: u32, y: u32, colour: Rgb<u8>) {
+        let (l, c) = self.offsets(x, y);
+        let [yy, u, v] = self.colour.from_rgb(colour.0);
+        self.y[l] = yy;
+        self.u[c] = u;
+        self.v[c] = v;
+    }
+}
+
 fn load_font() -> Option<FontArc> {
     let custom = std::env::var("PEDVISION_FONT").ok();
     custom
@@ -118,6 +185,36 @@ fn load_font() -> Option<FontArc> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::i420_len;
+    use image::RgbImage;
+
+    #[test]
+    fn i420_canvas_writes_luma_and_chroma() {
+        let mut frame = Frame {
+            stream_id: 0,
+            index: 0,
+            pts_ns: None,
+            duration_ns: None,
+            width: 4,
+            height: 4,
+            colour: ColourSpace::BT601,
+            i420: vec![16; i420_len(4, 4)],
+        };
+        let mut canvas = I420Canvas::new(&mut frame);
+        canvas.draw_pixel(3, 2, PEDESTRIAN);
+        let back = canvas.get_pixel(3, 2);
+        for (a, b) in back.0.iter().zip(PEDESTRIAN.0) {
+            assert!((*a as i32 - b as i32).abs() <= 3, "{back:?}");
+        }
+        let (y, u, _) = frame.planes();
+        assert_eq!(y[2 * 4 + 3], ColourSpace::BT601.from_rgb(PEDESTRIAN.0)[0]);
+        assert_eq!(y[2 * 4 + 2], 16, "neighbouring luma untouched");
+        assert_eq!(
+            u[2 + 1],
+            ColourSpace::BT601.from_rgb(PEDESTRIAN.0)[1],
+            "chroma of block (1, 1)"
+        );
+    }
 
     #[test]
     fn draws_box_edges_in_the_class_colour() {

@@ -1,5 +1,7 @@
-//! A decoding source: `uridecodebin ! videoconvert ! RGB appsink`, for any file or
-//! URI the installed GStreamer plugins can decode.
+//! A decoding source: `uridecodebin ! videoconvert ! I420 appsink`, for any file or
+//! URI the installed GStreamer plugins can decode. Frames stay in YUV (most decoders
+//! give I420, so `videoconvert` passes them through) with the colour space the caps
+//! declare.
 //!
 //! [`VideoSource::open`] prerolls the pipeline, so a missing, unreadable or
 //! undecodable input fails before any other stage starts, and the frame size, rate
@@ -19,8 +21,9 @@ use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use gstreamer_video as gst_video;
+use gstreamer_video::prelude::*;
 
-use crate::pipeline::Frame;
+use crate::pipeline::{Frame, chroma_size, colour::ColourSpace, i420_len};
 
 /// How long opening (preroll) may take before the input counts as dead.
 const PREROLL_TIMEOUT: Duration = Duration::from_secs(20);
@@ -104,7 +107,7 @@ impl VideoSource {
         let uri = input_uri(input)?;
         gst::init().map_err(|e| SourceError::Gstreamer(e.to_string()))?;
         let pipeline = gst::parse::launch(
-            "uridecodebin name=src ! videoconvert ! video/x-raw,format=RGB ! appsink name=sink sync=false max-buffers=4 enable-last-sample=false",
+            "uridecodebin name=src ! videoconvert ! video/x-raw,format=I420 ! appsink name=sink sync=false max-buffers=4 enable-last-sample=false",
         )
         .map_err(|e| SourceError::Gstreamer(e.to_string()))?
         .downcast::<gst::Pipeline>()
@@ -283,29 +286,32 @@ impl VideoSource {
         let buffer = sample
             .buffer()
             .ok_or_else(|| self.decode_error("sample without buffer".into()))?;
-        let map = buffer
-            .map_readable()
+        let vframe = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, &info)
             .map_err(|e| self.decode_error(e.to_string()))?;
-        let (w, h) = (info.width() as usize, info.height() as usize);
-        let stride = info.stride()[0] as usize;
-        let row = w * 3;
-        let rgb = if stride == row {
-            map.as_slice()[..row * h].to_vec()
-        } else {
-            let mut packed = Vec::with_capacity(row * h);
-            for y in 0..h {
-                packed.extend_from_slice(&map.as_slice()[y * stride..y * stride + row]);
+        let (w, h) = (info.width(), info.height());
+        let (cw, ch) = chroma_size(w, h);
+        let mut i420 = Vec::with_capacity(i420_len(w, h));
+        for (plane, (pw, ph)) in [(w as usize, h as usize), (cw, ch), (cw, ch)]
+            .into_iter()
+            .enumerate()
+        {
+            let data = vframe
+                .plane_data(plane as u32)
+                .map_err(|e| self.decode_error(e.to_string()))?;
+            let stride = vframe.plane_stride()[plane] as usize;
+            for row in data.chunks(stride).take(ph) {
+                i420.extend_from_slice(&row[..pw]);
             }
-            packed
-        };
+        }
         Ok(Frame {
             stream_id: self.stream_id,
             index,
             pts_ns: buffer.pts().map(|t| t.nseconds()),
             duration_ns: buffer.duration().map(|t| t.nseconds()),
-            width: info.width(),
-            height: info.height(),
-            rgb,
+            width: w,
+            height: h,
+            colour: colour_space(&info),
+            i420,
         })
     }
 }
@@ -313,6 +319,22 @@ impl VideoSource {
 impl Drop for VideoSource {
     fn drop(&mut self) {
         let _ = self.pipeline.set_state(gst::State::Null);
+    }
+}
+
+/// The colour space the caps declare; BT.601 when they do not say (as swscale
+/// and most players assume).
+fn colour_space(info: &gst_video::VideoInfo) -> ColourSpace {
+    let colorimetry = info.colorimetry();
+    let matrix = match colorimetry.matrix() {
+        gst_video::VideoColorMatrix::Bt709 => ColourSpace::BT709,
+        gst_video::VideoColorMatrix::Bt2020 => ColourSpace::BT2020,
+        _ => ColourSpace::BT601,
+    };
+    if colorimetry.range() == gst_video::VideoColorRange::Range0_255 {
+        matrix.full_range()
+    } else {
+        matrix
     }
 }
 
