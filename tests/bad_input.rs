@@ -113,6 +113,35 @@ fn truncated_video_processes_what_decodes_then_fails() {
     );
 }
 
+#[test]
+fn audio_only_file() {
+    let dir = scratch();
+    let audio = dir.path().join("voice.mp4");
+    let status = Command::new("gst-launch-1.0")
+        .args([
+            "-q",
+            "audiotestsrc",
+            "num-buffers=20",
+            "!",
+            "audioconvert",
+            "!",
+            "avenc_aac",
+            "!",
+            "mp4mux",
+            "!",
+            "filesink",
+        ])
+        .arg(format!("location={}", audio.display()))
+        .status()
+        .expect("gst-launch-1.0 runs");
+    assert!(status.success());
+    let line = run_failing(dir.path(), &["--input", path_str(&audio)]);
+    assert_eq!(
+        line,
+        format!("error: {} has no video stream", audio.display())
+    );
+}
+
 /// A copy of the bundled manifest in `dir`, edited by `edit`, pointing at `onnx`.
 fn manifest_copy(dir: &Path, onnx: &Path, edit: impl Fn(String) -> String) -> std::path::PathBuf {
     let text = std::fs::read_to_string(MODEL).unwrap();

@@ -162,7 +162,17 @@ impl VideoSource {
             };
             match msg.view() {
                 gst::MessageView::AsyncDone(_) => break,
-                gst::MessageView::Error(err) => return Err(self.decode_error(error_text(err))),
+                gst::MessageView::Error(err) => {
+                    let text = error_text(err);
+                    // Nothing reached the video branch: the input has no video stream
+                    // (an audio-only file, say), which deserves a plain message.
+                    if text.contains("not-linked") {
+                        return Err(SourceError::NoVideo {
+                            input: self.input.clone(),
+                        });
+                    }
+                    return Err(self.decode_error(text));
+                }
                 gst::MessageView::Eos(_) => {
                     return Err(SourceError::NoVideo {
                         input: self.input.clone(),
