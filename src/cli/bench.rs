@@ -26,6 +26,11 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 3)]
     pub warmup: usize,
 
+    /// End-to-end passes, each between two inference-only passes; the median
+    /// ratio is reported.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=50))]
+    pub rounds: u16,
+
     #[command(flatten)]
     pub detector: DetectorArgs,
 }
@@ -36,9 +41,12 @@ pub fn execute(args: BenchArgs) -> anyhow::Result<()> {
     let mut model = args.detector.load(manifest, classes)?;
     let batch = usize::from(args.detector.batch);
 
+    let decode_started = Instant::now();
     let frames = decode_all(&input)?;
+    let decode_time = decode_started.elapsed();
     let (w, h) = (frames[0].width, frames[0].height);
     let mut pre = Preprocessor::new(w, h, &model.manifest.input);
+    let prep_started = Instant::now();
     let inputs: Vec<Vec<f32>> = frames
         .iter()
         .map(|f| {
@@ -47,6 +55,7 @@ pub fn execute(args: BenchArgs) -> anyhow::Result<()> {
             v
         })
         .collect();
+    let prep_time = prep_started.elapsed();
     let batches: Vec<Vec<f32>> = inputs.chunks(batch).map(|c| c.concat()).collect();
     let shape = |b: &Vec<f32>| {
         (
@@ -70,12 +79,12 @@ pub fn execute(args: BenchArgs) -> anyhow::Result<()> {
         args.detector.device
     );
 
-    let infer_before = inference_only(&mut model.detector, &batches, shape)?;
+    let per_frame = |d: Duration| d.as_secs_f64() * 1e3 / frames.len() as f64;
     println!(
-        "inference only, pass 1:   {:7.2} fps",
-        fps(frames.len(), infer_before)
+        "single-threaded costs:    decode {:.2} ms/frame, preprocess {:.2} ms/frame",
+        per_frame(decode_time),
+        per_frame(prep_time)
     );
-
     let dir = std::env::temp_dir().join(format!("pedvision-bench-{}", std::process::id()));
     let plan = RunPlan {
         input: input.clone(),
@@ -84,31 +93,79 @@ pub fn execute(args: BenchArgs) -> anyhow::Result<()> {
         batch,
         post: model.post.clone(),
     };
-    let report = pipeline::run(&plan, &mut model.detector);
-    let _ = std::fs::remove_dir_all(&dir);
-    let report = report?;
-    anyhow::ensure!(
-        report.frames == frames.len() as u64,
-        "end-to-end run processed {} of {} frames",
-        report.frames,
-        frames.len()
-    );
-    let e2e = report.fps();
+    // Alternate inference-only and end-to-end passes; each round's ratio divides
+    // its end-to-end fps by the mean of the inference-only passes around it, so a
+    // change in machine load hits both sides of a ratio alike.
+    let cpu_before = cpu_time();
+    let mut infer_fps = vec![fps(
+        frames.len(),
+        inference_only(&mut model.detector, &batches, shape)?,
+    )];
+    let infer_cpu = cpu_time()
+        .zip(cpu_before)
+        .map(|(after, before)| after - before);
+    let mut e2e_cpu = Duration::ZERO;
+    let mut ratios = Vec::new();
+    for round in 1..=usize::from(args.rounds) {
+        let cpu_before = cpu_time();
+        let report = pipeline::run(&plan, &mut model.detector);
+        e2e_cpu += cpu_time()
+            .zip(cpu_before)
+            .map_or(Duration::ZERO, |(after, before)| after - before);
+        let _ = std::fs::remove_dir_all(&dir);
+        let report = report?;
+        anyhow::ensure!(
+            report.frames == frames.len() as u64,
+            "end-to-end run processed {} of {} frames",
+            report.frames,
+            frames.len()
+        );
+        infer_fps.push(fps(
+            frames.len(),
+            inference_only(&mut model.detector, &batches, shape)?,
+        ));
+        let around = (infer_fps[round - 1] + infer_fps[round]) / 2.0;
+        ratios.push(report.fps() / around);
+        println!(
+            "round {round}: end to end {:6.2} fps, inference only {:6.2} / {:6.2} fps, ratio {:.3}",
+            report.fps(),
+            infer_fps[round - 1],
+            infer_fps[round],
+            report.fps() / around
+        );
+    }
+    ratios.sort_by(f64::total_cmp);
     println!(
-        "end to end:               {e2e:7.2} fps  (decode, preprocess, infer, NMS, overlay, H.264/MP4, JSONL)"
+        "ratio end-to-end / inference-only: median {:.3} (min {:.3}, max {:.3}) over {} rounds",
+        ratios[ratios.len() / 2],
+        ratios[0],
+        ratios[ratios.len() - 1],
+        ratios.len()
     );
-
-    let infer_after = inference_only(&mut model.detector, &batches, shape)?;
+    if let Some(infer_cpu) = infer_cpu {
+        let per_frame = |d: Duration, n: usize| d.as_secs_f64() * 1e3 / n as f64;
+        println!(
+            "CPU time per frame: inference only {:.1} ms, end to end {:.1} ms",
+            per_frame(infer_cpu, frames.len()),
+            per_frame(e2e_cpu, frames.len() * usize::from(args.rounds))
+        );
+    }
     println!(
-        "inference only, pass 2:   {:7.2} fps",
-        fps(frames.len(), infer_after)
-    );
-    let infer = fps(2 * frames.len(), infer_before + infer_after);
-    println!(
-        "ratio end-to-end / inference-only: {:.3}  (inference-only mean {infer:.2} fps)",
-        e2e / infer
+        "(end to end = decode, preprocess, inference, NMS, overlay, H.264/MP4 encode, JSON Lines)"
     );
     Ok(())
+}
+
+/// CPU time (user + system) this process has used so far, from /proc/self/stat;
+/// `None` where that file does not exist.
+fn cpu_time() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces) start at state (3rd).
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // Linux reports these in USER_HZ, which is 100 on every mainstream platform.
+    Some(Duration::from_millis(ticks * 10))
 }
 
 fn fps(frames: usize, took: Duration) -> f64 {

@@ -14,33 +14,40 @@ use crate::pipeline::{Frame, chroma_size};
 /// Precomputed tap positions and weights along one axis.
 #[derive(Debug, Clone)]
 struct Taps {
-    lo: Vec<usize>,
-    hi: Vec<usize>,
-    frac: Vec<f32>,
+    /// Per destination sample: the two source indices and the weight of the second.
+    taps: Vec<(usize, usize, f32)>,
 }
 
 impl Taps {
     fn new(src: usize, dst: usize) -> Self {
         let scale = src as f32 / dst as f32;
         let last = src.saturating_sub(1);
-        let (mut lo, mut hi, mut frac) = (Vec::new(), Vec::new(), Vec::new());
-        for d in 0..dst {
-            let s = ((d as f32 + 0.5) * scale - 0.5).max(0.0);
-            let i = (s.floor() as usize).min(last);
-            lo.push(i);
-            hi.push((i + 1).min(last));
-            frac.push(if i >= last { 0.0 } else { s - i as f32 });
-        }
-        Self { lo, hi, frac }
+        let taps = (0..dst)
+            .map(|d| {
+                let s = ((d as f32 + 0.5) * scale - 0.5).max(0.0);
+                let i = (s.floor() as usize).min(last);
+                (
+                    i,
+                    (i + 1).min(last),
+                    if i >= last { 0.0 } else { s - i as f32 },
+                )
+            })
+            .collect();
+        Self { taps }
     }
 }
 
-/// One plane's resize: source width and the taps along each axis.
+/// One plane's resize: source width, the taps along each axis, and a row buffer.
+///
+/// Each output row first blends its two source rows (a contiguous loop the
+/// compiler vectorises), then samples that blend horizontally: one gather per
+/// output sample instead of two.
 #[derive(Debug, Clone)]
 struct PlaneResize {
     src_w: usize,
     xs: Taps,
     ys: Taps,
+    blended: Vec<f32>,
 }
 
 impl PlaneResize {
@@ -49,21 +56,25 @@ impl PlaneResize {
             src_w,
             xs: Taps::new(src_w, dst_w),
             ys: Taps::new(src_h, dst_h),
+            blended: vec![0.0; src_w],
         }
     }
 
     /// Bilinear resize of `plane` into `out` (`dst_w × dst_h` floats).
-    fn run(&self, plane: &[u8], out: &mut [f32]) {
-        let dst_w = self.xs.lo.len();
-        for (y, row_out) in out.chunks_exact_mut(dst_w).enumerate() {
-            let top = &plane[self.ys.lo[y] * self.src_w..][..self.src_w];
-            let bottom = &plane[self.ys.hi[y] * self.src_w..][..self.src_w];
-            let fy = self.ys.frac[y];
-            for (x, o) in row_out.iter_mut().enumerate() {
-                let (l, h, fx) = (self.xs.lo[x], self.xs.hi[x], self.xs.frac[x]);
-                let t = top[l] as f32 + (top[h] as f32 - top[l] as f32) * fx;
-                let b = bottom[l] as f32 + (bottom[h] as f32 - bottom[l] as f32) * fx;
-                *o = t + (b - t) * fy;
+    fn run(&mut self, plane: &[u8], out: &mut [f32]) {
+        let (w, dst_w) = (self.src_w, self.xs.taps.len());
+        for (row_out, &(top, bottom, fy)) in out.chunks_exact_mut(dst_w).zip(&self.ys.taps) {
+            let (t, b) = (
+                &plane[top * w..(top + 1) * w],
+                &plane[bottom * w..(bottom + 1) * w],
+            );
+            for ((m, &a), &c) in self.blended.iter_mut().zip(t).zip(b) {
+                let a = a as f32;
+                *m = a + (c as f32 - a) * fy;
+            }
+            for (o, &(l, h, fx)) in row_out.iter_mut().zip(&self.xs.taps) {
+                let (a, c) = (self.blended[l], self.blended[h]);
+                *o = a + (c - a) * fx;
             }
         }
     }
@@ -75,9 +86,11 @@ pub struct Preprocessor {
     src_size: (u32, u32),
     luma: PlaneResize,
     chroma: PlaneResize,
-    /// For output plane p: which RGB channel feeds it, and its scale and offset
-    /// (`value · scale + offset` = `(value − mean) / std`).
-    planes: [(usize, f32, f32); 3],
+    /// Channel order of the output planes.
+    order: ChannelOrder,
+    /// Per RGB channel: scale and offset (`value · scale + offset` =
+    /// `(value − mean) / std`).
+    norm: [(f32, f32); 3],
     /// Resized Y, U, V at network size, reused between frames.
     scratch: [Vec<f32>; 3],
 }
@@ -85,19 +98,20 @@ pub struct Preprocessor {
 impl Preprocessor {
     /// A preprocessor for `src_w`×`src_h` I420 frames into the input `spec`.
     pub fn new(src_w: u32, src_h: u32, spec: &InputSpec) -> Self {
-        let order = match spec.channel_order {
+        // The manifest gives mean and std in the network's channel order.
+        let plane_of_rgb = match spec.channel_order {
             ChannelOrder::Rgb => [0, 1, 2],
             ChannelOrder::Bgr => [2, 1, 0],
         };
-        let planes =
-            std::array::from_fn(|p| (order[p], 1.0 / spec.std[p], -spec.mean[p] / spec.std[p]));
+        let norm = plane_of_rgb.map(|p| (1.0 / spec.std[p], -spec.mean[p] / spec.std[p]));
         let (dw, dh) = (spec.width as usize, spec.height as usize);
         let (cw, ch) = chroma_size(src_w, src_h);
         Self {
             src_size: (src_w, src_h),
             luma: PlaneResize::new(src_w as usize, src_h as usize, dw, dh),
             chroma: PlaneResize::new(cw, ch, dw, dh),
-            planes,
+            order: spec.channel_order,
+            norm,
             scratch: std::array::from_fn(|_| vec![0.0; dw * dh]),
         }
     }
@@ -130,18 +144,20 @@ impl Preprocessor {
         let n = sy.len();
         let (p0, rest) = out.split_at_mut(n);
         let (p1, p2) = rest.split_at_mut(n);
-        let [(c0, s0, o0), (c1, s1, o1), (c2, s2, o2)] = self.planes;
-        for i in 0..n {
-            let l = (sy[i] - y_off) * y_scale;
-            let (cb, cr) = (su[i] - 128.0, sv[i] - 128.0);
-            let rgb = [
-                (l + rv * cr).clamp(0.0, 255.0),
-                (l - gu * cb - gv * cr).clamp(0.0, 255.0),
-                (l + bu * cb).clamp(0.0, 255.0),
-            ];
-            p0[i] = rgb[c0] * s0 + o0;
-            p1[i] = rgb[c1] * s1 + o1;
-            p2[i] = rgb[c2] * s2 + o2;
+        // Fixed roles per loop (no per-pixel channel lookup) so the loop vectorises.
+        let (r_out, g_out, b_out) = match self.order {
+            ChannelOrder::Rgb => (p0, p1, p2),
+            ChannelOrder::Bgr => (p2, p1, p0),
+        };
+        let [(rs, ro), (gs, go), (bs, bo)] = self.norm;
+        let outs = r_out.iter_mut().zip(g_out.iter_mut()).zip(b_out.iter_mut());
+        let ins = sy.iter().zip(su.iter()).zip(sv.iter());
+        for (((r, g), b), ((&y, &u), &v)) in outs.zip(ins) {
+            let l = (y - y_off) * y_scale;
+            let (cb, cr) = (u - 128.0, v - 128.0);
+            *r = (l + rv * cr).clamp(0.0, 255.0) * rs + ro;
+            *g = (l - gu * cb - gv * cr).clamp(0.0, 255.0) * gs + go;
+            *b = (l + bu * cb).clamp(0.0, 255.0) * bs + bo;
         }
     }
 }

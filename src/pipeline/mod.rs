@@ -111,15 +111,17 @@ pub fn run(plan: &RunPlan, detector: &mut Detector) -> crate::Result<RunReport> 
     let (frame_tx, frame_rx) = bounded::<Frame>(depth);
     let (prep_tx, prep_rx) = bounded::<Prepared>(depth);
     let (inf_tx, inf_rx) = bounded::<Inferred>(depth);
+    let (recycle_tx, recycle_rx) = bounded::<Vec<f32>>(depth);
 
     let spec = &plan.post.input;
     let (source_result, prep_result, infer_result, post_result) = std::thread::scope(|s| {
         let spawn = |name: &str| std::thread::Builder::new().name(name.to_string());
         let source_thread = spawn("source").spawn_scoped(s, move || source.run(frame_tx));
-        let prep_thread = spawn("preprocess")
-            .spawn_scoped(s, move || stages::preprocess(frame_rx, prep_tx, spec));
+        let prep_thread = spawn("preprocess").spawn_scoped(s, move || {
+            stages::preprocess(frame_rx, prep_tx, recycle_rx, spec)
+        });
         let infer_thread = spawn("infer").spawn_scoped(s, move || {
-            stages::infer(prep_rx, inf_tx, detector, plan.batch)
+            stages::infer(prep_rx, inf_tx, recycle_tx, detector, plan.batch)
         });
         let post = stages::post(inf_rx, &plan.post, encoder.as_mut(), metadata.as_mut());
         (

@@ -54,7 +54,14 @@ impl PostOptions {
 }
 
 /// Frames to network inputs. Rebuilds its resize tables only if the size changes.
-pub fn preprocess(rx: Receiver<Frame>, tx: Sender<Prepared>, spec: &InputSpec) {
+/// Input buffers come back from the inference stage through `recycled`, so the
+/// steady state allocates (and page-faults) nothing.
+pub fn preprocess(
+    rx: Receiver<Frame>,
+    tx: Sender<Prepared>,
+    recycled: Receiver<Vec<f32>>,
+    spec: &InputSpec,
+) {
     let mut pre: Option<Preprocessor> = None;
     for frame in rx {
         if pre
@@ -64,7 +71,8 @@ pub fn preprocess(rx: Receiver<Frame>, tx: Sender<Prepared>, spec: &InputSpec) {
             pre = Some(Preprocessor::new(frame.width, frame.height, spec));
         }
         let Some(p) = pre.as_mut() else { return };
-        let mut input = vec![0.0f32; p.input_len()];
+        let mut input = recycled.try_recv().unwrap_or_default();
+        input.resize(p.input_len(), 0.0);
         p.run(&frame, &mut input);
         if tx.send(Prepared { frame, input }).is_err() {
             return;
@@ -82,10 +90,12 @@ pub struct InferStats {
 }
 
 /// Groups inputs into batches of up to `batch` frames (waiting for a full batch:
-/// files never drop) and runs the detector on each.
+/// files never drop) and runs the detector on each. Spent input buffers go back to
+/// the preprocessor through `recycle`.
 pub fn infer(
     rx: Receiver<Prepared>,
     tx: Sender<Inferred>,
+    recycle: Sender<Vec<f32>>,
     detector: &mut Detector,
     batch: usize,
 ) -> Result<InferStats, RuntimeError> {
@@ -100,11 +110,17 @@ pub fn infer(
                 Err(_) => break,
             }
         }
-        tensor.clear();
-        for item in &items {
-            tensor.extend_from_slice(&item.input);
-        }
-        let view = ArrayView4::from_shape((items.len(), 3, h as usize, w as usize), &tensor)
+        let shape = (items.len(), 3, h as usize, w as usize);
+        let data: &[f32] = if let [single] = items.as_slice() {
+            &single.input
+        } else {
+            tensor.clear();
+            for item in &items {
+                tensor.extend_from_slice(&item.input);
+            }
+            &tensor
+        };
+        let view = ArrayView4::from_shape(shape, data)
             .map_err(|e| RuntimeError::Run(format!("batch tensor: {e}")))?;
         let started = Instant::now();
         let outputs = detector.run(view)?;
@@ -112,6 +128,7 @@ pub fn infer(
         stats.batches += 1;
         stats.frames += items.len() as u64;
         for (item, outputs) in items.into_iter().zip(outputs) {
+            let _ = recycle.try_send(item.input);
             if tx
                 .send(Inferred {
                     frame: item.frame,
