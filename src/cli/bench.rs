@@ -12,7 +12,9 @@ use clap::Args;
 use ndarray::ArrayView4;
 use pedvision::infer::{Detector, preprocess::Preprocessor};
 use pedvision::pipeline::{self, Frame, RunPlan};
-use pedvision::sources::VideoSource;
+use pedvision::sources::{ReconnectPolicy, RtspOptions, SourceSpec};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use super::common::{DEMO_CLIP, DetectorArgs};
 
@@ -86,11 +88,17 @@ pub fn execute(args: BenchArgs) -> anyhow::Result<()> {
         per_frame(prep_time)
     );
     let dir = std::env::temp_dir().join(format!("pedvision-bench-{}", std::process::id()));
+    let source = SourceSpec::parse(0, &input)?;
     let plan = RunPlan {
-        input: input.clone(),
-        video: Some(dir.join("bench.mp4")),
+        sources: vec![source.clone()],
+        rtsp: RtspOptions::default(),
+        reconnect: ReconnectPolicy::default(),
+        videos: vec![Some(dir.join("bench.mp4"))],
         metadata: Some(dir.join("bench.jsonl")),
+        rtsp_out: None,
+        display: false,
         batch,
+        batch_timeout: None,
         post: model.post.clone(),
     };
     // Alternate inference-only and end-to-end passes; each round's ratio divides
@@ -108,7 +116,11 @@ pub fn execute(args: BenchArgs) -> anyhow::Result<()> {
     let mut ratios = Vec::new();
     for round in 1..=usize::from(args.rounds) {
         let cpu_before = cpu_time();
-        let report = pipeline::run(&plan, &mut model.detector);
+        let report = pipeline::run(
+            &plan,
+            &mut model.detector,
+            &Arc::new(AtomicBool::new(false)),
+        );
         e2e_cpu += cpu_time()
             .zip(cpu_before)
             .map_or(Duration::ZERO, |(after, before)| after - before);
@@ -186,13 +198,12 @@ fn inference_only(
 
 /// Decodes the whole input into memory.
 fn decode_all(input: &str) -> anyhow::Result<Vec<Frame>> {
-    let source = VideoSource::open(input, 0)?;
-    let (tx, rx) = crossbeam_channel::bounded(16);
-    let decoder = std::thread::spawn(move || source.run(tx));
-    let frames: Vec<Frame> = rx.iter().collect();
-    decoder
-        .join()
-        .map_err(|_| anyhow::anyhow!("decoder thread panicked"))??;
+    let spec = SourceSpec::parse(0, input)?;
+    anyhow::ensure!(
+        !spec.is_live(),
+        "bench needs a file: a live input has no end to measure to"
+    );
+    let frames = pedvision::sources::read_frames(input, None)?;
     anyhow::ensure!(!frames.is_empty(), "{input} has no frames");
     Ok(frames)
 }

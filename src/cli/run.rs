@@ -1,28 +1,38 @@
 //! `pedvision run`: flags -> a validated [`RunPlan`] -> the pipeline -> a summary.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use clap::Args;
-use pedvision::pipeline::{self, RunPlan};
+use pedvision::pipeline::{self, RunPlan, RunReport};
+use pedvision::sources::{ReconnectPolicy, RtspOptions, RtspTransport, SourceSpec};
 
 use super::common::{DEMO_CLIP, DetectorArgs};
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Video file (MP4, MKV, WebM, AVI, ...) or URI to process. Default: the bundled
-    /// demo clip.
-    #[arg(long, short, value_name = "FILE|URI")]
-    pub input: Option<String>,
+    /// An input; repeat for several streams, batched together. A video file (MP4,
+    /// MKV, WebM, AVI, ...) or file:// URI, rtsp://[user:pass@]host/path, an
+    /// http(s):// stream or HLS playlist, a camera (/dev/videoN or camera:N), or a
+    /// live test pattern (test:[PATTERN][?width=W&height=H&fps=F]). Default: the
+    /// bundled demo clip.
+    #[arg(long, short, value_name = "INPUT")]
+    pub input: Vec<String>,
 
-    /// Annotated video to write (H.264 in MP4). Default: out/<input name>.mp4.
-    #[arg(long, short, value_name = "FILE")]
-    pub output: Option<PathBuf>,
+    /// Annotated video to write per stream (H.264 in MP4). `{name}` is the input's
+    /// name and `{stream}` its stream id. Default: out/{name}.mp4 for one input,
+    /// out/{stream}-{name}.mp4 for several.
+    #[arg(long, short, value_name = "PATTERN")]
+    pub output: Option<String>,
 
-    /// Do not write an annotated video.
+    /// Do not write annotated videos.
     #[arg(long, conflicts_with = "output")]
     pub no_video: bool,
 
-    /// Per-frame detections as JSON Lines. Default: out/<input name>.jsonl.
+    /// Per-frame detections of all streams as JSON Lines. Default: out/{name}.jsonl
+    /// for one input, out/metadata.jsonl for several.
     #[arg(long, short, value_name = "FILE")]
     pub metadata: Option<PathBuf>,
 
@@ -30,55 +40,196 @@ pub struct RunArgs {
     #[arg(long, conflicts_with = "metadata")]
     pub no_metadata: bool,
 
+    /// Serve each annotated stream over RTSP at rtsp://ADDRESS:PORT/streamN. A bare
+    /// port binds to 127.0.0.1 (loopback only); give 0.0.0.0:PORT to serve others.
+    #[arg(long, value_name = "[ADDRESS:]PORT")]
+    pub rtsp_out: Option<String>,
+
+    /// Show each annotated stream in a window (needs a display).
+    #[arg(long)]
+    pub display: bool,
+
+    /// Longest wait, in ms, for a partial batch to fill (counted from its first
+    /// frame). Default: wait for a full batch when every input is a file, 20 ms when
+    /// any input is live.
+    #[arg(long, value_name = "MS")]
+    pub batch_timeout: Option<u64>,
+
+    /// RTSP jitter-buffer latency, in ms.
+    #[arg(long, default_value_t = 200, value_name = "MS")]
+    pub rtsp_latency: u32,
+
+    /// RTSP transport: auto (UDP, then TCP when UDP gets nothing), tcp or udp.
+    #[arg(long, value_enum, default_value_t = RtspTransport::Auto)]
+    pub rtsp_transport: RtspTransport,
+
+    /// With --rtsp-transport auto: how long UDP may get nothing before TCP, in ms.
+    #[arg(long, default_value_t = 3000, value_name = "MS")]
+    pub rtsp_udp_timeout: u32,
+
+    /// First reconnection delay for network sources, in ms; it doubles per failed
+    /// attempt up to --reconnect-max-delay.
+    #[arg(long, default_value_t = 500, value_name = "MS")]
+    pub reconnect_delay: u64,
+
+    /// Longest delay between reconnection attempts, in seconds.
+    #[arg(long, default_value_t = 30, value_name = "S")]
+    pub reconnect_max_delay: u64,
+
+    /// Failed attempts in a row before a network source gives up (0: never).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub reconnect_attempts: u32,
+
+    /// A live source with no frame for this long has stalled and reconnects, in s.
+    #[arg(long, default_value_t = 5.0, value_name = "S")]
+    pub stall_timeout: f64,
+
+    /// Stop after this many seconds, as SIGINT would (outputs are finalised).
+    #[arg(long, value_name = "S")]
+    pub duration: Option<f64>,
+
     #[command(flatten)]
     pub detector: DetectorArgs,
 }
 
-/// `out/<stem of the input>.<ext>`.
-fn default_output(input: &str, ext: &str) -> PathBuf {
-    let name = input.rsplit('/').next().unwrap_or(input);
-    let stem = Path::new(name)
-        .file_stem()
-        .map_or_else(|| "output".into(), |s| s.to_string_lossy().into_owned());
-    let stem = if stem.is_empty() {
-        "output".to_string()
-    } else {
-        stem
-    };
-    Path::new("out").join(format!("{stem}.{ext}"))
+/// Expands an output pattern for one stream.
+fn expand(pattern: &str, spec: &SourceSpec) -> PathBuf {
+    PathBuf::from(
+        pattern
+            .replace("{name}", &spec.stem())
+            .replace("{stream}", &spec.id.to_string()),
+    )
+}
+
+impl RunArgs {
+    /// Validates the flags into a plan (no threads start here).
+    pub fn plan(&self, post: pipeline::PostOptions) -> anyhow::Result<RunPlan> {
+        let inputs = if self.input.is_empty() {
+            vec![DEMO_CLIP.to_string()]
+        } else {
+            self.input.clone()
+        };
+        let sources = inputs
+            .iter()
+            .enumerate()
+            .map(|(i, input)| SourceSpec::parse(i as u32, input))
+            .collect::<Result<Vec<_>, _>>()?;
+        let many = sources.len() > 1;
+        let videos = if self.no_video {
+            vec![None; sources.len()]
+        } else {
+            let default = if many {
+                "out/{stream}-{name}.mp4"
+            } else {
+                "out/{name}.mp4"
+            };
+            let pattern = self.output.as_deref().unwrap_or(default);
+            if many && !pattern.contains("{stream}") {
+                anyhow::bail!(
+                    "--output {pattern:?} must contain {{stream}} when there are several inputs"
+                );
+            }
+            sources.iter().map(|s| Some(expand(pattern, s))).collect()
+        };
+        let metadata = (!self.no_metadata).then(|| {
+            self.metadata.clone().unwrap_or_else(|| match many {
+                true => Path::new("out").join("metadata.jsonl"),
+                false => expand("out/{name}.jsonl", &sources[0]),
+            })
+        });
+        if metadata.is_some() && videos.iter().any(|v| v.is_some() && *v == metadata) {
+            anyhow::bail!("--output and --metadata name the same file");
+        }
+        let any_live = sources.iter().any(SourceSpec::is_live);
+        let batch_timeout = match self.batch_timeout {
+            Some(ms) => Some(Duration::from_millis(ms)),
+            None => any_live.then_some(Duration::from_millis(20)),
+        };
+        if !(self.stall_timeout > 0.0 && self.stall_timeout.is_finite()) {
+            anyhow::bail!("--stall-timeout must be a positive number of seconds");
+        }
+        let rtsp_out = self.rtsp_out.as_ref().map(|a| {
+            if a.contains(':') {
+                a.clone()
+            } else {
+                format!("127.0.0.1:{a}")
+            }
+        });
+        Ok(RunPlan {
+            sources,
+            rtsp: RtspOptions {
+                latency_ms: self.rtsp_latency,
+                transport: self.rtsp_transport,
+                udp_timeout_ms: self.rtsp_udp_timeout,
+            },
+            reconnect: ReconnectPolicy {
+                initial: Duration::from_millis(self.reconnect_delay.max(1)),
+                max: Duration::from_secs(self.reconnect_max_delay.max(1)),
+                attempts: self.reconnect_attempts,
+                stall: Duration::from_secs_f64(self.stall_timeout),
+            },
+            videos,
+            metadata,
+            rtsp_out,
+            display: self.display,
+            batch: self.detector.batch.into(),
+            batch_timeout,
+            post,
+        })
+    }
+}
+
+/// Raises `stop` on SIGINT or SIGTERM; a second signal exits at once.
+fn install_stop_handler(stop: Arc<AtomicBool>) {
+    let result = ctrlc::set_handler(move || {
+        if stop.swap(true, Ordering::SeqCst) {
+            eprintln!("error: interrupted twice; exiting without finalising outputs");
+            std::process::exit(130);
+        }
+        eprintln!(
+            "stopping: finishing queued frames and closing outputs (interrupt again to abort)"
+        );
+    });
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "cannot install the SIGINT/SIGTERM handler");
+    }
 }
 
 pub fn execute(args: RunArgs) -> anyhow::Result<()> {
-    let input = args.input.clone().unwrap_or_else(|| DEMO_CLIP.to_string());
-    let video = (!args.no_video).then(|| {
-        args.output
-            .clone()
-            .unwrap_or_else(|| default_output(&input, "mp4"))
-    });
-    let metadata = (!args.no_metadata).then(|| {
-        args.metadata
-            .clone()
-            .unwrap_or_else(|| default_output(&input, "jsonl"))
-    });
-    if video.is_some() && video == metadata {
-        anyhow::bail!("--output and --metadata name the same file");
-    }
     let (manifest, classes) = args.detector.manifest_and_classes()?;
-    // The input is checked before the model loads: a typo should fail in milliseconds.
-    pedvision::sources::input_uri(&input)?;
-    let mut model = args.detector.load(manifest, classes)?;
-    let plan = RunPlan {
-        input,
-        video,
-        metadata,
-        batch: args.detector.batch.into(),
-        post: model.post.clone(),
+    // Inputs and outputs are checked before the model loads: a typo should fail in
+    // milliseconds. The post options are filled in once the model is loaded.
+    let draft = pipeline::PostOptions {
+        input: manifest.input.clone(),
+        layout: manifest.layout(),
+        labels: manifest.labels.clone(),
+        classes: classes.clone(),
+        conf: args.detector.conf,
+        iou: args.detector.iou,
     };
-    let report = pipeline::run(&plan, &mut model.detector)?;
-    let mut written: Vec<String> = Vec::new();
-    if let Some(v) = &report.video {
-        written.push(format!("video {}", v.display()));
+    let mut plan = args.plan(draft)?;
+    let mut model = args.detector.load(manifest, classes)?;
+    plan.post = model.post.clone();
+    let stop = Arc::new(AtomicBool::new(false));
+    install_stop_handler(stop.clone());
+    if let Some(secs) = args.duration {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs_f64(secs.max(0.0)));
+            stop.store(true, Ordering::SeqCst);
+        });
     }
+    let report = pipeline::run(&plan, &mut model.detector, &stop)?;
+    print_summary(&report);
+    Ok(())
+}
+
+fn print_summary(report: &RunReport) {
+    let mut written: Vec<String> = report
+        .streams
+        .iter()
+        .filter_map(|s| s.video.as_ref().map(|v| format!("video {}", v.display())))
+        .collect();
     if let Some(m) = &report.metadata {
         written.push(format!("metadata {}", m.display()));
     }
@@ -93,7 +244,39 @@ pub fn execute(args: RunArgs) -> anyhow::Result<()> {
             written.join(", ")
         }
     );
-    Ok(())
+    let live = report
+        .streams
+        .iter()
+        .any(|s| s.latency_p50_ms.is_some() || s.dropped > 0 || s.reconnects > 0);
+    if report.streams.len() > 1 || live {
+        for s in &report.streams {
+            let latency = match (s.latency_p50_ms, s.latency_p99_ms) {
+                (Some(p50), Some(p99)) => format!(", latency p50 {p50:.0} ms p99 {p99:.0} ms"),
+                _ => String::new(),
+            };
+            println!(
+                "stream {} ({}): {} frames processed, {} dropped, {} reconnects{latency}",
+                s.id, s.name, s.processed, s.dropped, s.reconnects
+            );
+        }
+    }
+    for (id, url) in report.rtsp_urls.iter().enumerate() {
+        println!("stream {id} was served at {url}");
+    }
+    let sizes: Vec<String> = report
+        .infer
+        .sizes
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| **n > 0)
+        .map(|(size, n)| format!("{n}×{size}"))
+        .collect();
+    println!(
+        "batches: {} ({}), {} with frames of several streams",
+        report.infer.batches,
+        sizes.join(", "),
+        report.infer.mixed
+    );
 }
 
 #[cfg(test)]
@@ -101,18 +284,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn default_outputs_follow_the_input_name() {
+    fn output_patterns_expand_per_stream() {
+        let spec = SourceSpec::parse(3, "rtsp://u:p@cam.local/live/front").unwrap();
         assert_eq!(
-            default_output("/data/cam 1.avi", "mp4"),
-            Path::new("out/cam 1.mp4")
+            expand("out/{stream}-{name}.mp4", &spec),
+            Path::new("out/3-front.mp4")
         );
+        let test = SourceSpec::parse(0, "test:ball").unwrap();
         assert_eq!(
-            default_output("rtsp://host/live/stream", "jsonl"),
-            Path::new("out/stream.jsonl")
-        );
-        assert_eq!(
-            default_output("https://host/", "mp4"),
-            Path::new("out/output.mp4")
+            expand("clips/{name}.mp4", &test),
+            Path::new("clips/test-ball.mp4")
         );
     }
 }

@@ -191,6 +191,8 @@ mod tests {
             index: 0,
             pts_ns: None,
             duration_ns: None,
+            captured_unix_ns: None,
+            fps: (0, 1),
             width: w,
             height: h,
             colour,

@@ -17,8 +17,13 @@ pub struct Frame {
     pub pts_ns: Option<u64>,
     /// Frame duration in nanoseconds, when known.
     pub duration_ns: Option<u64>,
+    /// For live sources: when the frame was captured, as Unix time in nanoseconds
+    /// (the pipeline clock's view, so it includes network and jitter-buffer delay).
+    pub captured_unix_ns: Option<u64>,
     pub width: u32,
     pub height: u32,
+    /// Frame rate the stream declares, as a fraction (`0/1` when it does not).
+    pub fps: (i32, i32),
     /// How to turn the YUV samples into RGB.
     pub colour: ColourSpace,
     /// The three planes, back to back.
@@ -56,11 +61,12 @@ impl Frame {
     }
 }
 
-/// A frame and its network input (`3·H·W` floats).
+/// A batch of frames (from any streams) and their network input, `[N, 3, H, W]`
+/// floats back to back.
 #[derive(Debug)]
-pub struct Prepared {
-    pub frame: Frame,
-    pub input: Vec<f32>,
+pub struct PreparedBatch {
+    pub frames: Vec<Frame>,
+    pub tensor: Vec<f32>,
 }
 
 /// A frame and the detector's raw outputs for it.

@@ -2,33 +2,45 @@
 //! decides what happens to the outputs.
 //!
 //! ```text
-//! [source]  VideoSource::run ──Frame──▶ [preprocess] ──Prepared──▶ [infer] ──Inferred──▶ [post]
-//!            GStreamer decode             resize+normalise            batch, ORT run        decode, NMS, overlay,
-//!                                                                                          MP4 encoder, JSONL
+//! [source 0] ─Frame─▶ queue 0 ─┐
+//! [source 1] ─Frame─▶ queue 1 ─┼─▶ [batcher] ─Vec<Frame>─▶ [preprocess] ─PreparedBatch─▶ [infer] ─Inferred─▶ [post]
+//! [source N] ─Frame─▶ queue N ─┘    round-robin,             one tensor                  one ORT     decode, NMS, overlay,
+//!  decode, reconnect     block (file)  size or timeout          per batch                   session     per-stream MP4 / RTSP /
+//!                        drop oldest (live)                                                              display, JSONL
 //! ```
 //!
-//! Every queue is a bounded crossbeam channel that blocks when full: a file loses
-//! nothing, and memory stays bounded. A stage stops when its input closes and drops
-//! its sender, so the end of the input drains through every stage in order; a stage
-//! that fails drops its channels too, which stops the others. The outputs are then
-//! committed under their final names only if every stage succeeded; otherwise what
-//! was processed is finalised and kept as `*.incomplete.*`.
+//! Every queue is a bounded crossbeam channel. A file's queue blocks when full, so a
+//! file loses nothing; a live source's queue drops its oldest frame and counts it, so
+//! latency never builds up. A stage stops when its input closes and drops its
+//! sender, so the end of the inputs drains through every stage in order; a stop
+//! request (SIGINT/SIGTERM) ends the sources, and the rest drains the same way. The
+//! outputs are then committed under their final names if their stream succeeded;
+//! otherwise what was processed is finalised and kept as `*.incomplete.*`.
 
+pub mod batcher;
 pub mod colour;
 mod frame;
 mod stages;
 
+pub use frame::{Frame, Inferred, PreparedBatch, chroma_size, i420_len};
+pub use stages::{InferStats, PostOptions};
+
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::bounded;
-
-pub use frame::{Frame, Inferred, Prepared, chroma_size, i420_len};
-pub use stages::PostOptions;
+use crossbeam_channel::{Receiver, bounded};
 
 use crate::infer::Detector;
-use crate::sinks::{encoder::Mp4Encoder, metadata::MetadataWriter};
-use crate::sources::VideoSource;
+use crate::sinks::{
+    live_out::{Display, RtspOut},
+    metadata::MetadataWriter,
+    staging::StagedFile,
+};
+use crate::sources::{
+    ReconnectPolicy, RtspOptions, SourceSpec, StreamCounters, StreamQueue, run_source,
+};
 
 /// Errors of the wiring itself, and failures that leave partial outputs behind.
 #[derive(Debug, thiserror::Error)]
@@ -43,32 +55,72 @@ pub enum PipelineError {
     },
 }
 
-/// Everything one `run` over a single input needs, validated.
+/// Everything one `run` needs, validated.
 #[derive(Debug, Clone)]
 pub struct RunPlan {
-    /// A file path or URI.
-    pub input: String,
-    /// Annotated MP4 to write, if any.
-    pub video: Option<PathBuf>,
-    /// JSON Lines metadata to write, if any.
+    /// The inputs; a source's position is its stream id.
+    pub sources: Vec<SourceSpec>,
+    /// RTSP client settings.
+    pub rtsp: RtspOptions,
+    /// Reconnection and stall settings for network sources.
+    pub reconnect: ReconnectPolicy,
+    /// Per stream: the annotated MP4 to write, if any.
+    pub videos: Vec<Option<PathBuf>>,
+    /// JSON Lines metadata for all streams, if any.
     pub metadata: Option<PathBuf>,
+    /// Serve annotated streams over RTSP on this `ADDRESS:PORT`.
+    pub rtsp_out: Option<String>,
+    /// Show each annotated stream in a window.
+    pub display: bool,
     /// Frames per inference call.
     pub batch: usize,
+    /// How long a partial batch may wait for more frames; `None` waits for a full one.
+    pub batch_timeout: Option<Duration>,
     /// Decoding, thresholds and class filter.
     pub post: PostOptions,
+}
+
+/// What one stream did.
+#[derive(Debug, Clone, Default)]
+pub struct StreamReport {
+    pub id: u32,
+    /// The input, credentials hidden.
+    pub name: String,
+    /// Frames decoded and queued.
+    pub received: u64,
+    /// Frames that went through inference to the outputs.
+    pub processed: u64,
+    /// Frames dropped because the pipeline was behind (live sources only).
+    pub dropped: u64,
+    pub reconnects: u64,
+    pub video: Option<PathBuf>,
+    /// Why the stream failed, if it did.
+    pub error: Option<String>,
+    /// Capture-to-metadata latency percentiles in ms (live sources).
+    pub latency_p50_ms: Option<f64>,
+    pub latency_p99_ms: Option<f64>,
 }
 
 /// What a run did.
 #[derive(Debug, Clone, Default)]
 pub struct RunReport {
+    pub streams: Vec<StreamReport>,
+    /// Frames processed over all streams.
     pub frames: u64,
-    pub batches: u64,
-    /// From the first decoded frame being requested to the outputs being final.
+    /// From the stages starting to the outputs being final.
     pub elapsed: Duration,
-    /// Time spent inside the detector's `run`.
-    pub inference: Duration,
-    pub video: Option<PathBuf>,
+    /// Inference batches, by size, and time in the detector.
+    pub infer: InferStats,
     pub metadata: Option<PathBuf>,
+    /// The RTSP output's URLs, per stream.
+    pub rtsp_urls: Vec<String>,
+}
+
+impl RunReport {
+    /// Frames per second over the whole run.
+    pub fn fps(&self) -> f64 {
+        self.frames as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
 }
 
 /// Waits for a stage thread; a thread that could not start or that panicked is a
@@ -83,88 +135,182 @@ fn join<T>(
     }
 }
 
-impl RunReport {
-    /// Frames per second over the whole run.
-    pub fn fps(&self) -> f64 {
-        self.frames as f64 / self.elapsed.as_secs_f64().max(1e-9)
+fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
     }
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    Some(sorted[rank.min(sorted.len() - 1)])
 }
 
-/// Runs the whole pipeline over one input with an already-loaded detector.
-pub fn run(plan: &RunPlan, detector: &mut Detector) -> crate::Result<RunReport> {
+/// Runs the whole pipeline with an already-loaded detector until every source
+/// ends, or `stop` is raised (the sources stop; everything queued still drains
+/// and every output is finalised).
+pub fn run(
+    plan: &RunPlan,
+    detector: &mut Detector,
+    stop: &Arc<AtomicBool>,
+) -> crate::Result<RunReport> {
     // Outputs first: an unwritable destination fails before any decoding.
     let mut metadata = plan
         .metadata
         .as_deref()
         .map(MetadataWriter::create)
         .transpose()?;
-    let source = VideoSource::open(&plan.input, 0)?;
-    let info = source.info().clone();
-    let mut encoder = plan
-        .video
-        .as_deref()
-        .map(|p| Mp4Encoder::create(p, info.width, info.height, info.fps))
-        .transpose()?;
+    let mut streams: Vec<stages::StreamOutputs> = Vec::new();
+    for (i, _) in plan.sources.iter().enumerate() {
+        let staged = plan
+            .videos
+            .get(i)
+            .cloned()
+            .flatten()
+            .as_deref()
+            .map(StagedFile::create)
+            .transpose()?;
+        streams.push(stages::StreamOutputs {
+            staged,
+            ..Default::default()
+        });
+    }
+    let n = plan.sources.len() as u32;
+    let rtsp_out = match &plan.rtsp_out {
+        Some(bind) => {
+            let (server, outlets) = RtspOut::start(bind, n)?;
+            for (s, outlet) in streams.iter_mut().zip(outlets) {
+                s.rtsp = Some(outlet);
+            }
+            Some(server)
+        }
+        None => None,
+    };
+    if plan.display {
+        for s in &mut streams {
+            s.display = Some(Display::open()?);
+        }
+    }
 
     let started = Instant::now();
-    let depth = 2 * plan.batch + 2;
-    let (frame_tx, frame_rx) = bounded::<Frame>(depth);
-    let (prep_tx, prep_rx) = bounded::<Prepared>(depth);
-    let (inf_tx, inf_rx) = bounded::<Inferred>(depth);
-    let (recycle_tx, recycle_rx) = bounded::<Vec<f32>>(depth);
-
-    let spec = &plan.post.input;
-    let (source_result, prep_result, infer_result, post_result) = std::thread::scope(|s| {
-        let spawn = |name: &str| std::thread::Builder::new().name(name.to_string());
-        let source_thread = spawn("source").spawn_scoped(s, move || source.run(frame_tx));
-        let prep_thread = spawn("preprocess").spawn_scoped(s, move || {
-            stages::preprocess(frame_rx, prep_tx, recycle_rx, spec)
-        });
-        let infer_thread = spawn("infer").spawn_scoped(s, move || {
-            stages::infer(prep_rx, inf_tx, recycle_tx, detector, plan.batch)
-        });
-        let post = stages::post(inf_rx, &plan.post, encoder.as_mut(), metadata.as_mut());
-        (
-            join(source_thread, "source"),
-            join(prep_thread, "preprocess"),
-            join(infer_thread, "infer"),
-            post,
-        )
-    });
-
-    prep_result?;
-    let (source_result, infer_result) = (source_result?, infer_result?);
-    let mut report = RunReport::default();
-    if let Ok(stats) = &infer_result {
-        report.batches = stats.batches;
-        report.inference = stats.busy;
+    let mut counters = Vec::new();
+    let mut queues = Vec::new();
+    let mut receivers: Vec<Receiver<Frame>> = Vec::new();
+    for spec in &plan.sources {
+        let c = Arc::new(StreamCounters::default());
+        let capacity = if spec.is_live() { 2 } else { plan.batch.max(4) };
+        let (queue, rx) = StreamQueue::new(capacity, spec.is_live(), c.clone());
+        counters.push(c);
+        queues.push(queue);
+        receivers.push(rx);
     }
-    // The first failure in stage order is the cause; later ones are its echoes.
-    report.frames = match &post_result {
-        Ok(frames) => *frames,
-        // The post stage failed part-way: count what reached the outputs.
-        Err(_) => metadata
-            .as_ref()
-            .map(MetadataWriter::lines)
-            .or(encoder.as_ref().map(Mp4Encoder::frames))
-            .unwrap_or(0),
-    };
-    let failure: Option<crate::Error> = match (source_result, infer_result, post_result) {
-        (Err(e), _, _) => Some(e.into()),
-        (_, Err(e), _) => Some(e.into()),
-        (_, _, Err(e)) => Some(e),
+    let (batch_tx, batch_rx) = bounded::<Vec<Frame>>(1);
+    let (prep_tx, prep_rx) = bounded::<PreparedBatch>(1);
+    let (inf_tx, inf_rx) = bounded::<Inferred>(2 * plan.batch + 2);
+    let (recycle_tx, recycle_rx) = bounded::<Vec<f32>>(4);
+
+    let spec_in = &plan.post.input;
+    let (source_results, prep_result, batcher_result, infer_result, post_result) =
+        std::thread::scope(|s| {
+            let spawn = |name: String| std::thread::Builder::new().name(name);
+            let source_threads: Vec<_> = plan
+                .sources
+                .iter()
+                .zip(queues)
+                .map(|(spec, queue)| {
+                    let stop = stop.as_ref();
+                    spawn(format!("source-{}", spec.id)).spawn_scoped(s, move || {
+                        run_source(spec, &plan.rtsp, &plan.reconnect, queue, stop)
+                    })
+                })
+                .collect();
+            let (size, timeout) = (plan.batch, plan.batch_timeout);
+            let batcher_thread = spawn("batcher".into())
+                .spawn_scoped(s, move || batcher::run(receivers, batch_tx, size, timeout));
+            let prep_thread = spawn("preprocess".into()).spawn_scoped(s, move || {
+                stages::preprocess(batch_rx, prep_tx, recycle_rx, spec_in)
+            });
+            let infer_thread = spawn("infer".into()).spawn_scoped(s, move || {
+                stages::infer(prep_rx, inf_tx, recycle_tx, detector)
+            });
+            let post = stages::post(inf_rx, &plan.post, &mut streams, metadata.as_mut());
+            // Whether it finished or failed, nothing downstream takes frames any more:
+            // live sources would otherwise run on.
+            stop.store(true, Ordering::Relaxed);
+            let sources: Vec<_> = source_threads
+                .into_iter()
+                .map(|h| join(h, "source"))
+                .collect();
+            (
+                sources,
+                join(prep_thread, "preprocess"),
+                join(batcher_thread, "batcher"),
+                join(infer_thread, "infer"),
+                post,
+            )
+        });
+    prep_result?;
+    batcher_result?;
+    let infer_result = infer_result?;
+
+    let mut failures: Vec<crate::Error> = Vec::new();
+    let mut stream_ok = Vec::new();
+    for result in source_results {
+        match result? {
+            Ok(()) => stream_ok.push(true),
+            Err(e) => {
+                stream_ok.push(false);
+                failures.push(e.into());
+            }
+        }
+    }
+    let mut report = RunReport::default();
+    match infer_result {
+        Ok(stats) => report.infer = stats,
+        Err(e) => failures.push(e.into()),
+    }
+    if let Err(e) = post_result {
+        failures.push(e);
+    }
+    let all_ok = failures.is_empty();
+    for (i, (spec, out)) in plan.sources.iter().zip(streams.iter_mut()).enumerate() {
+        let complete = all_ok || stream_ok[i];
+        let video = stages::finish_video(out, complete)?;
+        let mut lat = std::mem::take(&mut out.latencies_ms);
+        lat.sort_by(f64::total_cmp);
+        report.streams.push(StreamReport {
+            id: spec.id,
+            name: spec.name(),
+            received: StreamCounters::get(&counters[i].received),
+            processed: out.frames,
+            dropped: StreamCounters::get(&counters[i].dropped),
+            reconnects: StreamCounters::get(&counters[i].reconnects),
+            video,
+            error: None,
+            latency_p50_ms: percentile(&lat, 50.0),
+            latency_p99_ms: percentile(&lat, 99.0),
+        });
+    }
+    report.frames = report.streams.iter().map(|s| s.processed).sum();
+    // A failed run that processed nothing leaves no files behind at all.
+    report.metadata = match metadata {
+        Some(m) if all_ok || report.frames > 0 => Some(m.finish(all_ok)?),
         _ => None,
     };
-    let complete = failure.is_none();
-    report.video = encoder.map(|e| e.finish(complete)).transpose()?.flatten();
-    report.metadata = metadata.map(|m| m.finish(complete)).transpose()?;
+    report.rtsp_urls = rtsp_out
+        .as_ref()
+        .map(|r| (0..n).map(|i| r.url(i)).collect())
+        .unwrap_or_default();
+    drop(rtsp_out);
     report.elapsed = started.elapsed();
-    let Some(cause) = failure else {
+    if failures.is_empty() {
         return Ok(report);
-    };
+    }
+    for s in &report.streams {
+        tracing::info!(stream = s.id, input = %s.name, processed = s.processed, dropped = s.dropped, "stream summary");
+    }
+    let cause = failures.remove(0);
     let kept: Vec<String> = report
-        .video
+        .streams
         .iter()
+        .filter_map(|s| s.video.as_ref())
         .chain(&report.metadata)
         .map(|p| p.display().to_string())
         .collect();

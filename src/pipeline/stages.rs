@@ -1,20 +1,25 @@
-//! The stage bodies that run on the pipeline's threads: preprocess, infer (with
-//! batching) and post (decode, NMS, overlay, encode, metadata). Each takes its input
-//! channel and ends when that closes; dropping its sender then ends the next one.
+//! The stage bodies that run on the pipeline's threads: preprocess (a whole batch
+//! into one tensor), infer, and post (decode, NMS, overlay, per-stream outputs,
+//! metadata). Each takes its input channel and ends when that closes; dropping its
+//! sender then ends the next one.
 
-use std::time::{Duration, Instant};
+use std::collections::HashMap;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, Sender};
 use ndarray::ArrayView4;
 
-use super::{Frame, Inferred, Prepared};
+use super::{Frame, Inferred, PreparedBatch};
 use crate::config::InputSpec;
 use crate::infer::{Detector, RuntimeError, preprocess::Preprocessor};
 use crate::model::{Detection, classes::ClassFilter, geometry::InputToSource, nanodet, nms::nms};
 use crate::sinks::{
+    SinkError,
     encoder::Mp4Encoder,
+    live_out::{Display, RtspOutlet},
     metadata::{FrameRecord, MetadataWriter},
     overlay::{I420Canvas, Overlay},
+    staging::StagedFile,
 };
 
 /// How outputs become detections, and how they are shown.
@@ -53,28 +58,27 @@ impl PostOptions {
     }
 }
 
-/// Frames to network inputs. Rebuilds its resize tables only if the size changes.
-/// Input buffers come back from the inference stage through `recycled`, so the
-/// steady state allocates (and page-faults) nothing.
+/// Batches of frames to one input tensor each. Keeps a resize table per frame
+/// size (streams may differ). Tensors come back from the inference stage through
+/// `recycled`, so the steady state allocates (and page-faults) nothing.
 pub fn preprocess(
-    rx: Receiver<Frame>,
-    tx: Sender<Prepared>,
+    rx: Receiver<Vec<Frame>>,
+    tx: Sender<PreparedBatch>,
     recycled: Receiver<Vec<f32>>,
     spec: &InputSpec,
 ) {
-    let mut pre: Option<Preprocessor> = None;
-    for frame in rx {
-        if pre
-            .as_ref()
-            .is_none_or(|p| p.source_size() != (frame.width, frame.height))
-        {
-            pre = Some(Preprocessor::new(frame.width, frame.height, spec));
+    let mut by_size: HashMap<(u32, u32), Preprocessor> = HashMap::new();
+    let per_frame = 3 * spec.width as usize * spec.height as usize;
+    for frames in rx {
+        let mut tensor = recycled.try_recv().unwrap_or_default();
+        tensor.resize(frames.len() * per_frame, 0.0);
+        for (frame, out) in frames.iter().zip(tensor.chunks_exact_mut(per_frame)) {
+            by_size
+                .entry((frame.width, frame.height))
+                .or_insert_with(|| Preprocessor::new(frame.width, frame.height, spec))
+                .run(frame, out);
         }
-        let Some(p) = pre.as_mut() else { return };
-        let mut input = recycled.try_recv().unwrap_or_default();
-        input.resize(p.input_len(), 0.0);
-        p.run(&frame, &mut input);
-        if tx.send(Prepared { frame, input }).is_err() {
+        if tx.send(PreparedBatch { frames, tensor }).is_err() {
             return;
         }
     }
@@ -87,55 +91,41 @@ pub struct InferStats {
     pub frames: u64,
     /// Time inside the detector.
     pub busy: Duration,
+    /// `sizes[n]` = how many batches held `n` frames.
+    pub sizes: Vec<u64>,
+    /// How many batches held frames of more than one stream.
+    pub mixed: u64,
 }
 
-/// Groups inputs into batches of up to `batch` frames (waiting for a full batch:
-/// files never drop) and runs the detector on each. Spent input buffers go back to
-/// the preprocessor through `recycle`.
+/// Runs the detector on each batch. Spent tensors go back to the preprocessor
+/// through `recycle`.
 pub fn infer(
-    rx: Receiver<Prepared>,
+    rx: Receiver<PreparedBatch>,
     tx: Sender<Inferred>,
     recycle: Sender<Vec<f32>>,
     detector: &mut Detector,
-    batch: usize,
 ) -> Result<InferStats, RuntimeError> {
     let mut stats = InferStats::default();
     let (w, h) = detector.layout().input_size;
-    let mut tensor: Vec<f32> = Vec::new();
-    while let Ok(first) = rx.recv() {
-        let mut items = vec![first];
-        while items.len() < batch {
-            match rx.recv() {
-                Ok(p) => items.push(p),
-                Err(_) => break,
-            }
-        }
-        let shape = (items.len(), 3, h as usize, w as usize);
-        let data: &[f32] = if let [single] = items.as_slice() {
-            &single.input
-        } else {
-            tensor.clear();
-            for item in &items {
-                tensor.extend_from_slice(&item.input);
-            }
-            &tensor
-        };
-        let view = ArrayView4::from_shape(shape, data)
+    for PreparedBatch { frames, tensor } in rx {
+        let shape = (frames.len(), 3, h as usize, w as usize);
+        let view = ArrayView4::from_shape(shape, &tensor)
             .map_err(|e| RuntimeError::Run(format!("batch tensor: {e}")))?;
         let started = Instant::now();
         let outputs = detector.run(view)?;
         stats.busy += started.elapsed();
         stats.batches += 1;
-        stats.frames += items.len() as u64;
-        for (item, outputs) in items.into_iter().zip(outputs) {
-            let _ = recycle.try_send(item.input);
-            if tx
-                .send(Inferred {
-                    frame: item.frame,
-                    outputs,
-                })
-                .is_err()
-            {
+        stats.frames += frames.len() as u64;
+        if stats.sizes.len() <= frames.len() {
+            stats.sizes.resize(frames.len() + 1, 0);
+        }
+        stats.sizes[frames.len()] += 1;
+        if frames.iter().any(|f| f.stream_id != frames[0].stream_id) {
+            stats.mixed += 1;
+        }
+        let _ = recycle.try_send(tensor);
+        for (frame, outputs) in frames.into_iter().zip(outputs) {
+            if tx.send(Inferred { frame, outputs }).is_err() {
                 return Ok(stats);
             }
         }
@@ -143,35 +133,107 @@ pub fn infer(
     Ok(stats)
 }
 
-/// Decodes, draws, encodes and records each frame, in order; returns how many
-/// frames it finished. Logs a one-line
-/// progress summary every few seconds (never per frame).
+/// One stream's outputs, owned by the post stage.
+#[derive(Default)]
+pub struct StreamOutputs {
+    /// Where the MP4 goes, until the first frame tells its size.
+    pub staged: Option<StagedFile>,
+    pub encoder: Option<Mp4Encoder>,
+    pub rtsp: Option<RtspOutlet>,
+    pub display: Option<Display>,
+    /// Frames finished (metadata written, drawn, sent on).
+    pub frames: u64,
+    /// For live sources: capture-to-metadata latency of each frame, in ms.
+    pub latencies_ms: Vec<f64>,
+}
+
+impl StreamOutputs {
+    fn draws(&self) -> bool {
+        self.staged.is_some()
+            || self.encoder.is_some()
+            || self.rtsp.is_some()
+            || self.display.is_some()
+    }
+}
+
+fn now_unix_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// Decodes, records, draws and sends on each frame, in arrival order; frames go
+/// to their own stream's outputs. Logs a one-line summary per stream every few
+/// seconds (never per frame).
 pub fn post(
     rx: Receiver<Inferred>,
     options: &PostOptions,
-    mut encoder: Option<&mut Mp4Encoder>,
+    streams: &mut [StreamOutputs],
     mut metadata: Option<&mut MetadataWriter>,
-) -> crate::Result<u64> {
-    let overlay = encoder.is_some().then(|| Overlay::new(&options.labels));
+) -> crate::Result<()> {
+    let overlay = streams
+        .iter()
+        .any(StreamOutputs::draws)
+        .then(|| Overlay::new(&options.labels));
     let started = Instant::now();
     let mut last_log = started;
-    let mut frames = 0u64;
     for Inferred { mut frame, outputs } in rx {
-        let stream = frame.stream_id;
         let dets = options.detections(&frame, &outputs);
         if let Some(m) = metadata.as_deref_mut() {
             m.write(&FrameRecord::new(&frame, &dets, &options.labels))?;
         }
-        if let (Some(enc), Some(overlay)) = (encoder.as_deref_mut(), &overlay) {
-            overlay.draw(&mut I420Canvas::new(&mut frame), &dets);
-            enc.push(frame)?;
+        let Some(out) = streams.get_mut(frame.stream_id as usize) else {
+            continue;
+        };
+        if let Some(captured) = frame.captured_unix_ns {
+            out.latencies_ms
+                .push(now_unix_ns().saturating_sub(captured) as f64 / 1e6);
         }
-        frames += 1;
-        if last_log.elapsed() >= Duration::from_secs(5) {
+        out.frames += 1;
+        if let Some(overlay) = &overlay
+            && out.draws()
+        {
+            overlay.draw(&mut I420Canvas::new(&mut frame), &dets);
+            if let Some(rtsp) = &out.rtsp {
+                rtsp.push(&frame);
+            }
+            if let Some(display) = &mut out.display {
+                display.push(&frame);
+            }
+            if out.encoder.is_none()
+                && let Some(staged) = out.staged.take()
+            {
+                out.encoder = Some(Mp4Encoder::create(
+                    staged,
+                    frame.width,
+                    frame.height,
+                    frame.fps,
+                )?);
+            }
+            if let Some(encoder) = &mut out.encoder {
+                encoder.push(frame)?;
+            }
+        }
+        if last_log.elapsed() >= Duration::from_secs(10) {
             last_log = Instant::now();
-            let fps = frames as f64 / started.elapsed().as_secs_f64();
-            tracing::info!(stream, frames, fps = %format!("{fps:.1}"), "progress");
+            let secs = started.elapsed().as_secs_f64();
+            for (id, s) in streams.iter().enumerate() {
+                tracing::info!(stream = id, frames = s.frames, fps = %format!("{:.1}", s.frames as f64 / secs), "progress");
+            }
         }
     }
-    Ok(frames)
+    Ok(())
+}
+
+/// Closes a stream's encoder: its file gets its final name when `complete`.
+pub fn finish_video(
+    out: &mut StreamOutputs,
+    complete: bool,
+) -> Result<Option<std::path::PathBuf>, SinkError> {
+    out.staged = None;
+    out.encoder
+        .take()
+        .map(|e| e.finish(complete))
+        .transpose()
+        .map(Option::flatten)
 }

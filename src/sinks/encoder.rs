@@ -4,7 +4,7 @@
 //! finished with a real EOS (the muxer writes its index on EOS), so a file under the
 //! final name is always complete and playable.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use gstreamer as gst;
@@ -36,12 +36,11 @@ impl Mp4Encoder {
     /// (variable) rate the decoder's timestamps are kept, and 25 fps fills in for
     /// missing ones.
     pub fn create(
-        path: &Path,
+        staged: StagedFile,
         width: u32,
         height: u32,
         fps: (i32, i32),
     ) -> Result<Self, SinkError> {
-        let staged = StagedFile::create(path)?;
         let setup = |e: &dyn std::fmt::Display| SinkError::EncoderSetup(e.to_string());
         gst::init().map_err(|e| setup(&e))?;
         let constant_rate = fps.0 > 0 && fps.1 > 0;
@@ -99,7 +98,7 @@ impl Mp4Encoder {
         if let Some(err) = self.bus_error() {
             return Err(err);
         }
-        let data = self.layout(frame.i420, frame.width, frame.height);
+        let data = layout_i420(&self.info, frame.i420, frame.width, frame.height);
         let mut buffer = gst::Buffer::from_mut_slice(data);
         {
             let b = buffer.get_mut().expect("a new buffer is writable");
@@ -121,35 +120,6 @@ impl Mp4Encoder {
             .map_err(|e| self.encode_error(format!("{e:?}")))?;
         self.frames += 1;
         Ok(())
-    }
-
-    /// Lays packed I420 planes out the way GStreamer's default video info expects
-    /// (rows padded to 4 bytes); no copy when they already agree.
-    fn layout(&self, packed: Vec<u8>, width: u32, height: u32) -> Vec<u8> {
-        let (cw, ch) = chroma_size(width, height);
-        let dims = [(width as usize, height as usize), (cw, ch), (cw, ch)];
-        let strides = self.info.stride();
-        let offsets = self.info.offset();
-        let mut packed_offset = 0;
-        let mut same = packed.len() == self.info.size();
-        for (plane, &(w, _)) in dims.iter().enumerate() {
-            same &= strides[plane] as usize == w && offsets[plane] == packed_offset;
-            packed_offset += w * dims[plane].1;
-        }
-        if same {
-            return packed;
-        }
-        let mut out = vec![0u8; self.info.size()];
-        let mut src = 0;
-        for (plane, &(w, h)) in dims.iter().enumerate() {
-            let stride = strides[plane] as usize;
-            for row in 0..h {
-                let dst = offsets[plane] + row * stride;
-                out[dst..dst + w].copy_from_slice(&packed[src..src + w]);
-                src += w;
-            }
-        }
-        out
     }
 
     /// Frames pushed so far.
@@ -222,4 +192,38 @@ impl Drop for Mp4Encoder {
     fn drop(&mut self) {
         let _ = self.pipeline.set_state(gst::State::Null);
     }
+}
+
+/// Lays packed I420 planes out the way GStreamer's default video info expects
+/// (rows padded to 4 bytes); no copy when they already agree.
+pub fn layout_i420(
+    info: &gst_video::VideoInfo,
+    packed: Vec<u8>,
+    width: u32,
+    height: u32,
+) -> Vec<u8> {
+    let (cw, ch) = chroma_size(width, height);
+    let dims = [(width as usize, height as usize), (cw, ch), (cw, ch)];
+    let strides = info.stride();
+    let offsets = info.offset();
+    let mut packed_offset = 0;
+    let mut same = packed.len() == info.size();
+    for (plane, &(w, _)) in dims.iter().enumerate() {
+        same &= strides[plane] as usize == w && offsets[plane] == packed_offset;
+        packed_offset += w * dims[plane].1;
+    }
+    if same {
+        return packed;
+    }
+    let mut out = vec![0u8; info.size()];
+    let mut src = 0;
+    for (plane, &(w, h)) in dims.iter().enumerate() {
+        let stride = strides[plane] as usize;
+        for row in 0..h {
+            let dst = offsets[plane] + row * stride;
+            out[dst..dst + w].copy_from_slice(&packed[src..src + w]);
+            src += w;
+        }
+    }
+    out
 }

@@ -128,6 +128,8 @@ mod tests {
             index: 7,
             pts_ns: Some(700_000_000),
             duration_ns: None,
+            captured_unix_ns: None,
+            fps: (0, 1),
             width: 768,
             height: 576,
             colour: Default::default(),

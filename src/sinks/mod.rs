@@ -4,6 +4,7 @@
 //! to its final name only when it is complete ([`staging`]).
 
 pub mod encoder;
+pub mod live_out;
 pub mod metadata;
 pub mod overlay;
 pub mod staging;

@@ -195,6 +195,8 @@ mod tests {
             index: 0,
             pts_ns: None,
             duration_ns: None,
+            captured_unix_ns: None,
+            fps: (0, 1),
             width: 4,
             height: 4,
             colour: ColourSpace::BT601,

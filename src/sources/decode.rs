@@ -1,38 +1,41 @@
-//! A decoding source: `uridecodebin ! videoconvert ! I420 appsink`, for any file or
-//! URI the installed GStreamer plugins can decode. Frames stay in YUV (most decoders
-//! give I420, so `videoconvert` passes them through) with the colour space the caps
-//! declare.
+//! A decoding source: `<head> ! videoconvert ! I420 appsink`, where the head is
+//! `uridecodebin` (files, RTSP, HTTP/HLS), `v4l2src ! decodebin` (cameras) or a live
+//! `videotestsrc` (see [`super::spec`]). Frames stay in YUV (most decoders give I420,
+//! so `videoconvert` passes them through) with the colour space the caps declare.
 //!
-//! [`VideoSource::open`] prerolls the pipeline, so a missing, unreadable or
-//! undecodable input fails before any other stage starts, and the frame size, rate
-//! and declared duration are known up front. [`VideoSource::run`] then pulls samples
-//! on the calling thread (nothing heavy runs on GStreamer's streaming threads) and
-//! sends them, blocking, into a bounded channel: a file never drops frames.
+//! [`VideoSource::open`] prerolls files, so a missing, unreadable or undecodable file
+//! fails before any other stage starts. Live sources do not preroll; their errors
+//! come while pumping. [`VideoSource::pump`] pulls samples on the calling thread
+//! (nothing heavy runs on GStreamer's streaming threads) and queues them under the
+//! stream's policy ([`super::queue`]).
 //!
-//! GStreamer's demuxers treat a cut-off file as a normal end of stream, so `run`
-//! compares how far decoding got with the container's declared duration and reports
-//! a truncated input as an error after the frames that did decode.
+//! GStreamer's demuxers treat a cut-off file as a normal end of stream, so for files
+//! `pump` compares how far decoding got with the container's declared duration and
+//! reports a truncated input as an error after the frames that did decode.
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crossbeam_channel::Sender;
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use gstreamer_video as gst_video;
 use gstreamer_video::prelude::*;
 
+use super::queue::{Closed, StreamQueue};
+use super::spec::{RtspOptions, RtspTransport, SourceKind, SourceSpec};
 use crate::pipeline::{Frame, chroma_size, colour::ColourSpace, i420_len};
 
-/// How long opening (preroll) may take before the input counts as dead.
+/// How long opening a file (preroll) may take.
 const PREROLL_TIMEOUT: Duration = Duration::from_secs(20);
+/// How often a waiting pump looks at the stop flag.
+const POLL: Duration = Duration::from_millis(100);
 
 /// Errors from opening or decoding an input.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
-    #[error("input not found: {0}")]
-    NotFound(PathBuf),
+    #[error(transparent)]
+    Spec(#[from] super::spec::SpecError),
     #[error("cannot set up GStreamer: {0}")]
     Gstreamer(String),
     #[error("cannot decode {input}: {message}")]
@@ -41,6 +44,8 @@ pub enum SourceError {
     NoVideo { input: String },
     #[error("timed out after {secs} s opening {input}")]
     Timeout { input: String, secs: u64 },
+    #[error("{input} stalled: no frame for {secs:.1} s")]
+    Stalled { input: String, secs: f64 },
     #[error(
         "{input} ended early: decoded {decoded:.2} s of the {declared:.2} s its container declares ({frames} frames); the file is truncated or corrupt"
     )]
@@ -56,9 +61,16 @@ pub enum SourceError {
         from: String,
         to: String,
     },
+    #[error("{input}: gave up after {attempts} reconnection attempts; last error: {last}")]
+    GaveUp {
+        input: String,
+        attempts: u32,
+        last: String,
+    },
 }
 
-/// What is known about a source after it opened.
+/// What is known about a source after it opened (files; live sources learn their
+/// size from the first frame).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SourceInfo {
     pub width: u32,
@@ -69,90 +81,99 @@ pub struct SourceInfo {
     pub duration_ns: Option<u64>,
 }
 
-/// What a source did.
-#[derive(Debug, Clone, Default)]
-pub struct SourceStats {
-    pub frames: u64,
+/// How a pump ended without error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PumpEnd {
+    /// The stream ended (end of file, or a live stream that ended).
+    Eos,
+    /// The stop flag was raised, or the batcher hung up.
+    Stopped,
 }
 
-/// An opened (prerolled) decoding source.
+/// An opened decoding source.
 pub struct VideoSource {
-    input: String,
+    name: String,
+    stream_id: u32,
+    live: bool,
     pipeline: gst::Pipeline,
     sink: gst_app::AppSink,
-    info: SourceInfo,
-    stream_id: u32,
-}
-
-/// Turns `--input` (a path or a URI) into a URI, checking that a local file exists.
-pub fn input_uri(input: &str) -> Result<String, SourceError> {
-    if input.contains("://") {
-        return Ok(input.to_string());
-    }
-    let path = Path::new(input);
-    if !path.is_file() {
-        return Err(SourceError::NotFound(path.to_path_buf()));
-    }
-    let abs = path
-        .canonicalize()
-        .map_err(|_| SourceError::NotFound(path.to_path_buf()))?;
-    gst::glib::filename_to_uri(&abs, None)
-        .map(|u| u.to_string())
-        .map_err(|e| SourceError::Gstreamer(e.to_string()))
+    info: Option<SourceInfo>,
 }
 
 impl VideoSource {
-    /// Builds and prerolls the decode pipeline for `input`.
-    pub fn open(input: &str, stream_id: u32) -> Result<Self, SourceError> {
-        let uri = input_uri(input)?;
+    /// Builds the decode pipeline for `spec` and starts it (files are prerolled
+    /// first, so their errors surface here).
+    pub fn open(spec: &SourceSpec, rtsp: &RtspOptions) -> Result<Self, SourceError> {
         gst::init().map_err(|e| SourceError::Gstreamer(e.to_string()))?;
-        let pipeline = gst::parse::launch(
-            "uridecodebin name=src ! videoconvert ! video/x-raw,format=I420 ! appsink name=sink sync=false max-buffers=4 enable-last-sample=false",
-        )
-        .map_err(|e| SourceError::Gstreamer(e.to_string()))?
-        .downcast::<gst::Pipeline>()
-        .map_err(|_| SourceError::Gstreamer("launch did not give a pipeline".into()))?;
+        let description = format!(
+            "{} ! videoconvert ! video/x-raw,format=I420 ! appsink name=sink sync=false max-buffers=4 enable-last-sample=false",
+            spec.launch_head()
+        );
+        let pipeline = gst::parse::launch(&description)
+            .map_err(|e| SourceError::Gstreamer(e.to_string()))?
+            .downcast::<gst::Pipeline>()
+            .map_err(|_| SourceError::Gstreamer("launch did not give a pipeline".into()))?;
         let by_name = |name: &str| {
             pipeline
                 .by_name(name)
                 .ok_or_else(|| SourceError::Gstreamer(format!("element {name} missing")))
         };
-        by_name("src")?.set_property("uri", &uri);
+        if let Some(uri) = spec.uri() {
+            let src = by_name("src")?;
+            src.set_property("uri", &uri);
+            if matches!(spec.kind, SourceKind::Rtsp(_)) {
+                let rtsp = rtsp.clone();
+                src.connect("source-setup", false, move |args| {
+                    if let Some(element) = args.get(1).and_then(|v| v.get::<gst::Element>().ok()) {
+                        configure_rtspsrc(&element, &rtsp);
+                    }
+                    None
+                });
+            }
+        }
         let sink = by_name("sink")?
             .downcast::<gst_app::AppSink>()
             .map_err(|_| SourceError::Gstreamer("sink is not an appsink".into()))?;
         let mut source = Self {
-            input: input.to_string(),
+            name: spec.name(),
+            stream_id: spec.id,
+            live: spec.is_live(),
             pipeline,
             sink,
-            info: SourceInfo {
-                width: 0,
-                height: 0,
-                fps: (0, 1),
-                duration_ns: None,
-            },
-            stream_id,
+            info: None,
         };
-        source.preroll()?;
+        if source.live {
+            source
+                .pipeline
+                .set_state(gst::State::Playing)
+                .map_err(|_| {
+                    source
+                        .bus_error()
+                        .unwrap_or_else(|| source.decode_error("cannot start the source".into()))
+                })?;
+        } else {
+            source.preroll()?;
+            source
+                .pipeline
+                .set_state(gst::State::Playing)
+                .map_err(|_| source.decode_error("cannot start playback".into()))?;
+        }
         Ok(source)
     }
 
     fn preroll(&mut self) -> Result<(), SourceError> {
-        let bus = self
-            .pipeline
-            .bus()
-            .ok_or_else(|| SourceError::Gstreamer("pipeline without a bus".into()))?;
+        let bus = self.bus()?;
         if self.pipeline.set_state(gst::State::Paused).is_err() {
             return Err(self
-                .bus_error(&bus)
+                .bus_error()
                 .unwrap_or_else(|| self.decode_error("cannot start decoding".into())));
         }
-        let deadline = std::time::Instant::now() + PREROLL_TIMEOUT;
+        let deadline = Instant::now() + PREROLL_TIMEOUT;
         loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Err(SourceError::Timeout {
-                    input: self.input.clone(),
+                    input: self.name.clone(),
                     secs: PREROLL_TIMEOUT.as_secs(),
                 });
             }
@@ -162,20 +183,10 @@ impl VideoSource {
             };
             match msg.view() {
                 gst::MessageView::AsyncDone(_) => break,
-                gst::MessageView::Error(err) => {
-                    let text = error_text(err);
-                    // Nothing reached the video branch: the input has no video stream
-                    // (an audio-only file, say), which deserves a plain message.
-                    if text.contains("not-linked") {
-                        return Err(SourceError::NoVideo {
-                            input: self.input.clone(),
-                        });
-                    }
-                    return Err(self.decode_error(text));
-                }
+                gst::MessageView::Error(err) => return Err(self.classify(err)),
                 gst::MessageView::Eos(_) => {
                     return Err(SourceError::NoVideo {
-                        input: self.input.clone(),
+                        input: self.name.clone(),
                     });
                 }
                 _ => {}
@@ -186,11 +197,11 @@ impl VideoSource {
             .static_pad("sink")
             .and_then(|p| p.current_caps())
             .ok_or_else(|| SourceError::NoVideo {
-                input: self.input.clone(),
+                input: self.name.clone(),
             })?;
         let info =
             gst_video::VideoInfo::from_caps(&caps).map_err(|e| self.decode_error(e.to_string()))?;
-        self.info = SourceInfo {
+        self.info = Some(SourceInfo {
             width: info.width(),
             height: info.height(),
             fps: (info.fps().numer(), info.fps().denom()),
@@ -198,80 +209,122 @@ impl VideoSource {
                 .pipeline
                 .query_duration::<gst::ClockTime>()
                 .map(|d| d.nseconds()),
-        };
-        tracing::info!(stream = self.stream_id, input = %self.input, width = info.width(), height = info.height(),
+        });
+        tracing::info!(stream = self.stream_id, input = %self.name, width = info.width(), height = info.height(),
             fps = %format!("{}/{}", info.fps().numer(), info.fps().denom()), "source opened");
         Ok(())
     }
 
-    /// Frame size, rate and declared duration.
-    pub fn info(&self) -> &SourceInfo {
-        &self.info
+    /// Frame size, rate and declared duration (files only; `None` for live sources).
+    pub fn info(&self) -> Option<&SourceInfo> {
+        self.info.as_ref()
+    }
+
+    fn bus(&self) -> Result<gst::Bus, SourceError> {
+        self.pipeline
+            .bus()
+            .ok_or_else(|| SourceError::Gstreamer("pipeline without a bus".into()))
     }
 
     fn decode_error(&self, message: String) -> SourceError {
         SourceError::Decode {
-            input: self.input.clone(),
+            input: self.name.clone(),
             message,
         }
     }
 
-    fn bus_error(&self, bus: &gst::Bus) -> Option<SourceError> {
-        bus.iter().find_map(|msg| match msg.view() {
-            gst::MessageView::Error(err) => Some(self.decode_error(error_text(err))),
-            _ => None,
-        })
+    /// A GStreamer error as a source error: "not-linked" means nothing reached the
+    /// video branch, i.e. the input has no video stream (an audio-only file, say).
+    fn classify(&self, err: &gst::message::Error) -> SourceError {
+        let text = error_text(err);
+        if text.contains("not-linked") {
+            return SourceError::NoVideo {
+                input: self.name.clone(),
+            };
+        }
+        self.decode_error(text)
     }
 
-    /// Decodes to the end, sending every frame; blocks when `tx` is full. Stops early
-    /// (without error) when the receiver is gone.
-    pub fn run(self, tx: Sender<Frame>) -> Result<SourceStats, SourceError> {
-        let result = self.pump(&tx);
-        let _ = self.pipeline.set_state(gst::State::Null);
-        result
+    fn bus_error(&self) -> Option<SourceError> {
+        let bus = self.pipeline.bus()?;
+        bus.pop_filtered(&[gst::MessageType::Error])
+            .and_then(|msg| match msg.view() {
+                gst::MessageView::Error(err) => Some(self.classify(err)),
+                _ => None,
+            })
     }
 
-    fn pump(&self, tx: &Sender<Frame>) -> Result<SourceStats, SourceError> {
-        self.pipeline
-            .set_state(gst::State::Playing)
-            .map_err(|_| self.decode_error("cannot start playback".into()))?;
-        let mut stats = SourceStats::default();
+    /// Decodes until the end, the stop flag or an error, queueing every frame.
+    /// Frame indices continue from `next_index` (kept across reconnections). A live
+    /// source that gives no frame for `stall` is an error.
+    pub fn pump(
+        &self,
+        queue: &StreamQueue,
+        next_index: &mut u64,
+        stop: &AtomicBool,
+        stall: Duration,
+    ) -> Result<PumpEnd, SourceError> {
+        let first_index = *next_index;
         let mut decoded_until_ns = 0u64;
-        while let Ok(sample) = self.sink.pull_sample() {
-            let frame = self.frame_from(&sample, stats.frames)?;
+        let mut last_frame = Instant::now();
+        let mut size: Option<(u32, u32)> = self.info.as_ref().map(|i| (i.width, i.height));
+        loop {
+            if stop.load(Ordering::Relaxed) {
+                return Ok(PumpEnd::Stopped);
+            }
+            let Some(sample) = self
+                .sink
+                .try_pull_sample(gst::ClockTime::from_nseconds(POLL.as_nanos() as u64))
+            else {
+                if let Some(err) = self.bus_error() {
+                    return Err(err);
+                }
+                if self.sink.is_eos() {
+                    if !self.live {
+                        self.check_complete(decoded_until_ns, *next_index - first_index)?;
+                    }
+                    return Ok(PumpEnd::Eos);
+                }
+                if self.live && last_frame.elapsed() > stall {
+                    return Err(SourceError::Stalled {
+                        input: self.name.clone(),
+                        secs: last_frame.elapsed().as_secs_f64(),
+                    });
+                }
+                continue;
+            };
+            let frame = self.frame_from(&sample, *next_index, &mut size)?;
             if let Some(pts) = frame.pts_ns {
                 decoded_until_ns = decoded_until_ns.max(pts + frame.duration_ns.unwrap_or(0));
             }
-            stats.frames += 1;
-            if tx.send(frame).is_err() {
-                return Ok(stats);
+            if *next_index == first_index && self.live {
+                tracing::info!(stream = self.stream_id, input = %self.name, width = frame.width, height = frame.height, "source connected");
+            }
+            *next_index += 1;
+            last_frame = Instant::now();
+            if queue.push(frame) == Err(Closed) {
+                return Ok(PumpEnd::Stopped);
             }
         }
-        let bus = self
-            .pipeline
-            .bus()
-            .ok_or_else(|| SourceError::Gstreamer("pipeline without a bus".into()))?;
-        if let Some(err) = self.bus_error(&bus) {
-            return Err(err);
-        }
-        self.check_complete(decoded_until_ns, stats.frames)?;
-        Ok(stats)
     }
 
-    /// Errors when decoding stopped well short of the declared duration: more than
-    /// two frame intervals or a quarter second, whichever is larger.
+    /// Errors when a file's decoding stopped well short of its declared duration:
+    /// more than two frame intervals or a quarter second, whichever is larger.
     fn check_complete(&self, decoded_ns: u64, frames: u64) -> Result<(), SourceError> {
-        let Some(declared) = self.info.duration_ns else {
+        let Some(info) = &self.info else {
             return Ok(());
         };
-        let frame_ns = match self.info.fps {
+        let Some(declared) = info.duration_ns else {
+            return Ok(());
+        };
+        let frame_ns = match info.fps {
             (n, d) if n > 0 && d > 0 => 1_000_000_000 * d as u64 / n as u64,
             _ => 0,
         };
         let slack = (2 * frame_ns).max(250_000_000);
         if decoded_ns + slack < declared {
             return Err(SourceError::Truncated {
-                input: self.input.clone(),
+                input: self.name.clone(),
                 decoded: decoded_ns as f64 / 1e9,
                 declared: declared as f64 / 1e9,
                 frames,
@@ -280,25 +333,48 @@ impl VideoSource {
         Ok(())
     }
 
-    fn frame_from(&self, sample: &gst::Sample, index: u64) -> Result<Frame, SourceError> {
+    /// Wall-clock time at which a live buffer with running time `pts` was captured:
+    /// now, minus how far the pipeline clock has run past it.
+    fn captured_at(&self, pts: Option<gst::ClockTime>) -> Option<u64> {
+        if !self.live {
+            return None;
+        }
+        let running_now = self.pipeline.current_running_time()?;
+        let age = running_now.nseconds().saturating_sub(pts?.nseconds());
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .ok()?
+            .as_nanos() as u64;
+        Some(now.saturating_sub(age))
+    }
+
+    fn frame_from(
+        &self,
+        sample: &gst::Sample,
+        index: u64,
+        size: &mut Option<(u32, u32)>,
+    ) -> Result<Frame, SourceError> {
         let caps = sample
             .caps()
             .ok_or_else(|| self.decode_error("sample without caps".into()))?;
         let info =
             gst_video::VideoInfo::from_caps(caps).map_err(|e| self.decode_error(e.to_string()))?;
-        if (info.width(), info.height()) != (self.info.width, self.info.height) {
-            return Err(SourceError::SizeChanged {
-                input: self.input.clone(),
-                from: format!("{}x{}", self.info.width, self.info.height),
-                to: format!("{}x{}", info.width(), info.height()),
-            });
+        let (w, h) = (info.width(), info.height());
+        match *size {
+            Some(expected) if expected != (w, h) => {
+                return Err(SourceError::SizeChanged {
+                    input: self.name.clone(),
+                    from: format!("{}x{}", expected.0, expected.1),
+                    to: format!("{w}x{h}"),
+                });
+            }
+            _ => *size = Some((w, h)),
         }
         let buffer = sample
             .buffer()
             .ok_or_else(|| self.decode_error("sample without buffer".into()))?;
         let vframe = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, &info)
             .map_err(|e| self.decode_error(e.to_string()))?;
-        let (w, h) = (info.width(), info.height());
         let (cw, ch) = chroma_size(w, h);
         let mut i420 = Vec::with_capacity(i420_len(w, h));
         for (plane, (pw, ph)) in [(w as usize, h as usize), (cw, ch), (cw, ch)]
@@ -318,8 +394,10 @@ impl VideoSource {
             index,
             pts_ns: buffer.pts().map(|t| t.nseconds()),
             duration_ns: buffer.duration().map(|t| t.nseconds()),
+            captured_unix_ns: self.captured_at(buffer.pts()),
             width: w,
             height: h,
+            fps: (info.fps().numer(), info.fps().denom()),
             colour: colour_space(&info),
             i420,
         })
@@ -329,6 +407,22 @@ impl VideoSource {
 impl Drop for VideoSource {
     fn drop(&mut self) {
         let _ = self.pipeline.set_state(gst::State::Null);
+    }
+}
+
+/// Applies the RTSP options to the `rtspsrc` that `uridecodebin` made.
+fn configure_rtspsrc(element: &gst::Element, rtsp: &RtspOptions) {
+    if element.find_property("latency").is_none() {
+        return;
+    }
+    element.set_property("latency", rtsp.latency_ms);
+    match rtsp.transport {
+        RtspTransport::Tcp => element.set_property_from_str("protocols", "tcp"),
+        RtspTransport::Udp => element.set_property_from_str("protocols", "udp"),
+        // UDP first; after `timeout` µs without data rtspsrc retries over TCP.
+        RtspTransport::Auto => {
+            element.set_property("timeout", u64::from(rtsp.udp_timeout_ms) * 1000)
+        }
     }
 }
 
@@ -358,17 +452,32 @@ fn error_text(err: &gst::message::Error) -> String {
             text = format!("{text} ({detail})");
         }
     }
-    text
+    super::spec::redact_text(&text.replace('\n', " "))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn uri_passes_through_and_missing_path_is_named() {
-        assert_eq!(input_uri("rtsp://cam/stream").unwrap(), "rtsp://cam/stream");
-        let err = input_uri("/nonexistent/clip.mp4").unwrap_err();
-        assert_eq!(err.to_string(), "input not found: /nonexistent/clip.mp4");
+/// Decodes a whole file into memory (for benchmarks, tests and tools; a run
+/// streams instead). At most `limit` frames when given.
+pub fn read_frames(input: &str, limit: Option<usize>) -> Result<Vec<Frame>, SourceError> {
+    let spec = SourceSpec::parse(0, input)?;
+    let source = VideoSource::open(&spec, &RtspOptions::default())?;
+    let counters = std::sync::Arc::new(super::queue::StreamCounters::default());
+    let (queue, rx) = StreamQueue::new(8, false, counters);
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let stop_pump = stop.clone();
+    let pump = std::thread::spawn(move || {
+        let mut index = 0;
+        source.pump(&queue, &mut index, &stop_pump, Duration::from_secs(10))
+    });
+    let mut frames = Vec::new();
+    for frame in rx.iter() {
+        frames.push(frame);
+        if limit.is_some_and(|l| frames.len() >= l) {
+            stop.store(true, Ordering::Relaxed);
+            break;
+        }
     }
+    drop(rx);
+    pump.join()
+        .map_err(|_| SourceError::Gstreamer("decoder thread panicked".into()))??;
+    Ok(frames)
 }

@@ -1,6 +1,14 @@
 //! Sources: GStreamer decode branches that end in an appsink and hand out
-//! [`crate::pipeline::Frame`]s. So far: files and URIs through `uridecodebin`.
+//! [`crate::pipeline::Frame`]s into a per-stream queue. [`spec`] says what an
+//! `--input` is, [`decode`] runs one pipeline, [`supervisor`] keeps a source alive
+//! across failures, [`queue`] applies the per-stream full-policy.
 
-mod decode;
+pub mod decode;
+pub mod queue;
+pub mod spec;
+pub mod supervisor;
 
-pub use decode::{SourceError, SourceInfo, SourceStats, VideoSource, input_uri};
+pub use decode::{PumpEnd, SourceError, SourceInfo, VideoSource, read_frames};
+pub use queue::{StreamCounters, StreamQueue};
+pub use spec::{RtspOptions, RtspTransport, SourceKind, SourceSpec, SpecError};
+pub use supervisor::{ReconnectPolicy, run_source};

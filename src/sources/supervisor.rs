@@ -1,0 +1,122 @@
+//! Keeps one source running for the life of a run: opens it, pumps it, and when a
+//! network source errors, stalls or ends unexpectedly, reconnects with exponential
+//! backoff up to a cap (forever unless told otherwise), logging each attempt with
+//! the stream id. Frame indices keep increasing across reconnections. Files and
+//! local live sources (cameras, test patterns) run once.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use super::decode::{PumpEnd, SourceError, VideoSource};
+use super::queue::StreamQueue;
+use super::spec::{RtspOptions, SourceSpec};
+
+/// Reconnection and stall settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReconnectPolicy {
+    /// First delay after a failure.
+    pub initial: Duration,
+    /// Longest delay between attempts.
+    pub max: Duration,
+    /// Attempts in a row before giving up; 0 = never give up.
+    pub attempts: u32,
+    /// A live source that gives no frame for this long has stalled.
+    pub stall: Duration,
+}
+
+impl Default for ReconnectPolicy {
+    fn default() -> Self {
+        Self {
+            initial: Duration::from_millis(500),
+            max: Duration::from_secs(30),
+            attempts: 0,
+            stall: Duration::from_secs(5),
+        }
+    }
+}
+
+impl ReconnectPolicy {
+    /// Delay before attempt `n` (1-based): initial · 2^(n−1), capped.
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(20));
+        self.initial.saturating_mul(factor).min(self.max)
+    }
+}
+
+/// Runs `spec` until it ends, fails for good, or `stop` is raised.
+pub fn run_source(
+    spec: &SourceSpec,
+    rtsp: &RtspOptions,
+    policy: &ReconnectPolicy,
+    queue: StreamQueue,
+    stop: &AtomicBool,
+) -> Result<(), SourceError> {
+    let mut next_index = 0u64;
+    if !spec.reconnects() {
+        let source = VideoSource::open(spec, rtsp)?;
+        return source
+            .pump(&queue, &mut next_index, stop, policy.stall)
+            .map(|_| ());
+    }
+    let name = spec.name();
+    let mut failures = 0u32;
+    let mut ever_connected = false;
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let frames_before = next_index;
+        let outcome = VideoSource::open(spec, rtsp)
+            .and_then(|s| s.pump(&queue, &mut next_index, stop, policy.stall));
+        if next_index > frames_before {
+            if ever_connected && failures > 0 {
+                queue.counters().reconnects.fetch_add(1, Ordering::Relaxed);
+            }
+            ever_connected = true;
+            failures = 0;
+        }
+        let reason = match outcome {
+            Ok(PumpEnd::Stopped) => return Ok(()),
+            Ok(PumpEnd::Eos) => "the stream ended".to_string(),
+            Err(e) => e.to_string(),
+        };
+        failures += 1;
+        if policy.attempts > 0 && failures > policy.attempts {
+            return Err(SourceError::GaveUp {
+                input: name,
+                attempts: policy.attempts,
+                last: reason,
+            });
+        }
+        let delay = policy.delay(failures);
+        tracing::warn!(stream = spec.id, input = %name, attempt = failures, delay_ms = delay.as_millis() as u64,
+            error = %reason, "source lost; reconnecting");
+        sleep_unless_stopped(delay, stop);
+    }
+}
+
+fn sleep_unless_stopped(delay: Duration, stop: &AtomicBool) {
+    let until = Instant::now() + delay;
+    while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(
+            Duration::from_millis(50).min(until.saturating_duration_since(Instant::now())),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let p = ReconnectPolicy {
+            initial: Duration::from_millis(500),
+            max: Duration::from_secs(4),
+            ..Default::default()
+        };
+        let delays: Vec<u64> = (1..=6).map(|n| p.delay(n).as_millis() as u64).collect();
+        assert_eq!(delays, [500, 1000, 2000, 4000, 4000, 4000]);
+        assert_eq!(p.delay(10_000), Duration::from_secs(4), "no overflow");
+    }
+}
