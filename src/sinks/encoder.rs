@@ -28,6 +28,8 @@ pub struct Mp4Encoder {
     frame_ns: u64,
     /// The input declared a frame rate: output timestamps are `n / fps`.
     constant_rate: bool,
+    /// The last timestamp pushed.
+    last_pts: Option<u64>,
     frames: u64,
 }
 
@@ -89,6 +91,7 @@ impl Mp4Encoder {
             info,
             frame_ns,
             constant_rate,
+            last_pts: None,
             frames: 0,
         })
     }
@@ -107,11 +110,18 @@ impl Mp4Encoder {
                 // rate even when the decoder's timestamps have gaps (a damaged input).
                 (self.frames * self.frame_ns, self.frame_ns)
             } else {
-                (
-                    frame.pts_ns.unwrap_or(self.frames * self.frame_ns),
-                    frame.duration_ns.unwrap_or(self.frame_ns),
-                )
+                // A variable-rate (typically live) stream keeps its own timing, made
+                // monotonic: a reconnected source starts its timestamps over.
+                let source = frame.pts_ns.unwrap_or(self.frames * self.frame_ns);
+                let pts = match self.last_pts {
+                    Some(last) if source <= last => {
+                        last + frame.duration_ns.unwrap_or(self.frame_ns)
+                    }
+                    _ => source,
+                };
+                (pts, frame.duration_ns.unwrap_or(self.frame_ns))
             };
+            self.last_pts = Some(pts);
             b.set_pts(gst::ClockTime::from_nseconds(pts));
             b.set_duration(gst::ClockTime::from_nseconds(duration));
         }

@@ -40,6 +40,8 @@ pub enum SourceError {
     Gstreamer(String),
     #[error("cannot decode {input}: {message}")]
     Decode { input: String, message: String },
+    #[error("{input}: {message}")]
+    Stream { input: String, message: String },
     #[error("{input} has no video stream")]
     NoVideo { input: String },
     #[error("timed out after {secs} s opening {input}")]
@@ -240,6 +242,13 @@ impl VideoSource {
         if text.contains("not-linked") {
             return SourceError::NoVideo {
                 input: self.name.clone(),
+            };
+        }
+        if self.live {
+            // A camera or network stream: the problem is reaching it, not decoding.
+            return SourceError::Stream {
+                input: self.name.clone(),
+                message: text,
             };
         }
         self.decode_error(text)
