@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One idempotent set-up step for pedvision: installs only what is missing.
 #   * Debian packages: GStreamer (base, good, bad, ugly, libav, tools, -dev headers,
-#     gst-discoverer, RTSP server), pkg-config, a TrueType font for labels, ffmpeg
+#     gst-discoverer, RTSP server library and its Python binding for the test
+#     RTSP server), pkg-config, a TrueType font for labels, ffmpeg
 #     (ffprobe, used by tests to check outputs independently).
 #   * The ONNX Runtime shared library, taken from the PyPI wheel onnxruntime==1.31.1
 #     (no other download source), into .ort/lib (git-ignored).
@@ -17,7 +18,7 @@ PACKAGES=(
   gstreamer1.0-plugins-base-apps gstreamer1.0-rtsp
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev
   libgstrtspserver-1.0-dev pkg-config fonts-dejavu-core ffmpeg
-  python3 python3-pip unzip
+  python3 python3-pip unzip python3-gi gir1.2-gst-rtsp-server-1.0
 )
 
 say() { printf 'setup: %s\n' "$*" >&2; }

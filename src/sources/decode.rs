@@ -144,6 +144,12 @@ impl VideoSource {
             sink,
             info: None,
         };
+        // A URI is live or not depending on what it turns out to be (an RTSP camera
+        // or live HLS is, an MP4 over HTTP is not): GStreamer says so when pausing.
+        if matches!(spec.kind, SourceKind::Uri { .. }) {
+            source.live = source.pipeline.set_state(gst::State::Paused)
+                == Ok(gst::StateChangeSuccess::NoPreroll);
+        }
         if source.live {
             source
                 .pipeline
@@ -215,6 +221,11 @@ impl VideoSource {
         tracing::info!(stream = self.stream_id, input = %self.name, width = info.width(), height = info.height(),
             fps = %format!("{}/{}", info.fps().numer(), info.fps().denom()), "source opened");
         Ok(())
+    }
+
+    /// Whether this source turned out to be live (see [`SourceSpec::is_live`]).
+    pub fn is_live(&self) -> bool {
+        self.live
     }
 
     /// Frame size, rate and declared duration (files only; `None` for live sources).

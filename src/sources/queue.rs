@@ -78,6 +78,16 @@ impl StreamQueue {
         }
     }
 
+    /// Switches to blocking (`live` false) once a source turns out not to be live.
+    /// A queue made blocking cannot become live again.
+    pub fn set_live(&mut self, live: bool) {
+        if !live {
+            // Without the spare receiver a blocked send fails as soon as the
+            // batcher hangs up, instead of waiting forever.
+            self.oldest = None;
+        }
+    }
+
     /// The counters this queue updates.
     pub fn counters(&self) -> &Arc<StreamCounters> {
         &self.counters

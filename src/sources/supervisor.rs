@@ -48,7 +48,7 @@ pub fn run_source(
     spec: &SourceSpec,
     rtsp: &RtspOptions,
     policy: &ReconnectPolicy,
-    queue: StreamQueue,
+    mut queue: StreamQueue,
     stop: &AtomicBool,
 ) -> Result<(), SourceError> {
     let mut next_index = 0u64;
@@ -66,8 +66,12 @@ pub fn run_source(
             return Ok(());
         }
         let frames_before = next_index;
-        let outcome = VideoSource::open(spec, rtsp)
-            .and_then(|s| s.pump(&queue, &mut next_index, stop, policy.stall));
+        let mut live = true;
+        let outcome = VideoSource::open(spec, rtsp).and_then(|s| {
+            live = s.is_live();
+            queue.set_live(live);
+            s.pump(&queue, &mut next_index, stop, policy.stall)
+        });
         if next_index > frames_before {
             if ever_connected && failures > 0 {
                 queue.counters().reconnects.fetch_add(1, Ordering::Relaxed);
@@ -77,6 +81,8 @@ pub fn run_source(
         }
         let reason = match outcome {
             Ok(PumpEnd::Stopped) => return Ok(()),
+            // A recording (an MP4 over HTTP, say) that ends is done.
+            Ok(PumpEnd::Eos) if !live => return Ok(()),
             Ok(PumpEnd::Eos) => "the stream ended".to_string(),
             Err(e) => e.to_string(),
         };
