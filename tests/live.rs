@@ -26,9 +26,14 @@ fn free_port() -> u16 {
 
 /// Starts the test RTSP server and waits until it listens.
 fn rtsp_server(port: u16) -> Child {
+    rtsp_server_with(port, &[])
+}
+
+fn rtsp_server_with(port: u16, extra: &[&str]) -> Child {
     let mut child = Command::new("/usr/bin/python3")
         .arg(RTSP_SERVER)
         .arg(port.to_string())
+        .args(extra)
         .stdout(Stdio::piped())
         .spawn()
         .expect("python3 with python3-gi (scripts/setup.sh)");
@@ -413,5 +418,50 @@ fn http_file_is_not_live_and_loses_nothing() {
             .iter()
             .enumerate()
             .all(|(i, l)| l["frame_index"] == i as u64)
+    );
+}
+
+#[test]
+fn rtsp_transports_and_the_fallback_to_tcp() {
+    let port = free_port();
+    let mut server = rtsp_server(port);
+    let url = format!("rtsp://127.0.0.1:{port}/stream0");
+    for transport in ["tcp", "udp"] {
+        let out = pedvision(&[
+            "run",
+            "-i",
+            &url,
+            "--rtsp-transport",
+            transport,
+            "--duration",
+            "3",
+            "--no-video",
+            "--no-metadata",
+        ]);
+        let stdout = ok(&out);
+        assert!(
+            !stdout.contains("processed 0 frames"),
+            "{transport}: {stdout}"
+        );
+    }
+    server.kill().unwrap();
+    let _ = server.wait();
+    // A server that refuses UDP: the default transport (auto) falls back to TCP.
+    let mut server = rtsp_server_with(port, &["--tcp-only"]);
+    let out = pedvision(&[
+        "run",
+        "-i",
+        &url,
+        "--duration",
+        "4",
+        "--no-video",
+        "--no-metadata",
+    ]);
+    server.kill().unwrap();
+    let _ = server.wait();
+    let stdout = ok(&out);
+    assert!(
+        !stdout.contains("processed 0 frames") && stdout.contains("0 reconnects"),
+        "{stdout}"
     );
 }

@@ -1,7 +1,7 @@
 """A real RTSP server for pedvision's tests and benchmarks (GStreamer's RTSP server
 library through python3-gi), bound to 127.0.0.1.
 
-    /usr/bin/python3 rtsp_server.py PORT [--file VIDEO] [--mounts N] [--fps F]
+    /usr/bin/python3 rtsp_server.py PORT [--file VIDEO] [--mounts N] [--fps F] [--tcp-only]
 
 Serves H.264 on rtsp://127.0.0.1:PORT/stream0 .. streamN-1: a live test pattern by
 default, or VIDEO decoded, paced in real time and looped (like a camera). Prints
@@ -16,7 +16,8 @@ import gi
 
 gi.require_version("Gst", "1.0")
 gi.require_version("GstRtspServer", "1.0")
-from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
+gi.require_version("GstRtsp", "1.0")
+from gi.repository import GLib, Gst, GstRtsp, GstRtspServer  # noqa: E402
 
 
 def main():
@@ -25,6 +26,7 @@ def main():
     ap.add_argument("--file", default=None)
     ap.add_argument("--mounts", type=int, default=1)
     ap.add_argument("--fps", type=int, default=10)
+    ap.add_argument("--tcp-only", action="store_true", help="refuse UDP transport")
     args = ap.parse_args()
 
     Gst.init(None)
@@ -44,6 +46,8 @@ def main():
         factory = GstRtspServer.RTSPMediaFactory()
         factory.set_launch(f"( {source} ! {encode} )")
         factory.set_shared(True)
+        if args.tcp_only:
+            factory.set_protocols(GstRtsp.RTSPLowerTrans.TCP)
         server.get_mount_points().add_factory(f"/stream{i}", factory)
     if server.attach(None) == 0:
         sys.exit(f"cannot listen on 127.0.0.1:{args.port}")
