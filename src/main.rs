@@ -12,10 +12,11 @@ use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
-    init_logging(&args.log_level);
+    init_logging(&args.log_level, args.log_format);
     let result = match args.command {
         cli::Command::Run(a) => cli::run::execute(a),
         cli::Command::Bench(a) => cli::bench::execute(a),
+        cli::Command::Doctor(a) => cli::doctor::execute(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -45,7 +46,7 @@ fn one_line(err: &anyhow::Error) -> String {
 
 /// Logs go to stderr. A bare level applies to pedvision; ONNX Runtime's own log
 /// stays at `warn` unless the filter names it.
-fn init_logging(level: &str) {
+fn init_logging(level: &str, format: cli::LogFormat) {
     let spec = if level.contains('=') || level.contains(',') {
         level.to_string()
     } else {
@@ -54,10 +55,12 @@ fn init_logging(level: &str) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&spec))
         .unwrap_or_else(|_| EnvFilter::new("warn,pedvision=info"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
-        .init();
+        .with_target(false);
+    match format {
+        cli::LogFormat::Json => builder.json().flatten_event(true).init(),
+        cli::LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
 }

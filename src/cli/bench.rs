@@ -70,7 +70,7 @@ pub fn execute(args: BenchArgs) -> anyhow::Result<()> {
     for b in batches.iter().cycle().take(args.warmup) {
         model.detector.run(ArrayView4::from_shape(shape(b), b)?)?;
     }
-    println!(
+    out!(
         "pedvision bench: {input}: {} frames {w}x{h}, batch {batch}, threads {}, device {}",
         frames.len(),
         if args.detector.threads == 0 {
@@ -82,7 +82,7 @@ pub fn execute(args: BenchArgs) -> anyhow::Result<()> {
     );
 
     let per_frame = |d: Duration| d.as_secs_f64() * 1e3 / frames.len() as f64;
-    println!(
+    out!(
         "single-threaded costs:    decode {:.2} ms/frame, preprocess {:.2} ms/frame",
         per_frame(decode_time),
         per_frame(prep_time)
@@ -138,7 +138,7 @@ pub fn execute(args: BenchArgs) -> anyhow::Result<()> {
         ));
         let around = (infer_fps[round - 1] + infer_fps[round]) / 2.0;
         ratios.push(report.fps() / around);
-        println!(
+        out!(
             "round {round}: end to end {:6.2} fps, inference only {:6.2} / {:6.2} fps, ratio {:.3}",
             report.fps(),
             infer_fps[round - 1],
@@ -147,7 +147,7 @@ pub fn execute(args: BenchArgs) -> anyhow::Result<()> {
         );
     }
     ratios.sort_by(f64::total_cmp);
-    println!(
+    out!(
         "ratio end-to-end / inference-only: median {:.3} (min {:.3}, max {:.3}) over {} rounds",
         ratios[ratios.len() / 2],
         ratios[0],
@@ -156,13 +156,13 @@ pub fn execute(args: BenchArgs) -> anyhow::Result<()> {
     );
     if let Some(infer_cpu) = infer_cpu {
         let per_frame = |d: Duration, n: usize| d.as_secs_f64() * 1e3 / n as f64;
-        println!(
+        out!(
             "CPU time per frame: inference only {:.1} ms, end to end {:.1} ms",
             per_frame(infer_cpu, frames.len()),
             per_frame(e2e_cpu, frames.len() * usize::from(args.rounds))
         );
     }
-    println!(
+    out!(
         "(end to end = decode, preprocess, inference, NMS, overlay, H.264/MP4 encode, JSON Lines)"
     );
     Ok(())

@@ -2,8 +2,18 @@
 //! validated plan (rejecting bad combinations before any thread starts), then runs it.
 //! `anyhow` lives here and in `main.rs` only.
 
+/// `println!` that ignores a closed stdout (`pedvision doctor | head -1`) instead of
+/// panicking: output nobody reads is not an error.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 pub mod bench;
 pub mod common;
+pub mod doctor;
 pub mod run;
 
 use clap::{Parser, Subcommand};
@@ -21,8 +31,20 @@ pub struct Cli {
     #[arg(long, global = true, default_value = "info")]
     pub log_level: String,
 
+    /// Log format on stderr: text for people, json (one object per line) for log
+    /// collectors.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -45,4 +67,10 @@ Exit codes: 0 success, 1 failure (one `error:` line on stderr), 2 bad command li
     /// Use a release build (`make bench`): debug builds measure the wrong thing.
     #[command(after_help = "Example:\n  pedvision bench --batch 4 --threads 2")]
     Bench(bench::BenchArgs),
+    /// Check the GStreamer plugins, ONNX Runtime, execution providers and model a
+    /// run needs, and say how to install what is missing.
+    #[command(
+        after_help = "Examples:\n  pedvision doctor\n  pedvision doctor -i rtsp://cam/live -i camera:0 --rtsp-out --device cuda"
+    )]
+    Doctor(doctor::DoctorArgs),
 }

@@ -233,7 +233,7 @@ fn print_summary(report: &RunReport) {
     if let Some(m) = &report.metadata {
         written.push(format!("metadata {}", m.display()));
     }
-    println!(
+    out!(
         "processed {} frames in {:.1} s ({:.1} fps); {}",
         report.frames,
         report.elapsed.as_secs_f64(),
@@ -254,14 +254,18 @@ fn print_summary(report: &RunReport) {
                 (Some(p50), Some(p99)) => format!(", latency p50 {p50:.0} ms p99 {p99:.0} ms"),
                 _ => String::new(),
             };
-            println!(
+            out!(
                 "stream {} ({}): {} frames processed, {} dropped, {} reconnects{latency}",
-                s.id, s.name, s.processed, s.dropped, s.reconnects
+                s.id,
+                s.name,
+                s.processed,
+                s.dropped,
+                s.reconnects
             );
         }
     }
     for (id, url) in report.rtsp_urls.iter().enumerate() {
-        println!("stream {id} was served at {url}");
+        out!("stream {id} was served at {url}");
     }
     let sizes: Vec<String> = report
         .infer
@@ -271,7 +275,7 @@ fn print_summary(report: &RunReport) {
         .filter(|(_, n)| **n > 0)
         .map(|(size, n)| format!("{n}×{size}"))
         .collect();
-    println!(
+    out!(
         "batches: {} ({}), {} with frames of several streams",
         report.infer.batches,
         sizes.join(", "),

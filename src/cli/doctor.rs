@@ -1,0 +1,199 @@
+//! `pedvision doctor`: checks what a run with these options needs, and says how to
+//! install what is missing: the GStreamer elements each configured source and sink
+//! uses, the ONNX Runtime library and its version, which execution providers really
+//! load, and the model. Exit 1 when something the run needs is missing.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use gstreamer as gst;
+use pedvision::config::Manifest;
+use pedvision::infer::{Detector, Device, RuntimeOptions, runtime};
+use pedvision::sources::{SourceKind, SourceSpec};
+
+use super::common::DEFAULT_MODEL;
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Inputs to check for (as for `run`); default: a local file.
+    #[arg(long, short, value_name = "INPUT")]
+    pub input: Vec<String>,
+
+    /// Check for the RTSP output server's elements too.
+    #[arg(long)]
+    pub rtsp_out: bool,
+
+    /// Check for the display window's elements too.
+    #[arg(long)]
+    pub display: bool,
+
+    /// The device a run will use; its provider must load.
+    #[arg(long, value_enum, default_value_t = Device::Cpu)]
+    pub device: Device,
+
+    /// Model manifest to check.
+    #[arg(long, default_value = DEFAULT_MODEL, value_name = "PATH")]
+    pub model: PathBuf,
+
+    /// The ONNX Runtime library (as for `run`).
+    #[arg(long, value_name = "PATH")]
+    pub ort_lib: Option<PathBuf>,
+}
+
+/// GStreamer elements, each with the Debian package that ships it.
+const BASE: &str = "gstreamer1.0-plugins-base";
+const GOOD: &str = "gstreamer1.0-plugins-good";
+const BAD: &str = "gstreamer1.0-plugins-bad";
+const UGLY: &str = "gstreamer1.0-plugins-ugly";
+const LIBAV: &str = "gstreamer1.0-libav";
+
+/// The elements a run with these options uses, with their packages and why.
+fn needed_elements(
+    args: &DoctorArgs,
+    specs: &[SourceSpec],
+) -> Vec<(&'static str, &'static str, &'static str)> {
+    let mut need = vec![
+        ("videoconvert", BASE, "every source and sink"),
+        ("appsink", BASE, "every source"),
+        ("appsrc", BASE, "every output"),
+        ("x264enc", UGLY, "annotated MP4 and RTSP output"),
+        ("h264parse", BAD, "annotated MP4"),
+        ("mp4mux", GOOD, "annotated MP4"),
+    ];
+    for spec in specs {
+        match &spec.kind {
+            SourceKind::File(_) => {
+                need.push(("uridecodebin", BASE, "files"));
+                need.push(("avdec_h264", LIBAV, "H.264 and most other codecs"));
+            }
+            SourceKind::Rtsp(_) => {
+                need.push(("uridecodebin", BASE, "RTSP inputs"));
+                need.push(("rtspsrc", GOOD, "RTSP inputs"));
+                need.push(("rtph264depay", GOOD, "RTSP inputs (H.264)"));
+                need.push(("avdec_h264", LIBAV, "RTSP inputs (H.264)"));
+            }
+            SourceKind::Uri { .. } => {
+                need.push(("uridecodebin", BASE, "HTTP inputs"));
+                need.push(("souphttpsrc", GOOD, "HTTP inputs"));
+                need.push(("hlsdemux", BAD, "HLS inputs"));
+            }
+            SourceKind::Camera(_) => {
+                need.push(("v4l2src", GOOD, "cameras"));
+                need.push(("jpegdec", GOOD, "MJPEG cameras"));
+            }
+            SourceKind::Test { .. } => need.push(("videotestsrc", BASE, "test patterns")),
+        }
+    }
+    if args.rtsp_out {
+        need.push(("rtph264pay", GOOD, "--rtsp-out"));
+    }
+    if args.display {
+        need.push(("autovideosink", GOOD, "--display"));
+    }
+    let mut seen = std::collections::HashSet::new();
+    need.retain(|(name, ..)| seen.insert(*name));
+    need
+}
+
+pub fn execute(args: DoctorArgs) -> anyhow::Result<()> {
+    let mut missing_packages: Vec<&str> = Vec::new();
+    let mut problems = 0;
+    let mut report = |ok: bool, what: String| {
+        out!("{} {what}", if ok { "ok     " } else { "MISSING" });
+        if !ok {
+            problems += 1;
+        }
+    };
+
+    let inputs = if args.input.is_empty() {
+        vec![super::common::DEMO_CLIP.to_string()]
+    } else {
+        args.input.clone()
+    };
+    let specs = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, input)| SourceSpec::parse(i as u32, input))
+        .collect::<Result<Vec<_>, _>>()?;
+
+    match gst::init() {
+        Ok(()) => {
+            let (major, minor, micro, _) = gst::version();
+            report(true, format!("GStreamer {major}.{minor}.{micro}"))
+        }
+        Err(e) => report(false, format!("GStreamer does not initialise: {e}")),
+    }
+    for (element, package, why) in needed_elements(&args, &specs) {
+        let found = gst::ElementFactory::find(element).is_some();
+        report(
+            found,
+            format!("element {element:<14} ({why}; package {package})"),
+        );
+        if !found && !missing_packages.contains(&package) {
+            missing_packages.push(package);
+        }
+    }
+
+    let mut model_loads = false;
+    match runtime::find_library(args.ort_lib.as_deref()) {
+        Err(e) => report(false, e.to_string()),
+        Ok(path) => match runtime::init(Some(&path)) {
+            Err(e) => report(false, e.to_string()),
+            Ok(()) => {
+                // The build info string carries no version; the library's real
+                // file name does (libonnxruntime.so.1.31.1).
+                let real = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
+                let name = real
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let version = name
+                    .strip_prefix("libonnxruntime.so.")
+                    .unwrap_or("(version not in the file name)");
+                report(
+                    true,
+                    format!("ONNX Runtime {version} at {}", path.display()),
+                );
+                model_loads = true;
+            }
+        },
+    }
+    match Manifest::load(&args.model) {
+        Err(e) => report(false, e.to_string()),
+        Ok(manifest) if model_loads => {
+            for device in [Device::Cpu, Device::Cuda, Device::Tensorrt] {
+                let options = RuntimeOptions {
+                    library: None,
+                    device,
+                    threads: 1,
+                };
+                match Detector::load(&manifest, &options) {
+                    Ok(_) => report(true, format!("provider {device}: loads {}", manifest.name)),
+                    // Only the provider the run will use is required.
+                    Err(e) if device != args.device => {
+                        out!("-       provider {device}: not available ({e})")
+                    }
+                    Err(e) => report(false, format!("provider {device}: {e}")),
+                }
+            }
+        }
+        Ok(manifest) => out!(
+            "-       model {} not loaded (no ONNX Runtime)",
+            manifest.name
+        ),
+    }
+
+    if !missing_packages.is_empty() {
+        out!(
+            "install what is missing with: apt-get install {}",
+            missing_packages.join(" ")
+        );
+    }
+    if problems > 0 {
+        anyhow::bail!(
+            "{problems} problem(s) found; see above (`make setup` installs everything pedvision uses)"
+        );
+    }
+    out!("everything a run with these options needs is here");
+    Ok(())
+}

@@ -1,0 +1,115 @@
+//! The binary's edges: `pedvision doctor` on this machine and on one whose
+//! GStreamer has no plugins, `--log-format json`, and a closed stdout.
+
+mod common;
+
+use std::process::{Command, Stdio};
+
+use common::*;
+
+#[test]
+fn doctor_finds_everything_setup_installed() {
+    let out = pedvision(&[
+        "doctor",
+        "-i",
+        "camera:0",
+        "-i",
+        "rtsp://127.0.0.1:1/x",
+        "-i",
+        "test:",
+        "--rtsp-out",
+    ]);
+    let stdout = ok(&out);
+    for want in [
+        "ok      GStreamer 1.",
+        "ok      element x264enc",
+        "ok      element v4l2src",
+        "ok      element rtspsrc",
+        "ok      element rtph264pay",
+        "ok      ONNX Runtime 1.31.1 at ",
+        "ok      provider cpu: loads nanodet-g",
+        "everything a run with these options needs is here",
+    ] {
+        assert!(stdout.contains(want), "missing {want:?} in:\n{stdout}");
+    }
+    assert!(!stdout.contains("MISSING"), "{stdout}");
+}
+
+#[test]
+fn doctor_names_missing_plugins_and_the_command_that_installs_them() {
+    let dir = scratch();
+    // A GStreamer that finds no plugins at all.
+    let out = Command::new(env!("CARGO_BIN_EXE_pedvision"))
+        .args(["doctor", "--log-level", "warn"])
+        .env("GST_REGISTRY_1_0", dir.path().join("registry.bin"))
+        .env("GST_PLUGIN_SYSTEM_PATH_1_0", dir.path())
+        .env("GST_PLUGIN_PATH_1_0", dir.path())
+        .output()
+        .unwrap();
+    let line = failed(&out);
+    assert!(line.contains("problem(s) found"), "{line}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("MISSING element x264enc"), "{stdout}");
+    assert!(
+        stdout.contains("apt-get install ") && stdout.contains("gstreamer1.0-plugins-ugly"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("ok      provider cpu"),
+        "ONNX Runtime is still found: {stdout}"
+    );
+}
+
+#[test]
+fn doctor_reports_a_provider_the_run_needs_but_cannot_load() {
+    // The PyPI wheel is the CPU build: asking for CUDA must be a problem, not a
+    // silent fall-back.
+    let out = pedvision(&["doctor", "--device", "cuda"]);
+    failed(&out);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("MISSING provider cuda"), "{stdout}");
+}
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let out = pedvision(&[
+        "run",
+        "-i",
+        CLIP,
+        "--no-video",
+        "--no-metadata",
+        "--log-format",
+        "json",
+    ]);
+    ok(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert!(lines.len() >= 2, "{stderr}");
+    for line in lines {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{line:?}: {e}"));
+        assert!(
+            v["level"].is_string() && v["message"].is_string() && v["timestamp"].is_string(),
+            "{line}"
+        );
+    }
+    assert!(
+        stderr.contains(r#""message":"source opened""#) && stderr.contains(r#""stream":0"#),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn closed_stdout_is_not_a_panic() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pedvision"))
+        .args(["doctor", "--log-level", "error"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // the reader goes away, like `| head -0`
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(out.status.success(), "{stderr}");
+}
