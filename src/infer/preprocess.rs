@@ -116,11 +116,6 @@ impl Preprocessor {
         }
     }
 
-    /// Source frame size this preprocessor was built for.
-    pub fn source_size(&self) -> (u32, u32) {
-        self.src_size
-    }
-
     /// Number of floats of one frame's input (`3·H·W`).
     pub fn input_len(&self) -> usize {
         3 * self.scratch[0].len()

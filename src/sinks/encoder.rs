@@ -132,11 +132,6 @@ impl Mp4Encoder {
         Ok(())
     }
 
-    /// Frames pushed so far.
-    pub fn frames(&self) -> u64 {
-        self.frames
-    }
-
     /// Sends EOS, waits for the muxer to finish the file, and gives it its final
     /// name (or `STEM.incomplete.mp4` when `complete` is false). A file with no
     /// frames is removed instead and `None` returned.

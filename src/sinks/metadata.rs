@@ -64,7 +64,6 @@ impl<'a> FrameRecord<'a> {
 pub struct MetadataWriter {
     staged: StagedFile,
     out: BufWriter<std::fs::File>,
-    lines: u64,
 }
 
 impl MetadataWriter {
@@ -78,7 +77,6 @@ impl MetadataWriter {
         Ok(Self {
             staged,
             out: BufWriter::new(file),
-            lines: 0,
         })
     }
 
@@ -90,13 +88,7 @@ impl MetadataWriter {
         };
         serde_json::to_writer(&mut self.out, record).map_err(|e| io(e.into()))?;
         self.out.write_all(b"\n").map_err(io)?;
-        self.lines += 1;
         Ok(())
-    }
-
-    /// Lines written so far.
-    pub fn lines(&self) -> u64 {
-        self.lines
     }
 
     /// Flushes and syncs the file, then gives it its final name (or the

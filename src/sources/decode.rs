@@ -228,11 +228,6 @@ impl VideoSource {
         self.live
     }
 
-    /// Frame size, rate and declared duration (files only; `None` for live sources).
-    pub fn info(&self) -> Option<&SourceInfo> {
-        self.info.as_ref()
-    }
-
     fn bus(&self) -> Result<gst::Bus, SourceError> {
         self.pipeline
             .bus()
