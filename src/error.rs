@@ -16,6 +16,8 @@ pub enum Error {
     Sink(#[from] sinks::SinkError),
     #[error(transparent)]
     Pipeline(#[from] pipeline::PipelineError),
+    #[error(transparent)]
+    Metrics(#[from] crate::telemetry::MetricsError),
 }
 
 /// Result with the crate-level [`Error`].

@@ -21,5 +21,6 @@ pub mod model;
 pub mod pipeline;
 pub mod sinks;
 pub mod sources;
+pub mod telemetry;
 
 pub use error::{Error, Result};

@@ -465,3 +465,103 @@ fn rtsp_transports_and_the_fallback_to_tcp() {
         "{stdout}"
     );
 }
+
+/// Scrapes a Prometheus endpoint with a real HTTP client (Python's urllib) and
+/// returns `metric{labels} value` lines as (series, value).
+fn scrape(port: u16) -> Vec<(String, f64)> {
+    let out = Command::new("/usr/bin/python3")
+        .args(["-c", "import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())"])
+        .arg(format!("http://127.0.0.1:{port}/metrics"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "scrape failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            l.rsplit_once(' ')
+                .map(|(k, v)| (k.to_string(), v.parse().unwrap_or(f64::NAN)))
+        })
+        .collect()
+}
+
+fn series(scraped: &[(String, f64)], name: &str, stream: u32) -> f64 {
+    scraped
+        .iter()
+        .find(|(k, _)| k.starts_with(name) && k.contains(&format!("stream=\"{stream}\"")))
+        .unwrap_or_else(|| panic!("no {name} for stream {stream} in {scraped:?}"))
+        .1
+}
+
+#[test]
+fn prometheus_metrics_move_and_agree_with_the_frames_written() {
+    let port = free_port();
+    let dir = scratch();
+    let meta = dir.path().join("m.jsonl");
+    let mut run = pedvision_bg(&[
+        "run",
+        "-i",
+        "test:ball?width=320&height=240&fps=10",
+        "-i",
+        CLIP,
+        "--metrics",
+        &port.to_string(),
+        "--duration",
+        "8",
+        "--no-video",
+        "-m",
+        path_str(&meta),
+    ]);
+    std::thread::sleep(Duration::from_secs(3));
+    let first = scrape(port);
+    std::thread::sleep(Duration::from_secs(2));
+    let second = scrape(port);
+    let _ = Command::new("kill")
+        .args(["-INT", &run.id().to_string()])
+        .status();
+    assert!(run.wait().unwrap().success());
+
+    let live_before = series(&first, "pedvision_frames_processed_total", 0);
+    let live_after = series(&second, "pedvision_frames_processed_total", 0);
+    assert!(
+        live_after > live_before && live_before > 0.0,
+        "{live_before} -> {live_after}"
+    );
+    assert!(series(&second, "pedvision_frames_received_total", 0) >= live_after);
+    assert_eq!(series(&second, "pedvision_source_up", 0), 1.0);
+    assert!(series(&second, "pedvision_stream_fps", 0) > 0.0);
+    // The file (40 frames) finished before the second scrape: its counter equals
+    // the metadata lines written for it, and its source is down.
+    let lines = read_jsonl(&meta);
+    assert_eq!(
+        series(&second, "pedvision_frames_processed_total", 1),
+        by_stream(&lines, 1).len() as f64
+    );
+    assert_eq!(
+        series(&second, "pedvision_frames_processed_total", 1),
+        CLIP_FRAMES as f64
+    );
+    assert_eq!(series(&second, "pedvision_source_up", 1), 0.0);
+    assert!(
+        by_stream(&lines, 0).len() as f64 >= live_after,
+        "every counted frame was written"
+    );
+    let inference_calls = second
+        .iter()
+        .find(|(k, _)| k == "pedvision_inference_seconds_count")
+        .unwrap()
+        .1;
+    assert!(
+        inference_calls >= live_after + CLIP_FRAMES as f64 - 1.0,
+        "batch 1: a call per frame"
+    );
+    assert!(
+        second
+            .iter()
+            .any(|(k, _)| k.starts_with("pedvision_build_info{") && k.contains("nanodet-g"))
+    );
+}

@@ -97,6 +97,8 @@ pub fn execute(args: BenchArgs) -> anyhow::Result<()> {
         metadata: Some(dir.join("bench.jsonl")),
         rtsp_out: None,
         display: false,
+        metrics: None,
+        model_name: model.manifest.name.clone(),
         batch,
         batch_timeout: None,
         post: model.post.clone(),

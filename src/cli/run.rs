@@ -49,6 +49,11 @@ pub struct RunArgs {
     #[arg(long)]
     pub display: bool,
 
+    /// Serve Prometheus metrics at http://ADDRESS:PORT/metrics. A bare port binds
+    /// to 127.0.0.1 (loopback only).
+    #[arg(long, value_name = "[ADDRESS:]PORT")]
+    pub metrics: Option<String>,
+
     /// Longest wait, in ms, for a partial batch to fill (counted from its first
     /// frame). Default: wait for a full batch when every input is a file, 20 ms when
     /// any input is live.
@@ -103,7 +108,7 @@ fn expand(pattern: &str, spec: &SourceSpec) -> PathBuf {
 
 impl RunArgs {
     /// Validates the flags into a plan (no threads start here).
-    pub fn plan(&self, post: pipeline::PostOptions) -> anyhow::Result<RunPlan> {
+    pub fn plan(&self, post: pipeline::PostOptions, model_name: &str) -> anyhow::Result<RunPlan> {
         let inputs = if self.input.is_empty() {
             vec![DEMO_CLIP.to_string()]
         } else {
@@ -148,13 +153,7 @@ impl RunArgs {
         if !(self.stall_timeout > 0.0 && self.stall_timeout.is_finite()) {
             anyhow::bail!("--stall-timeout must be a positive number of seconds");
         }
-        let rtsp_out = self.rtsp_out.as_ref().map(|a| {
-            if a.contains(':') {
-                a.clone()
-            } else {
-                format!("127.0.0.1:{a}")
-            }
-        });
+        let rtsp_out = self.rtsp_out.as_deref().map(loopback_unless_given);
         Ok(RunPlan {
             sources,
             rtsp: RtspOptions {
@@ -172,10 +171,21 @@ impl RunArgs {
             metadata,
             rtsp_out,
             display: self.display,
+            metrics: self.metrics.as_deref().map(loopback_unless_given),
+            model_name: model_name.to_string(),
             batch: self.detector.batch.into(),
             batch_timeout,
             post,
         })
+    }
+}
+
+/// `PORT` -> `127.0.0.1:PORT`; `ADDRESS:PORT` as given.
+fn loopback_unless_given(bind: &str) -> String {
+    if bind.contains(':') {
+        bind.to_string()
+    } else {
+        format!("127.0.0.1:{bind}")
     }
 }
 
@@ -207,7 +217,7 @@ pub fn execute(args: RunArgs) -> anyhow::Result<()> {
         conf: args.detector.conf,
         iou: args.detector.iou,
     };
-    let mut plan = args.plan(draft)?;
+    let mut plan = args.plan(draft, &manifest.name)?;
     let mut model = args.detector.load(manifest, classes)?;
     plan.post = model.post.clone();
     let stop = Arc::new(AtomicBool::new(false));

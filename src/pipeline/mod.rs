@@ -38,9 +38,8 @@ use crate::sinks::{
     metadata::MetadataWriter,
     staging::StagedFile,
 };
-use crate::sources::{
-    ReconnectPolicy, RtspOptions, SourceSpec, StreamCounters, StreamQueue, run_source,
-};
+use crate::sources::{ReconnectPolicy, RtspOptions, SourceSpec, StreamQueue, run_source};
+use crate::telemetry::{Metrics, MetricsServer};
 
 /// Errors of the wiring itself, and failures that leave partial outputs behind.
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +71,10 @@ pub struct RunPlan {
     pub rtsp_out: Option<String>,
     /// Show each annotated stream in a window.
     pub display: bool,
+    /// Serve Prometheus metrics on this `ADDRESS:PORT`.
+    pub metrics: Option<String>,
+    /// The model's name, for the metrics' build info.
+    pub model_name: String,
     /// Frames per inference call.
     pub batch: usize,
     /// How long a partial batch may wait for more frames; `None` waits for a full one.
@@ -190,14 +193,21 @@ pub fn run(
     }
 
     let started = Instant::now();
+    let metrics = Arc::new(Metrics::new(&plan.model_name));
+    let _metrics_server = plan
+        .metrics
+        .as_deref()
+        .map(|bind| MetricsServer::start(bind, metrics.clone()))
+        .transpose()?;
     let mut counters = Vec::new();
     let mut queues = Vec::new();
     let mut receivers: Vec<Receiver<Frame>> = Vec::new();
-    for spec in &plan.sources {
-        let c = Arc::new(StreamCounters::default());
+    for (spec, out) in plan.sources.iter().zip(streams.iter_mut()) {
+        let handles = metrics.stream(spec.id, &spec.name());
+        out.metrics = handles.clone();
         let capacity = if spec.is_live() { 1 } else { plan.batch.max(4) };
-        let (queue, rx) = StreamQueue::new(capacity, spec.is_live(), c.clone());
-        counters.push(c);
+        let (queue, rx) = StreamQueue::new(capacity, spec.is_live(), handles.clone());
+        counters.push(handles);
         queues.push(queue);
         receivers.push(rx);
     }
@@ -233,7 +243,7 @@ pub fn run(
                 stages::preprocess(batch_rx, prep_tx, recycle_rx, spec_in)
             });
             let infer_thread = spawn("infer".into()).spawn_scoped(s, move || {
-                stages::infer(prep_rx, inf_tx, recycle_tx, detector)
+                stages::infer(prep_rx, inf_tx, recycle_tx, detector, &metrics)
             });
             let post = stages::post(inf_rx, &plan.post, &mut streams, metadata.as_mut());
             // Whether it finished or failed, nothing downstream takes frames any more:
@@ -283,10 +293,10 @@ pub fn run(
         report.streams.push(StreamReport {
             id: spec.id,
             name: spec.name(),
-            received: StreamCounters::get(&counters[i].received),
+            received: counters[i].received.get(),
             processed: out.frames,
-            dropped: StreamCounters::get(&counters[i].dropped),
-            reconnects: StreamCounters::get(&counters[i].reconnects),
+            dropped: counters[i].dropped.get(),
+            reconnects: counters[i].reconnects.get(),
             video,
             error: None,
             latency_p50_ms: percentile(&lat, 50.0),

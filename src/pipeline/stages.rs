@@ -21,6 +21,7 @@ use crate::sinks::{
     overlay::{I420Canvas, Overlay},
     staging::StagedFile,
 };
+use crate::telemetry::{Metrics, StreamMetrics};
 
 /// How outputs become detections, and how they are shown.
 #[derive(Debug, Clone)]
@@ -104,6 +105,7 @@ pub fn infer(
     tx: Sender<Inferred>,
     recycle: Sender<Vec<f32>>,
     detector: &mut Detector,
+    metrics: &Metrics,
 ) -> Result<InferStats, RuntimeError> {
     let mut stats = InferStats::default();
     let (w, h) = detector.layout().input_size;
@@ -113,7 +115,10 @@ pub fn infer(
             .map_err(|e| RuntimeError::Run(format!("batch tensor: {e}")))?;
         let started = Instant::now();
         let outputs = detector.run(view)?;
-        stats.busy += started.elapsed();
+        let took = started.elapsed();
+        stats.busy += took;
+        metrics.inference_seconds.observe(took.as_secs_f64());
+        metrics.batch_size.observe(frames.len() as f64);
         stats.batches += 1;
         stats.frames += frames.len() as u64;
         if stats.sizes.len() <= frames.len() {
@@ -145,6 +150,10 @@ pub struct StreamOutputs {
     pub frames: u64,
     /// For live sources: capture-to-metadata latency of each frame, in ms.
     pub latencies_ms: Vec<f64>,
+    /// The stream's metric handles.
+    pub metrics: StreamMetrics,
+    /// Frames processed at the last fps update.
+    pub frames_at_last_rate: u64,
 }
 
 impl StreamOutputs {
@@ -177,6 +186,7 @@ pub fn post(
         .then(|| Overlay::new(&options.labels));
     let started = Instant::now();
     let mut last_log = started;
+    let mut last_rate = started;
     for Inferred { mut frame, outputs } in rx {
         let dets = options.detections(&frame, &outputs);
         if let Some(m) = metadata.as_deref_mut() {
@@ -186,10 +196,12 @@ pub fn post(
             continue;
         };
         if let Some(captured) = frame.captured_unix_ns {
-            out.latencies_ms
-                .push(now_unix_ns().saturating_sub(captured) as f64 / 1e6);
+            let ms = now_unix_ns().saturating_sub(captured) as f64 / 1e6;
+            out.latencies_ms.push(ms);
+            out.metrics.latency.observe(ms / 1e3);
         }
         out.frames += 1;
+        out.metrics.processed.inc();
         if let Some(overlay) = &overlay
             && out.draws()
         {
@@ -212,6 +224,16 @@ pub fn post(
             }
             if let Some(encoder) = &mut out.encoder {
                 encoder.push(frame)?;
+            }
+        }
+        if last_rate.elapsed() >= Duration::from_secs(1) {
+            let secs = last_rate.elapsed().as_secs_f64();
+            last_rate = Instant::now();
+            for s in streams.iter_mut() {
+                s.metrics
+                    .fps
+                    .set((s.frames - s.frames_at_last_rate) as f64 / secs);
+                s.frames_at_last_rate = s.frames;
             }
         }
         if last_log.elapsed() >= Duration::from_secs(10) {

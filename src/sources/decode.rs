@@ -312,6 +312,9 @@ impl VideoSource {
             if let Some(pts) = frame.pts_ns {
                 decoded_until_ns = decoded_until_ns.max(pts + frame.duration_ns.unwrap_or(0));
             }
+            if *next_index == first_index {
+                queue.metrics().up.set(1);
+            }
             if *next_index == first_index && self.live {
                 tracing::info!(stream = self.stream_id, input = %self.name, width = frame.width, height = frame.height, "source connected");
             }
@@ -475,8 +478,7 @@ fn error_text(err: &gst::message::Error) -> String {
 pub fn read_frames(input: &str, limit: Option<usize>) -> Result<Vec<Frame>, SourceError> {
     let spec = SourceSpec::parse(0, input)?;
     let source = VideoSource::open(&spec, &RtspOptions::default())?;
-    let counters = std::sync::Arc::new(super::queue::StreamCounters::default());
-    let (queue, rx) = StreamQueue::new(8, false, counters);
+    let (queue, rx) = StreamQueue::new(8, false, crate::telemetry::StreamMetrics::default());
     let stop = std::sync::Arc::new(AtomicBool::new(false));
     let stop_pump = stop.clone();
     let pump = std::thread::spawn(move || {

@@ -9,6 +9,6 @@ pub mod spec;
 pub mod supervisor;
 
 pub use decode::{PumpEnd, SourceError, SourceInfo, VideoSource, read_frames};
-pub use queue::{StreamCounters, StreamQueue};
+pub use queue::StreamQueue;
 pub use spec::{RtspOptions, RtspTransport, SourceKind, SourceSpec, SpecError};
 pub use supervisor::{ReconnectPolicy, run_source};

@@ -2,36 +2,17 @@
 //! file's queue blocks (the file waits, nothing is lost); a live source's queue
 //! drops its oldest frame to make room (latency never builds up), and counts it.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 
 use crate::pipeline::Frame;
-
-/// Per-stream counters, shared between the source thread and whoever reports.
-#[derive(Debug, Default)]
-pub struct StreamCounters {
-    /// Frames handed to the queue.
-    pub received: AtomicU64,
-    /// Frames dropped (oldest first) because the pipeline was behind.
-    pub dropped: AtomicU64,
-    /// Successful reconnections after a failure.
-    pub reconnects: AtomicU64,
-}
-
-impl StreamCounters {
-    pub fn get(counter: &AtomicU64) -> u64 {
-        counter.load(Ordering::Relaxed)
-    }
-}
+use crate::telemetry::StreamMetrics;
 
 /// The sending side of a stream's queue.
 pub struct StreamQueue {
     tx: Sender<Frame>,
     /// For live streams: a receiver used only to drop the oldest frame.
     oldest: Option<Receiver<Frame>>,
-    counters: Arc<StreamCounters>,
+    metrics: StreamMetrics,
 }
 
 /// The batcher hung up.
@@ -40,18 +21,14 @@ pub struct Closed;
 
 impl StreamQueue {
     /// A queue of `capacity` frames; `live` picks drop-oldest over blocking.
-    pub fn new(
-        capacity: usize,
-        live: bool,
-        counters: Arc<StreamCounters>,
-    ) -> (Self, Receiver<Frame>) {
+    pub fn new(capacity: usize, live: bool, metrics: StreamMetrics) -> (Self, Receiver<Frame>) {
         let (tx, rx) = bounded(capacity.max(1));
         let oldest = live.then(|| rx.clone());
         (
             Self {
                 tx,
                 oldest,
-                counters,
+                metrics,
             },
             rx,
         )
@@ -59,7 +36,13 @@ impl StreamQueue {
 
     /// Queues a frame under the queue's policy.
     pub fn push(&self, frame: Frame) -> Result<(), Closed> {
-        self.counters.received.fetch_add(1, Ordering::Relaxed);
+        self.metrics.received.inc();
+        let result = self.push_inner(frame);
+        self.metrics.queue_depth.set(self.tx.len() as i64);
+        result
+    }
+
+    fn push_inner(&self, frame: Frame) -> Result<(), Closed> {
         let Some(oldest) = &self.oldest else {
             return self.tx.send(frame).map_err(|_| Closed);
         };
@@ -71,7 +54,7 @@ impl StreamQueue {
                 Err(TrySendError::Full(back)) => {
                     frame = back;
                     if oldest.try_recv().is_ok() {
-                        self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                        self.metrics.dropped.inc();
                     }
                 }
             }
@@ -88,9 +71,9 @@ impl StreamQueue {
         }
     }
 
-    /// The counters this queue updates.
-    pub fn counters(&self) -> &Arc<StreamCounters> {
-        &self.counters
+    /// The stream's metric handles.
+    pub fn metrics(&self) -> &StreamMetrics {
+        &self.metrics
     }
 }
 
@@ -116,21 +99,21 @@ mod tests {
 
     #[test]
     fn live_queue_drops_oldest_and_counts() {
-        let counters = Arc::new(StreamCounters::default());
-        let (q, rx) = StreamQueue::new(2, true, counters.clone());
+        let metrics = StreamMetrics::default();
+        let (q, rx) = StreamQueue::new(2, true, metrics.clone());
         for i in 0..5 {
             q.push(frame(i)).unwrap();
         }
         let kept: Vec<u64> = rx.try_iter().map(|f| f.index).collect();
         assert_eq!(kept, [3, 4], "the newest frames survive");
-        assert_eq!(StreamCounters::get(&counters.dropped), 3);
-        assert_eq!(StreamCounters::get(&counters.received), 5);
+        assert_eq!(metrics.dropped.get(), 3);
+        assert_eq!(metrics.received.get(), 5);
     }
 
     #[test]
     fn file_queue_blocks_instead_of_dropping() {
-        let counters = Arc::new(StreamCounters::default());
-        let (q, rx) = StreamQueue::new(1, false, counters.clone());
+        let metrics = StreamMetrics::default();
+        let (q, rx) = StreamQueue::new(1, false, metrics.clone());
         let producer = std::thread::spawn(move || {
             for i in 0..20 {
                 q.push(frame(i)).unwrap();
@@ -139,6 +122,6 @@ mod tests {
         let got: Vec<u64> = rx.iter().map(|f| f.index).collect();
         producer.join().unwrap();
         assert_eq!(got, (0..20).collect::<Vec<_>>());
-        assert_eq!(StreamCounters::get(&counters.dropped), 0);
+        assert_eq!(metrics.dropped.get(), 0);
     }
 }

@@ -54,9 +54,11 @@ pub fn run_source(
     let mut next_index = 0u64;
     if !spec.reconnects() {
         let source = VideoSource::open(spec, rtsp)?;
-        return source
+        let outcome = source
             .pump(&queue, &mut next_index, stop, policy.stall)
             .map(|_| ());
+        queue.metrics().up.set(0);
+        return outcome;
     }
     let name = spec.name();
     let mut failures = 0u32;
@@ -72,9 +74,10 @@ pub fn run_source(
             queue.set_live(live);
             s.pump(&queue, &mut next_index, stop, policy.stall)
         });
+        queue.metrics().up.set(0);
         if next_index > frames_before {
             if ever_connected && failures > 0 {
-                queue.counters().reconnects.fetch_add(1, Ordering::Relaxed);
+                queue.metrics().reconnects.inc();
             }
             ever_connected = true;
             failures = 0;

@@ -1,0 +1,300 @@
+//! Run metrics in Prometheus text format, and the HTTP endpoint that serves them.
+//!
+//! [`Metrics`] owns one registry (prometheus-client). The stages hold cheap handles
+//! (atomic counters, gauges, histograms) and update them where the event happens;
+//! a scrape only reads. [`MetricsServer`] answers `GET /metrics` on its own thread
+//! (tiny_http) and binds to loopback unless told otherwise.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets, linear_buckets};
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
+
+/// Labels of per-stream series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StreamLabels {
+    /// The stream id (position among the inputs).
+    pub stream: String,
+    /// The input, credentials redacted.
+    pub input: String,
+}
+
+type HistogramFamily = Family<StreamLabels, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.005, 2.0, 12))
+}
+
+/// Every metric of a run.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    received: Family<StreamLabels, Counter>,
+    processed: Family<StreamLabels, Counter>,
+    dropped: Family<StreamLabels, Counter>,
+    reconnects: Family<StreamLabels, Counter>,
+    up: Family<StreamLabels, Gauge>,
+    queue_depth: Family<StreamLabels, Gauge>,
+    fps: Family<StreamLabels, Gauge<f64, AtomicU64>>,
+    latency: HistogramFamily,
+    /// Seconds per inference call.
+    pub inference_seconds: Histogram,
+    /// Frames per inference call.
+    pub batch_size: Histogram,
+}
+
+/// One stream's handles.
+#[derive(Debug, Clone)]
+pub struct StreamMetrics {
+    /// Frames decoded and queued.
+    pub received: Counter,
+    /// Frames through inference to the outputs.
+    pub processed: Counter,
+    /// Frames dropped because the pipeline was behind (live sources).
+    pub dropped: Counter,
+    /// Successful reconnections after a failure.
+    pub reconnects: Counter,
+    /// 1 while the source delivers frames, 0 while it is down or reconnecting.
+    pub up: Gauge,
+    /// Frames waiting in the stream's queue.
+    pub queue_depth: Gauge,
+    /// Frames per second processed over the last second or so.
+    pub fps: Gauge<f64, AtomicU64>,
+    /// Capture-to-metadata latency of live frames, in seconds.
+    pub latency: Histogram,
+}
+
+impl Default for StreamMetrics {
+    /// Handles that belong to no registry (for tools and tests).
+    fn default() -> Self {
+        Self {
+            received: Counter::default(),
+            processed: Counter::default(),
+            dropped: Counter::default(),
+            reconnects: Counter::default(),
+            up: Gauge::default(),
+            queue_depth: Gauge::default(),
+            fps: Gauge::default(),
+            latency: latency_histogram(),
+        }
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new("unknown")
+    }
+}
+
+impl Metrics {
+    /// A registry for a run of `model`.
+    pub fn new(model: &str) -> Self {
+        let mut registry = Registry::with_prefix("pedvision");
+        let metrics = Self {
+            received: Family::default(),
+            processed: Family::default(),
+            dropped: Family::default(),
+            reconnects: Family::default(),
+            up: Family::default(),
+            queue_depth: Family::default(),
+            fps: Family::default(),
+            latency: Family::new_with_constructor(latency_histogram),
+            inference_seconds: latency_histogram(),
+            batch_size: Histogram::new(linear_buckets(1.0, 1.0, 16)),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "frames_received",
+            "Frames decoded and queued, per stream",
+            metrics.received.clone(),
+        );
+        registry.register(
+            "frames_processed",
+            "Frames through inference to the outputs, per stream",
+            metrics.processed.clone(),
+        );
+        registry.register(
+            "frames_dropped",
+            "Frames dropped because the pipeline was behind, per stream",
+            metrics.dropped.clone(),
+        );
+        registry.register(
+            "reconnects",
+            "Successful reconnections after a failure, per stream",
+            metrics.reconnects.clone(),
+        );
+        registry.register(
+            "source_up",
+            "1 while the source delivers frames, 0 while it is down",
+            metrics.up.clone(),
+        );
+        registry.register(
+            "queue_depth",
+            "Frames waiting in the stream's queue",
+            metrics.queue_depth.clone(),
+        );
+        registry.register(
+            "stream_fps",
+            "Frames per second processed, per stream",
+            metrics.fps.clone(),
+        );
+        registry.register(
+            "end_to_end_latency_seconds",
+            "Capture-to-metadata latency of live frames",
+            metrics.latency.clone(),
+        );
+        registry.register(
+            "inference_seconds",
+            "Time per inference call",
+            metrics.inference_seconds.clone(),
+        );
+        registry.register(
+            "batch_size",
+            "Frames per inference call",
+            metrics.batch_size.clone(),
+        );
+        registry.register(
+            "build",
+            "pedvision version and the model in use",
+            Info::new(vec![
+                ("version", env!("CARGO_PKG_VERSION").to_string()),
+                ("model", model.to_string()),
+            ]),
+        );
+        Self {
+            registry,
+            ..metrics
+        }
+    }
+
+    /// The handles of one stream.
+    pub fn stream(&self, id: u32, input: &str) -> StreamMetrics {
+        let labels = StreamLabels {
+            stream: id.to_string(),
+            input: input.to_string(),
+        };
+        StreamMetrics {
+            received: self.received.get_or_create(&labels).clone(),
+            processed: self.processed.get_or_create(&labels).clone(),
+            dropped: self.dropped.get_or_create(&labels).clone(),
+            reconnects: self.reconnects.get_or_create(&labels).clone(),
+            up: self.up.get_or_create(&labels).clone(),
+            queue_depth: self.queue_depth.get_or_create(&labels).clone(),
+            fps: self.fps.get_or_create(&labels).clone(),
+            latency: self.latency.get_or_create(&labels).clone(),
+        }
+    }
+
+    /// Everything, in Prometheus text format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// Errors of the metrics endpoint.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot serve metrics on {bind}: {message}")]
+pub struct MetricsError {
+    bind: String,
+    message: String,
+}
+
+/// The HTTP endpoint; stops when dropped.
+pub struct MetricsServer {
+    server: Arc<tiny_http::Server>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    address: String,
+}
+
+impl MetricsServer {
+    /// Serves `metrics` at `http://BIND/metrics` (any path answers the same).
+    pub fn start(bind: &str, metrics: Arc<Metrics>) -> Result<Self, MetricsError> {
+        let server = tiny_http::Server::http(bind).map_err(|e| MetricsError {
+            bind: bind.to_string(),
+            message: e.to_string(),
+        })?;
+        let address = server.server_addr().to_string();
+        let server = Arc::new(server);
+        let serving = server.clone();
+        let thread = std::thread::Builder::new()
+            .name("metrics".into())
+            .spawn(move || {
+                for request in serving.incoming_requests() {
+                    let header = tiny_http::Header::from_bytes(
+                        &b"Content-Type"[..],
+                        &b"text/plain; version=0.0.4; charset=utf-8"[..],
+                    )
+                    .expect("a valid static header");
+                    let response =
+                        tiny_http::Response::from_string(metrics.encode()).with_header(header);
+                    let _ = request.respond(response);
+                }
+            })
+            .map_err(|e| MetricsError {
+                bind: bind.to_string(),
+                message: e.to_string(),
+            })?;
+        tracing::info!(address = %address, "metrics at http://{address}/metrics");
+        Ok(Self {
+            server,
+            thread: Some(thread),
+            address,
+        })
+    }
+
+    /// Where the server listens.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+}
+
+impl Drop for MetricsServer {
+    fn drop(&mut self) {
+        self.server.unblock();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_counters_appear_with_their_labels() {
+        let m = Metrics::new("nanodet-g");
+        let s = m.stream(1, "rtsp://***@cam/live");
+        s.received.inc_by(5);
+        s.dropped.inc();
+        m.batch_size.observe(4.0);
+        let text = m.encode();
+        assert!(
+            text.contains(
+                r#"pedvision_frames_received_total{stream="1",input="rtsp://***@cam/live"} 5"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"pedvision_frames_dropped_total{stream="1",input="rtsp://***@cam/live"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(text.contains("pedvision_batch_size_count 1"), "{text}");
+        assert!(
+            text.contains(r#"pedvision_build_info{version="#)
+                && text.contains(r#"model="nanodet-g""#),
+            "{text}"
+        );
+    }
+}
