@@ -40,6 +40,7 @@ pub struct Metrics {
     dropped: Family<StreamLabels, Counter>,
     reconnects: Family<StreamLabels, Counter>,
     up: Family<StreamLabels, Gauge>,
+    expected: Family<StreamLabels, Gauge>,
     queue_depth: Family<StreamLabels, Gauge>,
     fps: Family<StreamLabels, Gauge<f64, AtomicU64>>,
     latency: HistogramFamily,
@@ -62,6 +63,8 @@ pub struct StreamMetrics {
     pub reconnects: Counter,
     /// 1 while the source delivers frames, 0 while it is down or reconnecting.
     pub up: Gauge,
+    /// Frames a file input should hold (0 for live sources and unknown lengths).
+    pub frames_expected: Gauge,
     /// Frames waiting in the stream's queue.
     pub queue_depth: Gauge,
     /// Frames per second processed over the last second or so.
@@ -79,6 +82,7 @@ impl Default for StreamMetrics {
             dropped: Counter::default(),
             reconnects: Counter::default(),
             up: Gauge::default(),
+            frames_expected: Gauge::default(),
             queue_depth: Gauge::default(),
             fps: Gauge::default(),
             latency: latency_histogram(),
@@ -102,6 +106,7 @@ impl Metrics {
             dropped: Family::default(),
             reconnects: Family::default(),
             up: Family::default(),
+            expected: Family::default(),
             queue_depth: Family::default(),
             fps: Family::default(),
             latency: Family::new_with_constructor(latency_histogram),
@@ -133,6 +138,11 @@ impl Metrics {
             "source_up",
             "1 while the source delivers frames, 0 while it is down",
             metrics.up.clone(),
+        );
+        registry.register(
+            "frames_expected",
+            "Frames a file input should hold (0: live or unknown)",
+            metrics.expected.clone(),
         );
         registry.register(
             "queue_depth",
@@ -185,6 +195,7 @@ impl Metrics {
             dropped: self.dropped.get_or_create(&labels).clone(),
             reconnects: self.reconnects.get_or_create(&labels).clone(),
             up: self.up.get_or_create(&labels).clone(),
+            frames_expected: self.expected.get_or_create(&labels).clone(),
             queue_depth: self.queue_depth.get_or_create(&labels).clone(),
             fps: self.fps.get_or_create(&labels).clone(),
             latency: self.latency.get_or_create(&labels).clone(),

@@ -546,6 +546,15 @@ fn prometheus_metrics_move_and_agree_with_the_frames_written() {
         CLIP_FRAMES as f64
     );
     assert_eq!(series(&second, "pedvision_source_up", 1), 0.0);
+    assert_eq!(
+        series(&second, "pedvision_frames_expected", 1),
+        CLIP_FRAMES as f64
+    );
+    assert_eq!(
+        series(&second, "pedvision_frames_expected", 0),
+        0.0,
+        "a live source has no length"
+    );
     assert!(
         by_stream(&lines, 0).len() as f64 >= live_after,
         "every counted frame was written"

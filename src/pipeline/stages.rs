@@ -187,6 +187,7 @@ pub fn post(
     let started = Instant::now();
     let mut last_log = started;
     let mut last_rate = started;
+    let progress = Progress::new();
     for Inferred { mut frame, outputs } in rx {
         let dets = options.detections(&frame, &outputs);
         if let Some(m) = metadata.as_deref_mut() {
@@ -226,6 +227,7 @@ pub fn post(
                 encoder.push(frame)?;
             }
         }
+        progress.update(streams);
         if last_rate.elapsed() >= Duration::from_secs(1) {
             let secs = last_rate.elapsed().as_secs_f64();
             last_rate = Instant::now();
@@ -236,7 +238,7 @@ pub fn post(
                 s.frames_at_last_rate = s.frames;
             }
         }
-        if last_log.elapsed() >= Duration::from_secs(10) {
+        if !progress.visible() && last_log.elapsed() >= Duration::from_secs(10) {
             last_log = Instant::now();
             let secs = started.elapsed().as_secs_f64();
             for (id, s) in streams.iter().enumerate() {
@@ -245,6 +247,66 @@ pub fn post(
         }
     }
     Ok(())
+}
+
+/// A progress bar on a terminal: frames, fps and ETA when every input is a file of
+/// known length, frames and fps otherwise. Absent when stderr is not a terminal
+/// (then the periodic log lines say the same).
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    /// Whether the bar shows a known total (style is set only when this changes).
+    with_total: std::cell::Cell<Option<bool>>,
+}
+
+const BAR: &str = "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} frames {per_sec} ETA {eta}";
+const SPINNER: &str = "{spinner} [{elapsed_precise}] {pos} frames {per_sec}";
+
+impl Progress {
+    fn new() -> Self {
+        use std::io::IsTerminal;
+        let bar = std::io::stderr()
+            .is_terminal()
+            .then(|| indicatif::ProgressBar::new(0));
+        Self {
+            bar,
+            with_total: std::cell::Cell::new(None),
+        }
+    }
+
+    fn visible(&self) -> bool {
+        self.bar.is_some()
+    }
+
+    fn update(&self, streams: &[StreamOutputs]) {
+        let Some(bar) = &self.bar else { return };
+        // The total is known only when every stream is a file that declares it.
+        let expected: Option<u64> = streams
+            .iter()
+            .map(|s| {
+                u64::try_from(s.metrics.frames_expected.get())
+                    .ok()
+                    .filter(|n| *n > 0)
+            })
+            .sum();
+        let done: u64 = streams.iter().map(|s| s.frames).sum();
+        if self.with_total.get() != Some(expected.is_some()) {
+            self.with_total.set(Some(expected.is_some()));
+            let template = if expected.is_some() { BAR } else { SPINNER };
+            if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
+                bar.set_style(style);
+            }
+        }
+        bar.set_length(expected.unwrap_or(done).max(done));
+        bar.set_position(done);
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
 }
 
 /// Closes a stream's encoder: its file gets its final name when `complete`.

@@ -83,6 +83,15 @@ pub struct SourceInfo {
     pub duration_ns: Option<u64>,
 }
 
+impl SourceInfo {
+    /// Frames a file should hold, from its declared duration and rate.
+    pub fn expected_frames(&self) -> Option<u64> {
+        let (n, d) = self.fps;
+        let duration = self.duration_ns?;
+        (n > 0 && d > 0).then(|| (duration as f64 * n as f64 / (d as f64 * 1e9)).round() as u64)
+    }
+}
+
 /// How a pump ended without error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PumpEnd {
@@ -283,6 +292,9 @@ impl VideoSource {
         let mut decoded_until_ns = 0u64;
         let mut last_frame = Instant::now();
         let mut size: Option<(u32, u32)> = self.info.as_ref().map(|i| (i.width, i.height));
+        if let Some(expected) = self.info.as_ref().and_then(SourceInfo::expected_frames) {
+            queue.metrics().frames_expected.set(expected as i64);
+        }
         loop {
             if stop.load(Ordering::Relaxed) {
                 return Ok(PumpEnd::Stopped);
