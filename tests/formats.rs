@@ -100,3 +100,55 @@ fn odd_frame_width_is_handled() {
     // The output keeps the odd size (x264enc negotiates a chroma format that fits).
     assert_eq!((frames, w, h), (6, 321, 241));
 }
+
+/// The colour matrix ffprobe reads from a video's first stream.
+fn colour_space(path: &std::path::Path) -> String {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=color_space",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(path)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn output_keeps_the_source_colour_space() {
+    // The overlay draws in the source's YUV, so the MP4 must say which matrix that
+    // is; otherwise players would shift the colours of HD (BT.709) video.
+    let dir = scratch();
+    for (colorimetry, size, want) in [
+        ("bt709", "1280,height=720", "bt709"),
+        ("bt601", "640,height=480", "smpte170m"),
+    ] {
+        let input = dir.path().join(format!("{colorimetry}.mp4"));
+        let status = Command::new("gst-launch-1.0")
+            .args(["-q", "videotestsrc", "num-buffers=5", "!"])
+            .arg(format!(
+                "video/x-raw,width={size},framerate=5/1,colorimetry={colorimetry}"
+            ))
+            .args(["!", "x264enc", "!", "mp4mux", "!", "filesink"])
+            .arg(format!("location={}", input.display()))
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let video = dir.path().join(format!("{colorimetry}.out.mp4"));
+        ok(&pedvision(&[
+            "run",
+            "--input",
+            path_str(&input),
+            "--output",
+            path_str(&video),
+            "--no-metadata",
+        ]));
+        assert_eq!(colour_space(&video), want, "{colorimetry}");
+    }
+}

@@ -11,6 +11,14 @@ pub struct ColourSpace {
     full_range: bool,
 }
 
+/// The standard Y'CbCr matrices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Matrix {
+    Bt601,
+    Bt709,
+    Bt2020,
+}
+
 impl Default for ColourSpace {
     fn default() -> Self {
         Self::BT601
@@ -43,6 +51,22 @@ impl ColourSpace {
             full_range: true,
             ..self
         }
+    }
+
+    /// Which standard matrix this is (by its luma coefficients).
+    pub fn matrix(&self) -> Matrix {
+        if *self == Self::BT709 || *self == Self::BT709.full_range() {
+            Matrix::Bt709
+        } else if *self == Self::BT2020 || *self == Self::BT2020.full_range() {
+            Matrix::Bt2020
+        } else {
+            Matrix::Bt601
+        }
+    }
+
+    /// Whether samples use the full 0..255 range.
+    pub fn is_full_range(&self) -> bool {
+        self.full_range
     }
 
     /// Coefficients for [`ColourSpace::to_rgb`]: luma offset, luma scale, then

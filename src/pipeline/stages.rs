@@ -221,6 +221,7 @@ pub fn post(
                     frame.width,
                     frame.height,
                     frame.fps,
+                    frame.colour,
                 )?);
             }
             if let Some(encoder) = &mut out.encoder {

@@ -13,6 +13,7 @@ use gstreamer_app as gst_app;
 use gstreamer_video as gst_video;
 
 use super::{SinkError, staging::StagedFile};
+use crate::pipeline::colour::{ColourSpace, Matrix};
 use crate::pipeline::{Frame, chroma_size};
 
 /// How long the muxer may take to finish after EOS.
@@ -42,6 +43,7 @@ impl Mp4Encoder {
         width: u32,
         height: u32,
         fps: (i32, i32),
+        colour: ColourSpace,
     ) -> Result<Self, SinkError> {
         let setup = |e: &dyn std::fmt::Display| SinkError::EncoderSetup(e.to_string());
         gst::init().map_err(|e| setup(&e))?;
@@ -51,7 +53,33 @@ impl Mp4Encoder {
         } else {
             gst::Fraction::new(25, 1)
         };
+        // Tag the stream with the source's colour space, so players convert it back
+        // the way the decoder meant it.
+        let (matrix, transfer, primaries) = match colour.matrix() {
+            Matrix::Bt601 => (
+                gst_video::VideoColorMatrix::Bt601,
+                gst_video::VideoTransferFunction::Bt709,
+                gst_video::VideoColorPrimaries::Smpte170m,
+            ),
+            Matrix::Bt709 => (
+                gst_video::VideoColorMatrix::Bt709,
+                gst_video::VideoTransferFunction::Bt709,
+                gst_video::VideoColorPrimaries::Bt709,
+            ),
+            Matrix::Bt2020 => (
+                gst_video::VideoColorMatrix::Bt2020,
+                gst_video::VideoTransferFunction::Bt202010,
+                gst_video::VideoColorPrimaries::Bt2020,
+            ),
+        };
+        let range = if colour.is_full_range() {
+            gst_video::VideoColorRange::Range0_255
+        } else {
+            gst_video::VideoColorRange::Range16_235
+        };
+        let colorimetry = gst_video::VideoColorimetry::new(range, matrix, transfer, primaries);
         let info = gst_video::VideoInfo::builder(gst_video::VideoFormat::I420, width, height)
+            .colorimetry(&colorimetry)
             .fps(fps)
             .build()
             .map_err(|e| setup(&e))?;
