@@ -90,12 +90,6 @@ impl Default for StreamMetrics {
     }
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
-        Self::new("unknown")
-    }
-}
-
 impl Metrics {
     /// A registry for a run of `model`.
     pub fn new(model: &str) -> Self {
@@ -223,7 +217,6 @@ pub struct MetricsError {
 pub struct MetricsServer {
     server: Arc<tiny_http::Server>,
     thread: Option<std::thread::JoinHandle<()>>,
-    address: String,
 }
 
 impl MetricsServer {
@@ -258,13 +251,7 @@ impl MetricsServer {
         Ok(Self {
             server,
             thread: Some(thread),
-            address,
         })
-    }
-
-    /// Where the server listens.
-    pub fn address(&self) -> &str {
-        &self.address
     }
 }
 

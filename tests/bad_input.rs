@@ -5,7 +5,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
 use common::*;
 
@@ -65,22 +64,10 @@ fn truncated_video_processes_what_decodes_then_fails() {
     let full = dir.path().join("full.mp4");
     // 50 frames at 10 fps, H.264 in MP4 with the index up front, so a cut file
     // still declares its full 5 s duration.
-    let status = Command::new("gst-launch-1.0")
-        .args(["-q", "videotestsrc", "num-buffers=50", "pattern=ball", "!"])
-        .args([
-            "video/x-raw,width=320,height=240,framerate=10/1",
-            "!",
-            "x264enc",
-            "!",
-            "mp4mux",
-            "faststart=true",
-            "!",
-        ])
-        .arg("filesink")
-        .arg(format!("location={}", full.display()))
-        .status()
-        .expect("gst-launch-1.0 runs (installed by scripts/setup.sh)");
-    assert!(status.success());
+    make_media(
+        &full,
+        "videotestsrc num-buffers=50 pattern=ball ! video/x-raw,width=320,height=240,framerate=10/1 ! x264enc ! mp4mux faststart=true",
+    );
     let bytes = std::fs::read(&full).unwrap();
     let cut = dir.path().join("cut.mp4");
     std::fs::write(&cut, &bytes[..bytes.len() * 6 / 10]).unwrap();
@@ -117,24 +104,10 @@ fn truncated_video_processes_what_decodes_then_fails() {
 fn audio_only_file() {
     let dir = scratch();
     let audio = dir.path().join("voice.mp4");
-    let status = Command::new("gst-launch-1.0")
-        .args([
-            "-q",
-            "audiotestsrc",
-            "num-buffers=20",
-            "!",
-            "audioconvert",
-            "!",
-            "avenc_aac",
-            "!",
-            "mp4mux",
-            "!",
-            "filesink",
-        ])
-        .arg(format!("location={}", audio.display()))
-        .status()
-        .expect("gst-launch-1.0 runs");
-    assert!(status.success());
+    make_media(
+        &audio,
+        "audiotestsrc num-buffers=20 ! audioconvert ! avenc_aac ! mp4mux",
+    );
     let line = run_failing(dir.path(), &["--input", path_str(&audio)]);
     assert_eq!(
         line,

@@ -10,23 +10,11 @@ use std::process::Command;
 use common::*;
 
 fn make_clip(path: &std::path::Path, encode: &[&str]) {
-    let mut args = vec![
-        "-q",
-        "videotestsrc",
-        "num-buffers=12",
-        "pattern=smpte",
-        "!",
-        "video/x-raw,width=352,height=288,framerate=12/1",
-        "!",
-    ];
-    args.extend_from_slice(encode);
-    let location = format!("location={}", path.display());
-    args.extend_from_slice(&["!", "filesink", &location]);
-    let status = Command::new("gst-launch-1.0")
-        .args(&args)
-        .status()
-        .expect("gst-launch-1.0 runs");
-    assert!(status.success(), "could not make {}", path.display());
+    let pipeline = format!(
+        "videotestsrc num-buffers=12 pattern=smpte ! video/x-raw,width=352,height=288,framerate=12/1 ! {}",
+        encode.join(" ")
+    );
+    make_media(path, &pipeline);
 }
 
 #[test]
@@ -73,20 +61,10 @@ fn odd_frame_width_is_handled() {
     // 3·W not a multiple of 4: GStreamer pads RGB rows; frames must be repacked.
     let dir = scratch();
     let input = dir.path().join("odd.mp4");
-    let status = Command::new("gst-launch-1.0")
-        .args([
-            "-q",
-            "videotestsrc",
-            "num-buffers=6",
-            "!",
-            "video/x-raw,width=321,height=241,framerate=5/1",
-            "!",
-        ])
-        .args(["x264enc", "!", "mp4mux", "!", "filesink"])
-        .arg(format!("location={}", input.display()))
-        .status()
-        .unwrap();
-    assert!(status.success());
+    make_media(
+        &input,
+        "videotestsrc num-buffers=6 ! video/x-raw,width=321,height=241,framerate=5/1 ! x264enc ! mp4mux",
+    );
     let video = dir.path().join("odd.out.mp4");
     ok(&pedvision(&[
         "run",
@@ -130,16 +108,12 @@ fn output_keeps_the_source_colour_space() {
         ("bt601", "640,height=480", "smpte170m"),
     ] {
         let input = dir.path().join(format!("{colorimetry}.mp4"));
-        let status = Command::new("gst-launch-1.0")
-            .args(["-q", "videotestsrc", "num-buffers=5", "!"])
-            .arg(format!(
-                "video/x-raw,width={size},framerate=5/1,colorimetry={colorimetry}"
-            ))
-            .args(["!", "x264enc", "!", "mp4mux", "!", "filesink"])
-            .arg(format!("location={}", input.display()))
-            .status()
-            .unwrap();
-        assert!(status.success());
+        make_media(
+            &input,
+            &format!(
+                "videotestsrc num-buffers=5 ! video/x-raw,width={size},framerate=5/1,colorimetry={colorimetry} ! x264enc ! mp4mux"
+            ),
+        );
         let video = dir.path().join(format!("{colorimetry}.out.mp4"));
         ok(&pedvision(&[
             "run",

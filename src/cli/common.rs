@@ -89,7 +89,6 @@ impl DetectorArgs {
     pub fn load(&self, manifest: Manifest, classes: ClassFilter) -> anyhow::Result<LoadedModel> {
         runtime::init(self.ort_lib.as_deref())?;
         let options = RuntimeOptions {
-            library: self.ort_lib.clone(),
             device: self.device,
             threads: self.threads,
         };

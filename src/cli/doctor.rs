@@ -162,11 +162,7 @@ pub fn execute(args: DoctorArgs) -> anyhow::Result<()> {
         Err(e) => report(false, e.to_string()),
         Ok(manifest) if model_loads => {
             for device in [Device::Cpu, Device::Cuda, Device::Tensorrt] {
-                let options = RuntimeOptions {
-                    library: None,
-                    device,
-                    threads: 1,
-                };
+                let options = RuntimeOptions { device, threads: 1 };
                 match Detector::load(&manifest, &options) {
                     Ok(_) => report(true, format!("provider {device}: loads {}", manifest.name)),
                     // Only the provider the run will use is required.

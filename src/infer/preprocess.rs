@@ -181,18 +181,7 @@ mod tests {
         let start = (w * h) as usize;
         i420[start..start + cw * ch].fill(u);
         i420[start + cw * ch..].fill(v);
-        Frame {
-            stream_id: 0,
-            index: 0,
-            pts_ns: None,
-            duration_ns: None,
-            captured_unix_ns: None,
-            fps: (0, 1),
-            width: w,
-            height: h,
-            colour,
-            i420,
-        }
+        Frame::from_i420(0, 0, w, h, colour, i420)
     }
 
     #[test]

@@ -60,8 +60,6 @@ impl std::fmt::Display for Device {
 /// How to set up the runtime and the session.
 #[derive(Debug, Clone, Default)]
 pub struct RuntimeOptions {
-    /// Explicit library path (`--ort-lib`).
-    pub library: Option<PathBuf>,
     /// Execution provider.
     pub device: Device,
     /// Intra-op threads; 0 means one per core.

@@ -90,18 +90,9 @@ mod tests {
     use crossbeam_channel::bounded;
 
     fn frame(stream_id: u32, index: u64) -> Frame {
-        Frame {
-            stream_id,
-            index,
-            pts_ns: Some(index * 100),
-            duration_ns: None,
-            captured_unix_ns: None,
-            width: 2,
-            height: 2,
-            fps: (10, 1),
-            colour: ColourSpace::default(),
-            i420: vec![0; 6],
-        }
+        let mut f = Frame::from_i420(stream_id, index, 2, 2, ColourSpace::default(), vec![0; 6]);
+        f.pts_ns = Some(index * 100);
+        f
     }
 
     #[test]

@@ -42,6 +42,30 @@ pub fn i420_len(width: u32, height: u32) -> usize {
 }
 
 impl Frame {
+    /// A frame made outside a decoder (tools, tests): no timestamps, no declared
+    /// rate, `i420` as [`Frame::i420`] describes it.
+    pub fn from_i420(
+        stream_id: u32,
+        index: u64,
+        width: u32,
+        height: u32,
+        colour: ColourSpace,
+        i420: Vec<u8>,
+    ) -> Self {
+        Self {
+            stream_id,
+            index,
+            pts_ns: None,
+            duration_ns: None,
+            captured_unix_ns: None,
+            width,
+            height,
+            fps: (0, 1),
+            colour,
+            i420,
+        }
+    }
+
     /// The Y, U and V planes.
     pub fn planes(&self) -> (&[u8], &[u8], &[u8]) {
         let luma = self.width as usize * self.height as usize;

@@ -89,9 +89,6 @@ pub fn preprocess(
 #[derive(Debug, Clone, Default)]
 pub struct InferStats {
     pub batches: u64,
-    pub frames: u64,
-    /// Time inside the detector.
-    pub busy: Duration,
     /// `sizes[n]` = how many batches held `n` frames.
     pub sizes: Vec<u64>,
     /// How many batches held frames of more than one stream.
@@ -116,11 +113,9 @@ pub fn infer(
         let started = Instant::now();
         let outputs = detector.run(view)?;
         let took = started.elapsed();
-        stats.busy += took;
         metrics.inference_seconds.observe(took.as_secs_f64());
         metrics.batch_size.observe(frames.len() as f64);
         stats.batches += 1;
-        stats.frames += frames.len() as u64;
         if stats.sizes.len() <= frames.len() {
             stats.sizes.resize(frames.len() + 1, 0);
         }

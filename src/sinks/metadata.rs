@@ -115,18 +115,8 @@ mod tests {
 
     #[test]
     fn record_serialises_to_the_documented_schema() {
-        let frame = Frame {
-            stream_id: 0,
-            index: 7,
-            pts_ns: Some(700_000_000),
-            duration_ns: None,
-            captured_unix_ns: None,
-            fps: (0, 1),
-            width: 768,
-            height: 576,
-            colour: Default::default(),
-            i420: vec![],
-        };
+        let mut frame = Frame::from_i420(0, 7, 768, 576, Default::default(), vec![]);
+        frame.pts_ns = Some(700_000_000);
         let labels = vec!["person".to_string()];
         let dets = [Detection {
             class_id: 0,

@@ -190,18 +190,7 @@ mod tests {
 
     #[test]
     fn i420_canvas_writes_luma_and_chroma() {
-        let mut frame = Frame {
-            stream_id: 0,
-            index: 0,
-            pts_ns: None,
-            duration_ns: None,
-            captured_unix_ns: None,
-            fps: (0, 1),
-            width: 4,
-            height: 4,
-            colour: ColourSpace::BT601,
-            i420: vec![16; i420_len(4, 4)],
-        };
+        let mut frame = Frame::from_i420(0, 0, 4, 4, ColourSpace::BT601, vec![16; i420_len(4, 4)]);
         let mut canvas = I420Canvas::new(&mut frame);
         canvas.draw_pixel(3, 2, PEDESTRIAN);
         let back = canvas.get_pixel(3, 2);

@@ -83,18 +83,7 @@ mod tests {
     use crate::pipeline::colour::ColourSpace;
 
     fn frame(index: u64) -> Frame {
-        Frame {
-            stream_id: 0,
-            index,
-            pts_ns: None,
-            duration_ns: None,
-            captured_unix_ns: None,
-            width: 2,
-            height: 2,
-            fps: (0, 1),
-            colour: ColourSpace::default(),
-            i420: vec![0; 6],
-        }
+        Frame::from_i420(0, index, 2, 2, ColourSpace::default(), vec![0; 6])
     }
 
     #[test]

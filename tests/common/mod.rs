@@ -130,6 +130,24 @@ pub fn best_match(d: &Det, others: &[Det]) -> f64 {
         .fold(0.0, f64::max)
 }
 
+/// Writes a test clip with GStreamer's own elements:
+/// `gst-launch-1.0 -q PIPELINE ! filesink location=PATH` (PIPELINE split on spaces,
+/// so caps must not contain any).
+pub fn make_media(path: &Path, pipeline: &str) {
+    let status = Command::new("gst-launch-1.0")
+        .arg("-q")
+        .args(pipeline.split_whitespace())
+        .args(["!", "filesink"])
+        .arg(format!("location={}", path.display()))
+        .status()
+        .expect("gst-launch-1.0 runs (installed by scripts/setup.sh)");
+    assert!(
+        status.success(),
+        "could not make {} with {pipeline}",
+        path.display()
+    );
+}
+
 /// A scratch folder removed at the end of the test.
 pub fn scratch() -> tempfile::TempDir {
     tempfile::tempdir().expect("a temporary folder")
