@@ -3,7 +3,9 @@
 #   * Debian packages: GStreamer (base, good, bad, ugly, libav, tools, -dev headers,
 #     gst-discoverer, RTSP server library and its Python binding for the test
 #     RTSP server), pkg-config, a TrueType font for labels, ffmpeg
-#     (ffprobe, used by tests to check outputs independently).
+#     (ffprobe, used by tests to check outputs independently), labelme-examples
+#     (real Pascal VOC and COCO samples for the label parsers), mosquitto and
+#     mosquitto-clients (a real MQTT broker and subscriber for the tests).
 #   * The ONNX Runtime shared library, taken from the PyPI wheel onnxruntime==1.31.1
 #     (no other download source), into .ort/lib (git-ignored).
 # Usage: scripts/setup.sh        (root, or sudo available, for the Debian packages)
@@ -19,6 +21,7 @@ PACKAGES=(
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev
   libgstrtspserver-1.0-dev pkg-config fonts-dejavu-core ffmpeg
   python3 python3-pip unzip python3-gi gir1.2-gst-rtsp-server-1.0
+  labelme-examples mosquitto mosquitto-clients
 )
 
 say() { printf 'setup: %s\n' "$*" >&2; }

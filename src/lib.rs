@@ -24,3 +24,4 @@ pub mod sources;
 pub mod telemetry;
 
 pub use error::{Error, Result};
+pub mod train;

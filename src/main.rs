@@ -17,6 +17,9 @@ fn main() -> ExitCode {
         cli::Command::Run(a) => cli::run::execute(a),
         cli::Command::Bench(a) => cli::bench::execute(a),
         cli::Command::Doctor(a) => cli::doctor::execute(a),
+        cli::Command::Retrain(a) => cli::retrain::execute(a),
+        cli::Command::Eval(a) => cli::eval::execute(a),
+        cli::Command::Synth(a) => cli::synth::execute(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -73,12 +73,12 @@ pub fn execute(args: BenchArgs) -> anyhow::Result<()> {
     out!(
         "pedvision bench: {input}: {} frames {w}x{h}, batch {batch}, threads {}, device {}",
         frames.len(),
-        if args.detector.threads == 0 {
+        if args.detector.runtime.threads == 0 {
             "auto".to_string()
         } else {
-            args.detector.threads.to_string()
+            args.detector.runtime.threads.to_string()
         },
-        args.detector.device
+        args.detector.runtime.device
     );
 
     let per_frame = |d: Duration| d.as_secs_f64() * 1e3 / frames.len() as f64;

@@ -38,6 +38,13 @@ pub struct DetectorArgs {
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub batch: u16,
 
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+}
+
+/// Where and how ONNX Runtime runs: shared by every subcommand that runs a model.
+#[derive(Debug, Clone, Args)]
+pub struct RuntimeArgs {
     /// Execution provider.
     #[arg(long, value_enum, default_value_t = Device::Cpu)]
     pub device: Device,
@@ -77,6 +84,17 @@ pub struct LoadedModel {
     pub post: PostOptions,
 }
 
+impl RuntimeArgs {
+    /// Loads the ONNX Runtime library; returns the session options.
+    pub fn init(&self) -> anyhow::Result<RuntimeOptions> {
+        runtime::init(self.ort_lib.as_deref())?;
+        Ok(RuntimeOptions {
+            device: self.device,
+            threads: self.threads,
+        })
+    }
+}
+
 impl DetectorArgs {
     /// Reads the manifest and the class list: cheap checks, before any loading.
     pub fn manifest_and_classes(&self) -> anyhow::Result<(Manifest, ClassFilter)> {
@@ -87,11 +105,7 @@ impl DetectorArgs {
 
     /// Loads ONNX Runtime and the model.
     pub fn load(&self, manifest: Manifest, classes: ClassFilter) -> anyhow::Result<LoadedModel> {
-        runtime::init(self.ort_lib.as_deref())?;
-        let options = RuntimeOptions {
-            device: self.device,
-            threads: self.threads,
-        };
+        let options = self.runtime.init()?;
         let detector = Detector::load(&manifest, &options)?;
         let post = PostOptions {
             input: manifest.input.clone(),

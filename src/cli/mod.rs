@@ -14,7 +14,10 @@ macro_rules! out {
 pub mod bench;
 pub mod common;
 pub mod doctor;
+pub mod eval;
+pub mod retrain;
 pub mod run;
+pub mod synth;
 
 use clap::{Parser, Subcommand};
 
@@ -73,4 +76,32 @@ Exit codes: 0 success, 1 failure (one `error:` line on stderr), 2 bad command li
         after_help = "Examples:\n  pedvision doctor\n  pedvision doctor -i rtsp://cam/live -i camera:0 --rtsp-out --device cuda"
     )]
     Doctor(doctor::DoctorArgs),
+    /// Transfer learning: retrain the detector's class head on a labelled data set
+    /// (backbone frozen), for new classes or your own scene.
+    ///
+    /// Writes OUT/NAME.onnx + OUT/NAME.toml (use with `run --model`), report.json and
+    /// training.png (loss and precision-recall curves).
+    #[command(after_help = "Examples:
+  pedvision synth --out data/toys                 a generated data set to try it on
+  pedvision retrain --data data/toys --out models/toys
+  pedvision run --model models/toys/retrained.toml --classes all
+  pedvision retrain --data coco.json --classes scooter --keep-classes person,bicycle -o out/m
+
+Formats: KITTI (images/ + labels/), COCO JSON, Pascal VOC (Annotations/ + JPEGImages/),
+YOLO (images/ + labels/ + classes.txt); guessed from the layout unless --format is given.
+Items that cannot be used (missing images, bad boxes, unknown classes) are listed and
+skipped; a data set with nothing usable is an error.")]
+    Retrain(retrain::RetrainArgs),
+    /// Score a model on a labelled data set: AP@0.5 and AP@[.5:.95] per class, and
+    /// the log-average miss rate (MR-2) for person.
+    #[command(after_help = "Examples:
+  pedvision eval --data data/toys-test --model models/toys/retrained.toml
+  pedvision eval --data /usr/share/doc/labelme-examples/examples/bbox_detection/data_dataset_voc")]
+    Eval(eval::EvalArgs),
+    /// Generate a labelled data set (KITTI) by drawing objects (`ball`, `sign`) on
+    /// frames of a video, with exact boxes.
+    #[command(after_help = "Examples:
+  pedvision synth --out data/toys --images 200
+  pedvision synth --out data/toys-test --images 50 --seed 1 --frames 150..200")]
+    Synth(synth::SynthArgs),
 }

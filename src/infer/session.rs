@@ -59,29 +59,12 @@ impl Detector {
         if !path.is_file() {
             return Err(RuntimeError::ModelMissing { path: path.clone() });
         }
-        let threads = if options.threads == 0 {
-            std::thread::available_parallelism().map_or(1, usize::from)
-        } else {
-            options.threads
-        };
+        let threads = resolve_threads(options.threads);
         let load_err = |message: String| RuntimeError::ModelLoad {
             path: path.clone(),
             message,
         };
-        let environment = super::runtime::environment()?;
-        let mut builder = Session::builder(environment)
-            .map_err(ort_message)
-            .and_then(|b| {
-                b.with_optimization_level(GraphOptimizationLevel::Level3)
-                    .map_err(ort_message)
-            })
-            .and_then(|b| b.with_intra_threads(threads).map_err(ort_message))
-            .and_then(|b| b.with_inter_threads(1).map_err(ort_message))
-            // Spinning workers would take the cores that decode, overlay and encode
-            // need while inference waits for the next batch.
-            .and_then(|b| b.with_intra_op_spinning(false).map_err(ort_message))
-            .map_err(load_err)?;
-        builder = register_device(builder, options.device)?;
+        let mut builder = session_builder(options, path)?;
         let session = builder
             .commit_from_file(path)
             .map_err(|e| load_err(e.to_string()))?;
@@ -195,6 +178,45 @@ impl Detector {
         }
         Ok(frames)
     }
+}
+
+/// The thread count to use: `0` means one per core.
+pub(crate) fn resolve_threads(threads: usize) -> usize {
+    if threads == 0 {
+        std::thread::available_parallelism().map_or(1, usize::from)
+    } else {
+        threads
+    }
+}
+
+/// A session builder with pedvision's settings (optimisation, threads, no spinning)
+/// and the chosen device's execution providers, for the model at `path` (named in
+/// errors).
+pub(crate) fn session_builder(
+    options: &RuntimeOptions,
+    path: &std::path::Path,
+) -> Result<ort::session::builder::SessionBuilder, RuntimeError> {
+    let environment = super::runtime::environment()?;
+    let load_err = |message: String| RuntimeError::ModelLoad {
+        path: path.to_path_buf(),
+        message,
+    };
+    let builder = Session::builder(environment)
+        .map_err(ort_message)
+        .and_then(|b| {
+            b.with_optimization_level(GraphOptimizationLevel::Level3)
+                .map_err(ort_message)
+        })
+        .and_then(|b| {
+            b.with_intra_threads(resolve_threads(options.threads))
+                .map_err(ort_message)
+        })
+        .and_then(|b| b.with_inter_threads(1).map_err(ort_message))
+        // Spinning workers would take the cores that decode, overlay and encode
+        // need while inference waits for the next batch.
+        .and_then(|b| b.with_intra_op_spinning(false).map_err(ort_message))
+        .map_err(load_err)?;
+    register_device(builder, options.device)
 }
 
 /// Checks a tensor type against `want` (-1 = any). On mismatch returns the actual

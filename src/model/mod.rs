@@ -22,3 +22,23 @@ pub struct Detection {
     /// Box corners, in the pixel space of whoever produced it (see [`geometry`]).
     pub bbox: BBox,
 }
+
+/// One frame's detections in source pixels: decode (above `conf`, classes that
+/// `filter` keeps), class-aware NMS at `nms_iou`, then the mapping from the network
+/// input back to a `source.0`×`source.1` frame. Best first.
+pub fn detect(
+    layout: &nanodet::Layout,
+    levels: &[nanodet::LevelOutputs<'_>],
+    conf: f32,
+    filter: &classes::ClassFilter,
+    nms_iou: f32,
+    source: (u32, u32),
+) -> Vec<Detection> {
+    let mut dets = nms::nms(nanodet::decode(layout, levels, conf, filter), nms_iou);
+    let (nw, nh) = layout.input_size;
+    let map = geometry::InputToSource::new(source.0, source.1, nw, nh);
+    for d in &mut dets {
+        d.bbox = map.map(&d.bbox);
+    }
+    dets
+}

@@ -87,7 +87,7 @@ pub fn decode(
 }
 
 /// The box of one cell from its `4 × bins` distance logits.
-fn cell_box(cell: usize, grid_w: usize, stride: u32, logits: &[f32], bins: usize) -> BBox {
+pub fn cell_box(cell: usize, grid_w: usize, stride: u32, logits: &[f32], bins: usize) -> BBox {
     let s = stride as f32;
     let cx = ((cell % grid_w) as f32 + 0.5) * s;
     let cy = ((cell / grid_w) as f32 + 0.5) * s;

@@ -12,7 +12,7 @@ use ndarray::ArrayView4;
 use super::{Frame, Inferred, PreparedBatch};
 use crate::config::InputSpec;
 use crate::infer::{Detector, RuntimeError, preprocess::Preprocessor};
-use crate::model::{Detection, classes::ClassFilter, geometry::InputToSource, nanodet, nms::nms};
+use crate::model::{Detection, classes::ClassFilter, nanodet};
 use crate::sinks::{
     SinkError,
     encoder::Mp4Encoder,
@@ -48,14 +48,14 @@ impl PostOptions {
         inferred: &crate::infer::FrameOutputs,
     ) -> Vec<Detection> {
         let levels = inferred.levels(&self.layout.strides);
-        let candidates = nanodet::decode(&self.layout, &levels, self.conf, &self.classes);
-        let mut dets = nms(candidates, self.iou);
-        let (nw, nh) = self.layout.input_size;
-        let map = InputToSource::new(frame.width, frame.height, nw, nh);
-        for d in &mut dets {
-            d.bbox = map.map(&d.bbox);
-        }
-        dets
+        crate::model::detect(
+            &self.layout,
+            &levels,
+            self.conf,
+            &self.classes,
+            self.iou,
+            (frame.width, frame.height),
+        )
     }
 }
 

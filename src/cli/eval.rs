@@ -1,0 +1,107 @@
+//! `pedvision eval`: a model on a labelled data set; prints a table and writes JSON.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use clap::Args;
+use pedvision::config::Manifest;
+use pedvision::train::dataset::{Dataset, Format};
+use pedvision::train::eval::evaluate;
+
+use super::common::{DEFAULT_MODEL, RuntimeArgs};
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// Model manifest (.toml), or an .onnx file with its manifest beside it.
+    #[arg(long, default_value = DEFAULT_MODEL, value_name = "PATH")]
+    pub model: PathBuf,
+
+    /// The labelled data set: a folder (KITTI, Pascal VOC, YOLO) or a COCO .json file.
+    #[arg(long, value_name = "PATH")]
+    pub data: PathBuf,
+
+    /// Label format; guessed from the layout when left out.
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+
+    /// Where to write the results as JSON.
+    #[arg(long, default_value = "eval.json", value_name = "FILE")]
+    pub report: PathBuf,
+
+    /// Images per inference batch.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub batch: u16,
+
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+}
+
+pub fn execute(args: EvalArgs) -> anyhow::Result<()> {
+    let manifest = Manifest::load(&args.model)?;
+    let dataset = Dataset::load(&args.data, args.format)?;
+    tracing::info!("{}", dataset.summary());
+    for s in &dataset.skipped {
+        tracing::warn!(item = %s.item, "skipped: {}", s.reason);
+    }
+    let runtime = args.runtime.init()?;
+    let bar = if std::io::stderr().is_terminal() {
+        indicatif::ProgressBar::new(dataset.samples.len() as u64)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let report = evaluate(&dataset, &manifest, &runtime, args.batch as usize, |n| {
+        bar.set_position(n as u64)
+    })?;
+    bar.finish_and_clear();
+    let show = |v: Option<f32>| v.map_or("-".to_string(), |v| format!("{v:.3}"));
+    out!(
+        "{} on {} ({} images, {} skipped)",
+        report.model,
+        report.data.display(),
+        report.images,
+        report.skipped
+    );
+    out!(
+        "{:<16} {:>6} {:>6} {:>7} {:>11} {:>6}",
+        "class",
+        "boxes",
+        "dets",
+        "AP@0.5",
+        "AP@[.5:.95]",
+        "MR-2"
+    );
+    for c in &report.classes {
+        out!(
+            "{:<16} {:>6} {:>6} {:>7} {:>11} {:>6}",
+            c.label,
+            c.boxes,
+            c.detections,
+            show(c.ap50),
+            show(c.ap50_95),
+            show(c.mr2)
+        );
+    }
+    out!(
+        "{:<16} {:>6} {:>6} {:>7} {:>11}",
+        "all",
+        "",
+        "",
+        show(report.ap50),
+        show(report.ap50_95)
+    );
+    if !report.not_in_model.is_empty() {
+        tracing::warn!(
+            "classes in the data that the model does not have (left out): {}",
+            report.not_in_model.join(", ")
+        );
+    }
+    let json = serde_json::to_string_pretty(&report)? + "\n";
+    let mut staging = args.report.clone().into_os_string();
+    staging.push(".partial");
+    std::fs::write(&staging, json)
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", args.report.display()))?;
+    std::fs::rename(&staging, &args.report)
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", args.report.display()))?;
+    out!("report    {}", args.report.display());
+    Ok(())
+}

@@ -1,0 +1,193 @@
+//! `pedvision retrain`: options → a validated [`RetrainPlan`] → the model folder, and
+//! a summary on stdout.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use pedvision::config::Manifest;
+use pedvision::train::dataset::{Dataset, Format};
+use pedvision::train::head::TrainOptions;
+use pedvision::train::retrain::{RetrainPlan, retrain};
+
+use super::common::{DEFAULT_MODEL, RuntimeArgs};
+
+#[derive(Debug, Args)]
+pub struct RetrainArgs {
+    /// The labelled data set: a folder (KITTI, Pascal VOC, YOLO) or a COCO .json file.
+    #[arg(long, value_name = "PATH")]
+    pub data: PathBuf,
+
+    /// Label format; guessed from the layout when left out.
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+
+    /// Output folder for the model, its manifest and the training report. It must
+    /// not exist yet.
+    #[arg(long, short, value_name = "DIR")]
+    pub out: PathBuf,
+
+    /// Model name (file stem of NAME.onnx and NAME.toml in the output folder).
+    #[arg(long, default_value = "retrained")]
+    pub name: String,
+
+    /// The pretrained model whose backbone is kept.
+    #[arg(long, default_value = DEFAULT_MODEL, value_name = "PATH")]
+    pub base_model: PathBuf,
+
+    /// Train only these classes of the data set (comma-separated); boxes of other
+    /// classes are listed as skipped. Default: every class in the data.
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub classes: Vec<String>,
+
+    /// Pretrained classes carried into the new model unchanged (unless the data
+    /// has boxes of them, then they are fine-tuned from the pretrained weights).
+    /// `none` keeps nothing.
+    #[arg(
+        long,
+        value_name = "LIST",
+        value_delimiter = ',',
+        default_value = "person"
+    )]
+    pub keep_classes: Vec<String>,
+
+    /// Passes over the training images.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=10000))]
+    pub epochs: u32,
+
+    /// Images per optimiser step.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub batch_images: u32,
+
+    /// AdamW learning rate.
+    #[arg(long, default_value_t = 0.01)]
+    pub lr: f32,
+
+    /// AdamW weight decay (weights only).
+    #[arg(long, default_value_t = 1e-4)]
+    pub weight_decay: f32,
+
+    /// Share of the images held out for validation, in [0, 0.9].
+    #[arg(long, default_value_t = 0.2)]
+    pub val_split: f32,
+
+    /// Stop when validation AP@0.5 has not improved for this many epochs.
+    #[arg(long, default_value_t = 8)]
+    pub patience: u32,
+
+    /// Seed for the split, the shuffling and the initial weights.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+
+    /// Also fine-tune the box branch's final layer (it is class-agnostic, so this
+    /// changes the boxes of kept classes too).
+    #[arg(long)]
+    pub train_box: bool,
+
+    /// Images per feature-extraction batch.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub extract_batch: u16,
+
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+}
+
+fn finite_in(name: &str, v: f32, lo: f32, hi: f32) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        v.is_finite() && v >= lo && v <= hi,
+        "--{name} {v} is not in [{lo}, {hi}]"
+    );
+    Ok(())
+}
+
+pub fn execute(args: RetrainArgs) -> anyhow::Result<()> {
+    finite_in("lr", args.lr, 1e-7, 10.0)?;
+    finite_in("weight-decay", args.weight_decay, 0.0, 1.0)?;
+    finite_in("val-split", args.val_split, 0.0, 0.9)?;
+    anyhow::ensure!(
+        !args.name.is_empty() && !args.name.contains(['/', '\\']),
+        "--name {:?} must be a plain file name",
+        args.name
+    );
+    anyhow::ensure!(
+        !args.out.exists(),
+        "--out {} already exists; remove it or choose another folder",
+        args.out.display()
+    );
+    let base = Manifest::load(&args.base_model)?;
+    let mut dataset = Dataset::load(&args.data, args.format)?;
+    if !args.classes.is_empty() {
+        dataset.restrict_to(&args.classes);
+    }
+    let keep: Vec<String> = args
+        .keep_classes
+        .iter()
+        .filter(|k| k.as_str() != "none" && !k.is_empty())
+        .cloned()
+        .collect();
+    tracing::info!("{}", dataset.summary());
+    for s in &dataset.skipped {
+        tracing::warn!(item = %s.item, "skipped: {}", s.reason);
+    }
+    let runtime = args.runtime.init()?;
+    let plan = RetrainPlan {
+        dataset,
+        base,
+        out: args.out.clone(),
+        name: args.name.clone(),
+        keep,
+        options: TrainOptions {
+            epochs: args.epochs as usize,
+            batch_images: args.batch_images as usize,
+            learning_rate: args.lr,
+            weight_decay: args.weight_decay,
+            patience: args.patience as usize,
+            seed: args.seed,
+            train_box: args.train_box,
+        },
+        val_fraction: args.val_split,
+        runtime,
+        batch: args.extract_batch as usize,
+        progress: std::io::stderr().is_terminal(),
+    };
+    let report = retrain(&plan).context("retrain")?;
+    out!("model     {}", report.model.display());
+    out!(
+        "manifest  {}  (pedvision run --model {})",
+        report.manifest.display(),
+        report.manifest.display()
+    );
+    out!("classes   {}", report.labels.join(", "));
+    out!(
+        "images    {} train, {} validation, {} skipped",
+        report.train_images,
+        report.val_images,
+        report.skipped.len()
+    );
+    out!(
+        "features  {:.1} s ({:.1} images/s); training {:.1} s, {} epochs, best {}{}",
+        report.feature_seconds,
+        report.feature_images_per_second,
+        report.train_seconds,
+        report.epochs_run,
+        report.best_epoch,
+        if report.stopped_early {
+            " (stopped early)"
+        } else {
+            ""
+        }
+    );
+    for c in &report.classes {
+        let show = |v: Option<f32>| v.map_or("-".into(), |v| format!("{v:.3}"));
+        out!(
+            "  {:<16} val boxes {:>5}  AP@0.5 {}  AP@[.5:.95] {}",
+            c.label,
+            c.val_boxes,
+            show(c.ap50),
+            show(c.ap50_95)
+        );
+    }
+    out!("report    {}", args.out.join("report.json").display());
+    Ok(())
+}

@@ -1,0 +1,155 @@
+//! Feature extraction: the frozen part of the detector, run once over a data set.
+//!
+//! The model from [`HeadGraph::feature_model`] (the original graph plus the
+//! per-level feature tensors as outputs) runs through ONNX Runtime in batches. Per
+//! image and level it keeps the features as `[cells, F]` (cell-major, the order of
+//! the model's own outputs) and the frozen box logits `[cells, 4·bins]`, which the
+//! target assignment and the validation decode need. The set lives in memory:
+//! `cells · (F + 4·bins)` floats per image (3549 · 172 · 4 B ≈ 2.4 MB for NanoDet-g).
+
+use std::path::Path;
+
+use ndarray::{Array2, ArrayView4, Axis, Ix3, Ix4};
+use ort::session::Session;
+use ort::value::TensorRef;
+
+use super::TrainError;
+use super::graph::HeadGraph;
+use crate::config::Manifest;
+use crate::infer::{RuntimeError, RuntimeOptions};
+
+/// One level of one image.
+#[derive(Debug, Clone)]
+pub struct LevelData {
+    /// `[cells, F]`.
+    pub features: Array2<f32>,
+    /// `[cells, 4·bins]`, the frozen box branch's logits.
+    pub box_logits: Array2<f32>,
+}
+
+/// One image's cached features, per level.
+#[derive(Debug, Clone)]
+pub struct ImageFeatures {
+    pub levels: Vec<LevelData>,
+    /// The source image size, to map boxes.
+    pub size: (u32, u32),
+}
+
+/// Runs the frozen graph.
+pub struct FeatureExtractor {
+    session: Session,
+    manifest: Manifest,
+    feature_outputs: Vec<String>,
+}
+
+fn run_error(e: impl std::fmt::Display) -> TrainError {
+    TrainError::Runtime(RuntimeError::Run(e.to_string()))
+}
+
+impl FeatureExtractor {
+    /// Builds the feature model and its session.
+    pub fn new(
+        graph: &HeadGraph,
+        manifest: &Manifest,
+        options: &RuntimeOptions,
+    ) -> Result<Self, TrainError> {
+        let bytes = graph.feature_model()?;
+        let mut builder = crate::infer::session::session_builder(options, &manifest.onnx)?;
+        let session = builder.commit_from_memory(&bytes).map_err(|e| {
+            TrainError::Runtime(RuntimeError::ModelLoad {
+                path: manifest.onnx.clone(),
+                message: e.to_string(),
+            })
+        })?;
+        Ok(Self {
+            session,
+            manifest: manifest.clone(),
+            feature_outputs: graph.feature_names(),
+        })
+    }
+
+    /// Extracts every image, `batch` at a time; `progress` is called with the
+    /// number of images done after each batch.
+    pub fn extract(
+        &mut self,
+        images: &[&Path],
+        batch: usize,
+        mut progress: impl FnMut(usize),
+    ) -> Result<Vec<ImageFeatures>, TrainError> {
+        let spec = self.manifest.input.clone();
+        let mut tensor = Vec::new();
+        let mut out = Vec::with_capacity(images.len());
+        for chunk in images.chunks(batch.max(1)) {
+            let sizes = super::images::load_batch(chunk, &spec, &mut tensor)?;
+            let view = ArrayView4::from_shape(
+                (chunk.len(), 3, spec.height as usize, spec.width as usize),
+                &tensor,
+            )
+            .map_err(run_error)?;
+            out.extend(self.run(view, &sizes)?);
+            progress(out.len());
+        }
+        Ok(out)
+    }
+
+    fn run(
+        &mut self,
+        batch: ArrayView4<'_, f32>,
+        sizes: &[(u32, u32)],
+    ) -> Result<Vec<ImageFeatures>, TrainError> {
+        let n = batch.shape()[0];
+        let input = TensorRef::from_array_view(batch).map_err(run_error)?;
+        let outputs = self
+            .session
+            .run(ort::inputs![self.manifest.input.name.as_str() => input])
+            .map_err(run_error)?;
+        let mut images: Vec<ImageFeatures> = sizes
+            .iter()
+            .map(|&size| ImageFeatures {
+                levels: Vec::new(),
+                size,
+            })
+            .collect();
+        for (feature_name, box_name) in self
+            .feature_outputs
+            .iter()
+            .zip(&self.manifest.output.box_outputs)
+        {
+            let get = |name: &str| {
+                outputs
+                    .get(name)
+                    .ok_or_else(|| run_error(format!("output {name:?} missing")))
+            };
+            let features = get(feature_name)?
+                .try_extract_array::<f32>()
+                .map_err(run_error)?;
+            let features = features.into_dimensionality::<Ix4>().map_err(run_error)?;
+            let boxes = get(box_name)?
+                .try_extract_array::<f32>()
+                .map_err(run_error)?;
+            let boxes = boxes.into_dimensionality::<Ix3>().map_err(run_error)?;
+            if features.shape()[0] != n || boxes.shape()[0] != n {
+                return Err(run_error(
+                    "batch size of the outputs differs from the input's",
+                ));
+            }
+            for (k, image) in images.iter_mut().enumerate() {
+                let f = features.index_axis(Axis(0), k);
+                let (channels, cells) = (f.shape()[0], f.shape()[1] * f.shape()[2]);
+                let f = f.to_shape((channels, cells)).map_err(run_error)?;
+                let b = boxes.index_axis(Axis(0), k);
+                if b.shape()[0] != cells {
+                    return Err(run_error(format!(
+                        "{box_name:?} has {} cells, the feature has {cells}",
+                        b.shape()[0]
+                    )));
+                }
+                image.levels.push(LevelData {
+                    features: f.t().as_standard_layout().into_owned(),
+                    box_logits: b.to_owned(),
+                });
+            }
+        }
+        Ok(images)
+    }
+}

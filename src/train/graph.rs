@@ -1,0 +1,514 @@
+//! The detector's ONNX graph, seen as "frozen part + per-level 1×1 head".
+//!
+//! NanoDet ends, per stride, in this chain (the box half of the Split goes to
+//! `box_sN`):
+//!
+//! ```text
+//! feature (LeakyReLU, F channels) -> Conv 1x1 (classes + 4*bins channels)
+//!   -> Split [classes, 4*bins] -> Sigmoid -> Reshape [0, classes, -1] -> Transpose -> cls_sN
+//! ```
+//!
+//! [`HeadGraph::locate`] walks it back from the manifest's class outputs and records,
+//! per level, the feature tensor and the Conv's weight and bias initialisers.
+//!
+//! From there it can (a) add the feature tensors as extra outputs, giving the model
+//! that feature extraction runs once over a data set, and (b) export a model with a
+//! new head: new Conv weights and bias, new split sizes and class reshape, the
+//! graph's class outputs re-declared with the new class count, and the old head's
+//! initialisers removed. Everything else in the graph is kept as it was, so the
+//! backbone is frozen by construction. The protobuf types come from `onnx-protobuf`.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use ndarray::{Array1, Array2};
+use onnx_protobuf::{
+    GraphProto, Message, ModelProto, NodeProto, TensorProto, TypeProto, ValueInfoProto, type_proto,
+};
+
+/// Why a model cannot be used for retraining, or exported.
+#[derive(Debug, thiserror::Error)]
+#[error("model {path}: {reason}")]
+pub struct GraphError {
+    pub path: PathBuf,
+    pub reason: String,
+}
+
+const FLOAT: i32 = 1;
+const INT64: i32 = 7;
+
+/// One pyramid level's head in the graph.
+#[derive(Debug, Clone)]
+struct LevelHead {
+    /// Index of the 1×1 Conv node.
+    conv: usize,
+    /// Index of the Split node after it.
+    split: usize,
+    /// Index of the Reshape node on the class branch.
+    cls_reshape: usize,
+    /// The Conv's input: the frozen feature tensor.
+    feature: String,
+    class_output: String,
+}
+
+/// Weights of one level's 1×1 head: `weight` is `[outputs, F]`, `bias` `[outputs]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinearWeights {
+    pub weight: Array2<f32>,
+    pub bias: Array1<f32>,
+}
+
+/// A NanoDet graph with its head located.
+pub struct HeadGraph {
+    path: PathBuf,
+    model: ModelProto,
+    levels: Vec<LevelHead>,
+    classes: usize,
+    box_channels: usize,
+    features: usize,
+}
+
+impl HeadGraph {
+    /// Reads the ONNX file and finds the head of each level from its class output.
+    pub fn locate(
+        path: &Path,
+        class_outputs: &[String],
+        classes: usize,
+        bins: usize,
+    ) -> Result<Self, GraphError> {
+        let err = |reason: String| GraphError {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let bytes = std::fs::read(path).map_err(|e| err(format!("cannot read: {e}")))?;
+        let model = ModelProto::parse_from_bytes(&bytes)
+            .map_err(|e| err(format!("not an ONNX model: {e}")))?;
+        let graph = &model.graph;
+        let producer = |tensor: &str| {
+            graph
+                .node
+                .iter()
+                .position(|n| n.output.iter().any(|o| o == tensor))
+        };
+        let mut levels = Vec::new();
+        let mut features = None;
+        for output in class_outputs {
+            let chain = walk_back(
+                graph.node.as_slice(),
+                &producer,
+                output,
+                &["Transpose", "Reshape", "Sigmoid", "Split", "Conv"],
+            )
+            .map_err(|found| {
+                err(format!(
+                    "the class output {output:?} does not come from a 1×1 Conv head \
+                         (expected Conv → Split → Sigmoid → Reshape → Transpose, found {found}); \
+                         only NanoDet-style heads can be retrained"
+                ))
+            })?;
+            let (cls_reshape, split, conv) = (chain[1], chain[3], chain[4]);
+            let node = &graph.node[conv];
+            if node.input.len() != 3 {
+                return Err(err(format!("head Conv {:?} has no bias input", node.name)));
+            }
+            let weight = initializer(graph, &node.input[1]).ok_or_else(|| {
+                err(format!(
+                    "head Conv {:?} weight is not a constant",
+                    node.name
+                ))
+            })?;
+            if initializer(graph, &node.input[2]).is_none() {
+                return Err(err(format!(
+                    "head Conv {:?} bias is not a constant",
+                    node.name
+                )));
+            }
+            let dims = &weight.dims;
+            if dims.len() != 4
+                || dims[2] != 1
+                || dims[3] != 1
+                || dims[0] as usize != classes + 4 * bins
+            {
+                return Err(err(format!(
+                    "head Conv {:?} weight has shape {dims:?}, expected [{} + {}, F, 1, 1]",
+                    node.name,
+                    classes,
+                    4 * bins
+                )));
+            }
+            let f = dims[1] as usize;
+            if features.is_some_and(|g| g != f) {
+                return Err(err("head levels have different feature widths".into()));
+            }
+            features = Some(f);
+            levels.push(LevelHead {
+                conv,
+                split,
+                cls_reshape,
+                feature: node.input[0].clone(),
+                class_output: output.clone(),
+            });
+        }
+        Ok(Self {
+            path: path.to_path_buf(),
+            model,
+            levels,
+            classes,
+            box_channels: 4 * bins,
+            features: features.ok_or_else(|| err("the manifest names no class outputs".into()))?,
+        })
+    }
+
+    /// Channels of the frozen feature each head reads.
+    pub fn feature_width(&self) -> usize {
+        self.features
+    }
+
+    /// Names of the frozen feature tensors, per level.
+    pub fn feature_names(&self) -> Vec<String> {
+        self.levels.iter().map(|l| l.feature.clone()).collect()
+    }
+
+    /// The pretrained head of level `i`: rows are the classes, then the box bins.
+    pub fn pretrained(&self, i: usize) -> Result<LinearWeights, GraphError> {
+        let node = &self.model.graph.node[self.levels[i].conv];
+        let read = |name: &str| {
+            initializer(&self.model.graph, name)
+                .and_then(float_values)
+                .ok_or_else(|| GraphError {
+                    path: self.path.clone(),
+                    reason: format!("cannot read float tensor {name:?}"),
+                })
+        };
+        let rows = self.classes + self.box_channels;
+        let weight =
+            Array2::from_shape_vec((rows, self.features), read(&node.input[1])?).map_err(|e| {
+                GraphError {
+                    path: self.path.clone(),
+                    reason: e.to_string(),
+                }
+            })?;
+        let bias = Array1::from_vec(read(&node.input[2])?);
+        if bias.len() != rows {
+            return Err(GraphError {
+                path: self.path.clone(),
+                reason: "head bias has the wrong length".into(),
+            });
+        }
+        Ok(LinearWeights { weight, bias })
+    }
+
+    /// The model with each level's feature tensor added as an output (named as in
+    /// the graph), serialised.
+    pub fn feature_model(&self) -> Result<Vec<u8>, GraphError> {
+        let mut model = self.model.clone();
+        let graph = model.graph.mut_or_insert_default();
+        for level in &self.levels {
+            graph.output.push(float_output(&level.feature));
+        }
+        self.serialise(&model)
+    }
+
+    /// A model whose level heads are `heads` (rows: `classes` class channels, then
+    /// the box bins), serialised. `note` goes into the model's metadata.
+    pub fn with_heads(
+        &self,
+        heads: &[LinearWeights],
+        classes: usize,
+        labels: &[String],
+    ) -> Result<Vec<u8>, GraphError> {
+        let err = |reason: String| GraphError {
+            path: self.path.clone(),
+            reason,
+        };
+        if heads.len() != self.levels.len() {
+            return Err(err(format!(
+                "{} heads for {} levels",
+                heads.len(),
+                self.levels.len()
+            )));
+        }
+        let mut model = self.model.clone();
+        let graph = model.graph.mut_or_insert_default();
+        let mut replaced = HashSet::new();
+        let split_name = "pedvision/head/split_sizes".to_string();
+        let shape_name = "pedvision/head/class_shape".to_string();
+        for (i, (level, head)) in self.levels.iter().zip(heads).enumerate() {
+            let rows = classes + self.box_channels;
+            if head.weight.dim() != (rows, self.features) || head.bias.len() != rows {
+                return Err(err(format!(
+                    "head {i} has shape {:?}, expected [{rows}, {}]",
+                    head.weight.dim(),
+                    self.features
+                )));
+            }
+            let weight_name = format!("pedvision/head/s{i}/weight");
+            let bias_name = format!("pedvision/head/s{i}/bias");
+            let conv = &mut graph.node[level.conv];
+            replaced.insert(std::mem::replace(&mut conv.input[1], weight_name.clone()));
+            replaced.insert(std::mem::replace(&mut conv.input[2], bias_name.clone()));
+            graph.initializer.push(float_tensor(
+                &weight_name,
+                &[rows as i64, self.features as i64, 1, 1],
+                head.weight.iter().copied(),
+            ));
+            graph.initializer.push(float_tensor(
+                &bias_name,
+                &[rows as i64],
+                head.bias.iter().copied(),
+            ));
+            replace_input(&mut graph.node[level.split], 1, &split_name, &mut replaced);
+            let old_shape = graph.node[level.cls_reshape].input[1].clone();
+            if i == 0 {
+                let shape = initializer(graph, &old_shape)
+                    .and_then(int64_values)
+                    .ok_or_else(|| err(format!("class reshape {old_shape:?} is not a constant")))?;
+                let shape: Vec<i64> = shape
+                    .iter()
+                    .map(|&d| {
+                        if d == self.classes as i64 {
+                            classes as i64
+                        } else {
+                            d
+                        }
+                    })
+                    .collect();
+                graph.initializer.push(int64_tensor(&shape_name, &shape));
+                graph.initializer.push(int64_tensor(
+                    &split_name,
+                    &[classes as i64, self.box_channels as i64],
+                ));
+            }
+            replace_input(
+                &mut graph.node[level.cls_reshape],
+                1,
+                &shape_name,
+                &mut replaced,
+            );
+            if let Some(out) = graph
+                .output
+                .iter_mut()
+                .find(|o| o.name == level.class_output)
+            {
+                set_last_dim(out, classes as i64);
+            }
+        }
+        // Drop the old head's constants once nothing reads them.
+        let used: HashSet<String> = graph
+            .node
+            .iter()
+            .flat_map(|n| n.input.iter().cloned())
+            .collect();
+        graph
+            .initializer
+            .retain(|t| !replaced.contains(&t.name) || used.contains(&t.name));
+        graph
+            .value_info
+            .retain(|v| !replaced.contains(&v.name) || used.contains(&v.name));
+        let mut entry = onnx_protobuf::StringStringEntryProto::new();
+        entry.key = "pedvision.labels".into();
+        entry.value = labels.join(",");
+        model.metadata_props.retain(|e| e.key != entry.key);
+        model.metadata_props.push(entry);
+        model.producer_name = "pedvision retrain".into();
+        model.producer_version = env!("CARGO_PKG_VERSION").into();
+        self.serialise(&model)
+    }
+
+    fn serialise(&self, model: &ModelProto) -> Result<Vec<u8>, GraphError> {
+        model.write_to_bytes().map_err(|e| GraphError {
+            path: self.path.clone(),
+            reason: format!("cannot serialise: {e}"),
+        })
+    }
+}
+
+/// Follows first inputs back from `tensor` through nodes of the given op types.
+/// Returns the node indices, or what was found instead.
+fn walk_back(
+    nodes: &[NodeProto],
+    producer: &dyn Fn(&str) -> Option<usize>,
+    tensor: &str,
+    ops: &[&str],
+) -> Result<Vec<usize>, String> {
+    let mut chain = Vec::with_capacity(ops.len());
+    let mut current = tensor.to_string();
+    for &op in ops {
+        let i = producer(&current).ok_or_else(|| format!("no node makes {current:?}"))?;
+        let node = &nodes[i];
+        if node.op_type != op {
+            return Err(format!("{} where {op} was expected", node.op_type));
+        }
+        chain.push(i);
+        current = node.input.first().cloned().unwrap_or_default();
+    }
+    Ok(chain)
+}
+
+fn replace_input(node: &mut NodeProto, index: usize, name: &str, replaced: &mut HashSet<String>) {
+    if let Some(slot) = node.input.get_mut(index)
+        && slot != name
+    {
+        replaced.insert(std::mem::replace(slot, name.to_string()));
+    }
+}
+
+fn initializer<'a>(graph: &'a GraphProto, name: &str) -> Option<&'a TensorProto> {
+    graph.initializer.iter().find(|t| t.name == name)
+}
+
+fn float_values(t: &TensorProto) -> Option<Vec<f32>> {
+    if t.data_type != FLOAT {
+        return None;
+    }
+    if !t.raw_data.is_empty() {
+        Some(
+            t.raw_data
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+        )
+    } else {
+        Some(t.float_data.clone())
+    }
+}
+
+fn int64_values(t: &TensorProto) -> Option<Vec<i64>> {
+    if t.data_type != INT64 {
+        return None;
+    }
+    if !t.raw_data.is_empty() {
+        Some(
+            t.raw_data
+                .chunks_exact(8)
+                .map(|b| i64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
+                .collect(),
+        )
+    } else {
+        Some(t.int64_data.clone())
+    }
+}
+
+fn float_tensor(name: &str, dims: &[i64], values: impl Iterator<Item = f32>) -> TensorProto {
+    let mut t = TensorProto::new();
+    t.name = name.into();
+    t.dims = dims.to_vec();
+    t.data_type = FLOAT;
+    t.raw_data = values.flat_map(f32::to_le_bytes).collect();
+    t
+}
+
+fn int64_tensor(name: &str, values: &[i64]) -> TensorProto {
+    let mut t = TensorProto::new();
+    t.name = name.into();
+    t.dims = vec![values.len() as i64];
+    t.data_type = INT64;
+    t.raw_data = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    t
+}
+
+fn float_output(name: &str) -> ValueInfoProto {
+    let mut tensor = type_proto::Tensor::new();
+    tensor.elem_type = FLOAT;
+    let mut ty = TypeProto::new();
+    ty.set_tensor_type(tensor);
+    let mut info = ValueInfoProto::new();
+    info.name = name.into();
+    info.type_ = Some(ty).into();
+    info
+}
+
+fn set_last_dim(info: &mut ValueInfoProto, value: i64) {
+    if let Some(ty) = info.type_.as_mut()
+        && let Some(dim) = ty
+            .mut_tensor_type()
+            .shape
+            .as_mut()
+            .and_then(|s| s.dim.last_mut())
+    {
+        dim.set_dim_value(value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/models/nanodet-g.onnx");
+
+    fn outputs() -> Vec<String> {
+        ["cls_s8", "cls_s16", "cls_s32"].map(String::from).to_vec()
+    }
+
+    #[test]
+    fn finds_the_bundled_models_head() {
+        let g = HeadGraph::locate(Path::new(MODEL), &outputs(), 80, 11).unwrap();
+        assert_eq!(g.feature_width(), 128);
+        let names = g.feature_names();
+        assert_eq!(names.len(), 3);
+        assert!(names.iter().all(|n| n.contains("LeakyRelu")), "{names:?}");
+        let pre = g.pretrained(0).unwrap();
+        assert_eq!(pre.weight.dim(), (124, 128));
+        assert_eq!(pre.bias.len(), 124);
+        // A wrong class count is refused with the shape it found.
+        let err = HeadGraph::locate(Path::new(MODEL), &outputs(), 3, 11)
+            .err()
+            .unwrap();
+        assert!(err.reason.contains("[124, 128, 1, 1]"), "{err}");
+        let err = HeadGraph::locate(Path::new(MODEL), &["box_s8".to_string()], 80, 11)
+            .err()
+            .unwrap();
+        assert!(
+            err.reason.contains("does not come from a 1×1 Conv head"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_new_head_replaces_the_old_one_and_nothing_else() {
+        let g = HeadGraph::locate(Path::new(MODEL), &outputs(), 80, 11).unwrap();
+        let heads: Vec<LinearWeights> = (0..3)
+            .map(|i| {
+                let pre = g.pretrained(i).unwrap();
+                // Two classes: person (row 0) and a made-up one, then the box rows.
+                let mut rows = vec![0usize, 5];
+                rows.extend(80..124);
+                LinearWeights {
+                    weight: pre.weight.select(ndarray::Axis(0), &rows),
+                    bias: pre.bias.select(ndarray::Axis(0), &rows),
+                }
+            })
+            .collect();
+        let labels = ["person".to_string(), "thing".to_string()];
+        let bytes = g.with_heads(&heads, 2, &labels).unwrap();
+        let model = ModelProto::parse_from_bytes(&bytes).unwrap();
+        let graph = &model.graph;
+        let w = initializer(graph, "pedvision/head/s0/weight").unwrap();
+        assert_eq!(w.dims, vec![46, 128, 1, 1]);
+        assert_eq!(
+            int64_values(initializer(graph, "pedvision/head/split_sizes").unwrap()).unwrap(),
+            vec![2, 44]
+        );
+        assert_eq!(
+            int64_values(initializer(graph, "pedvision/head/class_shape").unwrap()).unwrap(),
+            vec![0, 2, -1]
+        );
+        // The old head's weights are gone; the backbone's are all still there.
+        assert!(initializer(graph, "PartitionedCall/split_29:0").is_none());
+        let original = &g.model.graph;
+        assert_eq!(
+            graph.initializer.len(),
+            original.initializer.len() - 6 - 2 + 6 + 2
+        );
+        assert_eq!(graph.node.len(), original.node.len());
+        let cls = graph.output.iter().find(|o| o.name == "cls_s8").unwrap();
+        let dims = &cls.type_.tensor_type().shape.dim;
+        assert_eq!(dims.last().unwrap().dim_value(), 2);
+        assert!(
+            model
+                .metadata_props
+                .iter()
+                .any(|e| e.key == "pedvision.labels" && e.value == "person,thing")
+        );
+    }
+}

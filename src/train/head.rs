@@ -1,0 +1,600 @@
+//! The trainable head: per level, a linear map from the frozen `F`-channel feature
+//! of a cell to its class logits (a 1×1 convolution), optionally also to its box
+//! logits; trained on cached features with AdamW on shuffled mini-batches of images.
+//!
+//! Losses, as NanoDet trains its head:
+//! - **Quality focal loss** on every cell and class: `|y − σ(z)|² · BCE(σ(z), y)`,
+//!   where `y` is the IoU target from [`super::assign`] (0 for negatives), summed
+//!   and divided by the number of positive cells in the mini-batch.
+//! - With `train_box`, **distribution focal loss** on the positives' box bins: for
+//!   a target distance `t` (in strides) between bins `i` and `i+1`, cross-entropy
+//!   towards `i` with weight `i+1−t` and towards `i+1` with weight `t−i`, scaled by
+//!   0.25 and averaged over sides. (NanoDet adds a GIoU loss; it is left out here.)
+//!
+//! Validation after each epoch decodes the head's outputs exactly as `run` does
+//! (DFL boxes, class-aware NMS) and scores them with COCO AP@0.5; training stops
+//! when that has not improved for `patience` epochs, keeping the best epoch.
+
+use ndarray::linalg::general_mat_mul;
+use ndarray::{Array1, Array2, ArrayView2, Axis};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+
+use super::assign::LevelTargets;
+use super::features::ImageFeatures;
+use super::graph::LinearWeights;
+use super::metrics::{self, ImageEval};
+use crate::model::BBox;
+use crate::model::classes::ClassFilter;
+use crate::model::nanodet::{Layout, LevelOutputs};
+
+/// Hyper-parameters.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct TrainOptions {
+    pub epochs: usize,
+    /// Images per mini-batch (every cell of each image takes part).
+    pub batch_images: usize,
+    pub learning_rate: f32,
+    /// Decoupled (AdamW) weight decay, on weights, not biases.
+    pub weight_decay: f32,
+    /// Epochs without a better validation AP@0.5 before stopping.
+    pub patience: usize,
+    pub seed: u64,
+    /// Also fine-tune the box branch's final layer.
+    pub train_box: bool,
+}
+
+/// One training or validation image: cached features, targets, and the truth in
+/// source pixels (for AP).
+pub struct Example<'a> {
+    pub features: &'a ImageFeatures,
+    pub targets: Vec<LevelTargets>,
+    pub truth: Vec<(usize, BBox)>,
+}
+
+/// The head being trained: per level, class rows and box rows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Head {
+    pub classes: Vec<LinearWeights>,
+    pub boxes: Vec<LinearWeights>,
+}
+
+/// One epoch's figures.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct EpochStats {
+    pub epoch: usize,
+    pub train_loss: f32,
+    pub val_loss: f32,
+    /// Mean AP@0.5 over the trained classes with validation boxes.
+    pub val_ap50: Option<f32>,
+    pub seconds: f32,
+}
+
+/// What training gives back.
+pub struct Trained {
+    pub head: Head,
+    pub history: Vec<EpochStats>,
+    pub best_epoch: usize,
+    pub stopped_early: bool,
+}
+
+/// Quality focal loss (β = 2) of one logit `z` against a soft target `y`, and its
+/// derivative with respect to `z`.
+pub fn qfl(z: f32, y: f32) -> (f32, f32) {
+    let p = 1.0 / (1.0 + (-z).exp());
+    // BCE with logits, stable for large |z|.
+    let bce = z.max(0.0) - z * y + (-z.abs()).exp().ln_1p();
+    let d = p - y;
+    (d * d * bce, 2.0 * d * p * (1.0 - p) * bce + d * d * d)
+}
+
+/// Distribution focal loss of one side's bin logits against a target distance in
+/// bins; writes the gradient into `grad` and returns the loss.
+pub fn dfl(logits: &[f32], target: f32, grad: &mut [f32]) -> f32 {
+    let bins = logits.len();
+    let t = target.clamp(0.0, bins as f32 - 1.0 - 1e-3);
+    let i = t.floor() as usize;
+    let (wl, wr) = (i as f32 + 1.0 - t, t - i as f32);
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f32 = logits.iter().map(|&l| (l - max).exp()).sum();
+    let log_softmax = |k: usize| logits[k] - max - sum.ln();
+    for (k, g) in grad.iter_mut().enumerate() {
+        *g = (logits[k] - max).exp() / sum;
+    }
+    grad[i] -= wl;
+    grad[i + 1] -= wr;
+    -(wl * log_softmax(i) + wr * log_softmax(i + 1))
+}
+
+const DFL_WEIGHT: f32 = 0.25;
+
+/// AdamW over a list of tensors.
+struct AdamW {
+    lr: f32,
+    weight_decay: f32,
+    t: i32,
+    moments: Vec<(Vec<f32>, Vec<f32>)>,
+}
+
+impl AdamW {
+    const B1: f32 = 0.9;
+    const B2: f32 = 0.999;
+    const EPS: f32 = 1e-8;
+
+    fn new(lr: f32, weight_decay: f32, sizes: &[usize]) -> Self {
+        Self {
+            lr,
+            weight_decay,
+            t: 0,
+            moments: sizes
+                .iter()
+                .map(|&n| (vec![0.0; n], vec![0.0; n]))
+                .collect(),
+        }
+    }
+
+    /// One step; `decay[i]` says whether tensor `i` gets weight decay.
+    fn step(&mut self, params: &mut [&mut [f32]], grads: &[&[f32]], decay: &[bool]) {
+        self.t += 1;
+        let c1 = 1.0 - Self::B1.powi(self.t);
+        let c2 = 1.0 - Self::B2.powi(self.t);
+        for (i, (p, g)) in params.iter_mut().zip(grads).enumerate() {
+            let (m, v) = &mut self.moments[i];
+            let wd = if decay[i] { self.weight_decay } else { 0.0 };
+            for k in 0..p.len() {
+                m[k] = Self::B1 * m[k] + (1.0 - Self::B1) * g[k];
+                v[k] = Self::B2 * v[k] + (1.0 - Self::B2) * g[k] * g[k];
+                let update = (m[k] / c1) / ((v[k] / c2).sqrt() + Self::EPS);
+                p[k] -= self.lr * (update + wd * p[k]);
+            }
+        }
+    }
+}
+
+/// Gradients of the whole head, shaped like it.
+struct Grads {
+    classes: Vec<(Array2<f32>, Array1<f32>)>,
+    boxes: Vec<(Array2<f32>, Array1<f32>)>,
+}
+
+impl Grads {
+    fn zeros(head: &Head) -> Self {
+        let z = |w: &LinearWeights| (Array2::zeros(w.weight.dim()), Array1::zeros(w.bias.len()));
+        Self {
+            classes: head.classes.iter().map(z).collect(),
+            boxes: head.boxes.iter().map(z).collect(),
+        }
+    }
+}
+
+impl Head {
+    fn class_logits(&self, level: usize, x: ArrayView2<'_, f32>) -> Array2<f32> {
+        let w = &self.classes[level];
+        x.dot(&w.weight.t()) + &w.bias
+    }
+
+    fn box_logits(&self, level: usize, x: ArrayView2<'_, f32>) -> Array2<f32> {
+        let w = &self.boxes[level];
+        x.dot(&w.weight.t()) + &w.bias
+    }
+
+    /// Loss of one image (un-normalised) and its positive count; adds gradients to
+    /// `grads` when given.
+    fn image_loss(
+        &self,
+        layout: &Layout,
+        ex: &Example<'_>,
+        train_box: bool,
+        mut grads: Option<&mut Grads>,
+    ) -> (f32, usize) {
+        let (mut loss, mut positives) = (0.0f32, 0usize);
+        for (l, (data, targets)) in ex.features.levels.iter().zip(&ex.targets).enumerate() {
+            let x = data.features.view();
+            let mut z = self.class_logits(l, x);
+            positives += targets.positives();
+            for (cell, mut row) in z.axis_iter_mut(Axis(0)).enumerate() {
+                let target = targets.class[cell];
+                for (k, v) in row.iter_mut().enumerate() {
+                    let y = if target == Some(k) {
+                        targets.quality[cell]
+                    } else {
+                        0.0
+                    };
+                    let (lo, d) = qfl(*v, y);
+                    loss += lo;
+                    *v = d;
+                }
+            }
+            if let Some(g) = grads.as_deref_mut() {
+                let (dw, db) = &mut g.classes[l];
+                general_mat_mul(1.0, &z.t(), &x, 1.0, dw);
+                *db += &z.sum_axis(Axis(0));
+            }
+            if !train_box {
+                continue;
+            }
+            let mut b = self.box_logits(l, x);
+            let bins = layout.bins;
+            let stride = layout.strides[l] as f32;
+            let (grid_w, _) = layout.grid(layout.strides[l]);
+            for (cell, mut row) in b.axis_iter_mut(Axis(0)).enumerate() {
+                let Some(slice) = row.as_slice_mut() else {
+                    continue;
+                };
+                if targets.class[cell].is_none() {
+                    slice.fill(0.0);
+                    continue;
+                }
+                let gt = targets.truth[cell];
+                let (cx, cy) = (
+                    ((cell % grid_w) as f32 + 0.5) * stride,
+                    ((cell / grid_w) as f32 + 0.5) * stride,
+                );
+                let distances = [cx - gt[0], cy - gt[1], gt[2] - cx, gt[3] - cy];
+                let mut grad = vec![0.0; bins];
+                for (side, chunk) in slice.chunks_exact_mut(bins).enumerate() {
+                    loss += DFL_WEIGHT / 4.0 * dfl(chunk, distances[side] / stride, &mut grad);
+                    for (c, g) in chunk.iter_mut().zip(&grad) {
+                        *c = DFL_WEIGHT / 4.0 * g;
+                    }
+                }
+            }
+            if let Some(g) = grads.as_deref_mut() {
+                let (dw, db) = &mut g.boxes[l];
+                general_mat_mul(1.0, &b.t(), &x, 1.0, dw);
+                *db += &b.sum_axis(Axis(0));
+            }
+        }
+        (loss, positives)
+    }
+
+    /// Detections of one image in source pixels, decoded as `run` decodes.
+    pub fn detect(
+        &self,
+        layout: &Layout,
+        features: &ImageFeatures,
+        train_box: bool,
+        conf: f32,
+        nms_iou: f32,
+    ) -> Vec<crate::model::Detection> {
+        let classes = self.classes.first().map_or(0, |w| w.bias.len());
+        let layout = Layout {
+            num_classes: classes,
+            ..layout.clone()
+        };
+        let mut scores = Vec::new();
+        let mut boxes = Vec::new();
+        for (l, data) in features.levels.iter().enumerate() {
+            let z = self
+                .class_logits(l, data.features.view())
+                .mapv(|v| 1.0 / (1.0 + (-v).exp()));
+            scores.push(z.into_raw_vec_and_offset().0);
+            boxes.push(if train_box {
+                self.box_logits(l, data.features.view())
+                    .into_raw_vec_and_offset()
+                    .0
+            } else {
+                data.box_logits
+                    .as_standard_layout()
+                    .iter()
+                    .copied()
+                    .collect()
+            });
+        }
+        let levels: Vec<LevelOutputs<'_>> = layout
+            .strides
+            .iter()
+            .zip(scores.iter().zip(&boxes))
+            .map(|(&stride, (s, b))| LevelOutputs {
+                stride,
+                scores: s,
+                boxes: b,
+            })
+            .collect();
+        crate::model::detect(
+            &layout,
+            &levels,
+            conf,
+            &ClassFilter::All,
+            nms_iou,
+            features.size,
+        )
+    }
+
+    /// Detections and truth of every example, for the metrics.
+    pub fn evaluate(
+        &self,
+        layout: &Layout,
+        examples: &[Example<'_>],
+        train_box: bool,
+    ) -> Vec<ImageEval> {
+        examples
+            .iter()
+            .map(|ex| ImageEval {
+                detections: self
+                    .detect(layout, ex.features, train_box, EVAL_CONF, EVAL_NMS_IOU)
+                    .into_iter()
+                    .map(|d| (d.class_id, d.score, d.bbox))
+                    .collect(),
+                truth: ex.truth.clone(),
+            })
+            .collect()
+    }
+}
+
+/// Score threshold for evaluation: low, so the precision-recall curve is complete.
+pub const EVAL_CONF: f32 = 0.01;
+/// NMS IoU for evaluation (NanoDet's own value).
+pub const EVAL_NMS_IOU: f32 = 0.5;
+
+/// Mean AP@0.5 over classes that have ground truth in `images`.
+pub fn mean_ap50(images: &[ImageEval], classes: usize) -> Option<f32> {
+    let aps: Vec<f32> = (0..classes)
+        .filter_map(|c| metrics::Curve::new(images, c, 0.5).average_precision())
+        .collect();
+    (!aps.is_empty()).then(|| aps.iter().sum::<f32>() / aps.len() as f32)
+}
+
+/// Trains `head` on `train`, validating on `val` after each epoch. `on_epoch` sees
+/// each epoch's figures as they come.
+pub fn train(
+    mut head: Head,
+    layout: &Layout,
+    train: &[Example<'_>],
+    val: &[Example<'_>],
+    options: &TrainOptions,
+    mut on_epoch: impl FnMut(&EpochStats),
+) -> Trained {
+    let classes = head.classes.first().map_or(0, |w| w.bias.len());
+    let mut sizes = Vec::new();
+    let mut decay = Vec::new();
+    let box_levels: &[LinearWeights] = if options.train_box { &head.boxes } else { &[] };
+    for w in head.classes.iter().chain(box_levels) {
+        sizes.extend([w.weight.len(), w.bias.len()]);
+        decay.extend([true, false]);
+    }
+    let mut adam = AdamW::new(options.learning_rate, options.weight_decay, &sizes);
+    let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
+    let mut order: Vec<usize> = (0..train.len()).collect();
+    let mut history = Vec::new();
+    let mut best: Option<(f32, f32, usize, Head)> = None; // (ap, val loss, epoch, head)
+    let mut stopped_early = false;
+    for epoch in 1..=options.epochs {
+        let started = std::time::Instant::now();
+        order.shuffle(&mut rng);
+        let (mut epoch_loss, mut epoch_pos) = (0.0f32, 0usize);
+        for batch in order.chunks(options.batch_images.max(1)) {
+            let mut grads = Grads::zeros(&head);
+            let mut positives = 0;
+            for &i in batch {
+                let (loss, pos) =
+                    head.image_loss(layout, &train[i], options.train_box, Some(&mut grads));
+                epoch_loss += loss;
+                positives += pos;
+            }
+            epoch_pos += positives;
+            let scale = 1.0 / positives.max(1) as f32;
+            let mut params: Vec<&mut [f32]> = Vec::new();
+            let mut g: Vec<Vec<f32>> = Vec::new();
+            let boxes = if options.train_box {
+                head.boxes.iter_mut().zip(&grads.boxes).collect()
+            } else {
+                Vec::new()
+            };
+            for (w, (dw, db)) in head.classes.iter_mut().zip(&grads.classes).chain(boxes) {
+                g.push(dw.iter().map(|v| v * scale).collect());
+                g.push(db.iter().map(|v| v * scale).collect());
+                params.push(w.weight.as_slice_mut().expect("weights are contiguous"));
+                params.push(w.bias.as_slice_mut().expect("bias is contiguous"));
+            }
+            let grad_refs: Vec<&[f32]> = g.iter().map(Vec::as_slice).collect();
+            adam.step(&mut params, &grad_refs, &decay);
+        }
+        let (mut val_loss, mut val_pos) = (0.0f32, 0usize);
+        for ex in val {
+            let (loss, pos) = head.image_loss(layout, ex, options.train_box, None);
+            val_loss += loss;
+            val_pos += pos;
+        }
+        let val_loss = val_loss / val_pos.max(1) as f32;
+        let val_ap50 = mean_ap50(&head.evaluate(layout, val, options.train_box), classes);
+        let stats = EpochStats {
+            epoch,
+            train_loss: epoch_loss / epoch_pos.max(1) as f32,
+            val_loss,
+            val_ap50,
+            seconds: started.elapsed().as_secs_f32(),
+        };
+        on_epoch(&stats);
+        history.push(stats);
+        let ap = val_ap50.unwrap_or(0.0);
+        let better = best
+            .as_ref()
+            .is_none_or(|(b_ap, b_loss, _, _)| ap > *b_ap || (ap == *b_ap && val_loss < *b_loss));
+        if better {
+            best = Some((ap, val_loss, epoch, head.clone()));
+        } else if best
+            .as_ref()
+            .is_some_and(|b| epoch - b.2 >= options.patience)
+        {
+            stopped_early = epoch < options.epochs;
+            break;
+        }
+    }
+    match best {
+        Some((_, _, best_epoch, best_head)) => Trained {
+            head: best_head,
+            history,
+            best_epoch,
+            stopped_early,
+        },
+        None => Trained {
+            head,
+            history,
+            best_epoch: 0,
+            stopped_early,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn qfl_gradient_matches_finite_differences() {
+        for &(z, y) in &[
+            (-3.0f32, 0.0f32),
+            (0.5, 0.8),
+            (2.0, 0.3),
+            (4.0, 1.0),
+            (-1.0, 0.6),
+        ] {
+            let (_, d) = qfl(z, y);
+            let h = 1e-3;
+            let numeric = (qfl(z + h, y).0 - qfl(z - h, y).0) / (2.0 * h);
+            assert!((d - numeric).abs() < 1e-3, "z={z} y={y}: {d} vs {numeric}");
+        }
+        // Zero loss where the prediction equals the target.
+        let z = (0.7f32 / 0.3).ln();
+        assert!(qfl(z, 0.7).0.abs() < 1e-8);
+    }
+
+    #[test]
+    fn dfl_gradient_matches_finite_differences() {
+        let logits = [0.3f32, -1.0, 2.0, 0.5];
+        let mut grad = [0.0; 4];
+        let loss = dfl(&logits, 1.25, &mut grad);
+        assert!(loss > 0.0);
+        for k in 0..4 {
+            let h = 1e-3;
+            let (mut up, mut down) = (logits, logits);
+            up[k] += h;
+            down[k] -= h;
+            let mut scratch = [0.0; 4];
+            let numeric =
+                (dfl(&up, 1.25, &mut scratch) - dfl(&down, 1.25, &mut scratch)) / (2.0 * h);
+            assert!(
+                (grad[k] - numeric).abs() < 1e-3,
+                "bin {k}: {} vs {numeric}",
+                grad[k]
+            );
+        }
+    }
+
+    #[test]
+    fn adamw_minimises_a_quadratic() {
+        let mut p = vec![5.0f32, -3.0];
+        let mut adam = AdamW::new(0.1, 0.0, &[2]);
+        for _ in 0..500 {
+            let g: Vec<f32> = p.iter().map(|v| 2.0 * (v - 1.0)).collect();
+            adam.step(&mut [p.as_mut_slice()], &[g.as_slice()], &[false]);
+        }
+        assert!(p.iter().all(|v| (v - 1.0).abs() < 1e-2), "{p:?}");
+    }
+
+    /// A toy problem: 4×4 cells of stride 8, 4-d features; the object's cell has
+    /// feature 0 lit. Every cell's frozen box is ±1 bin (16×16 around its centre).
+    type Toy = (Layout, Vec<ImageFeatures>, Vec<Vec<(usize, BBox)>>);
+
+    fn toy(seed: u64, images: usize) -> Toy {
+        use super::super::features::LevelData;
+        let layout = Layout {
+            input_size: (32, 32),
+            strides: vec![8],
+            bins: 3,
+            num_classes: 1,
+        };
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut feats = Vec::new();
+        let mut truth = Vec::new();
+        for _ in 0..images {
+            let cell = rand::Rng::random_range(&mut rng, 0..16usize);
+            let mut f = Array2::<f32>::zeros((16, 4));
+            for v in f.iter_mut() {
+                *v = rand::Rng::random_range(&mut rng, -0.3..0.3);
+            }
+            f[[cell, 0]] = 1.0;
+            let mut b = Array2::<f32>::zeros((16, 12));
+            for c in 0..16 {
+                for side in 0..4 {
+                    b[[c, side * 3 + 1]] = 50.0;
+                }
+            }
+            let (cx, cy) = ((cell % 4) as f32 * 8.0 + 4.0, (cell / 4) as f32 * 8.0 + 4.0);
+            feats.push(ImageFeatures {
+                levels: vec![LevelData {
+                    features: f,
+                    box_logits: b,
+                }],
+                size: (32, 32),
+            });
+            truth.push(vec![(0, [cx - 8.0, cy - 8.0, cx + 8.0, cy + 8.0])]);
+        }
+        (layout, feats, truth)
+    }
+
+    fn examples<'a>(
+        layout: &Layout,
+        feats: &'a [ImageFeatures],
+        truth: &[Vec<(usize, BBox)>],
+    ) -> Vec<Example<'a>> {
+        feats
+            .iter()
+            .zip(truth)
+            .map(|(f, t)| {
+                let logits = f.levels[0].box_logits.as_slice().unwrap();
+                Example {
+                    features: f,
+                    targets: crate::train::assign::assign(layout, &[logits], t),
+                    truth: t.clone(),
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn learns_a_separable_class_and_is_deterministic() {
+        let (layout, feats, truth) = toy(1, 40);
+        let all = examples(&layout, &feats, &truth);
+        let (tr, va) = all.split_at(30);
+        let start = || Head {
+            classes: vec![LinearWeights {
+                weight: Array2::zeros((1, 4)),
+                bias: Array1::from_elem(1, -4.6),
+            }],
+            boxes: vec![LinearWeights {
+                weight: Array2::zeros((12, 4)),
+                bias: Array1::zeros(12),
+            }],
+        };
+        let options = TrainOptions {
+            epochs: 40,
+            batch_images: 4,
+            learning_rate: 0.05,
+            weight_decay: 1e-4,
+            patience: 40,
+            seed: 7,
+            train_box: false,
+        };
+        let a = train(start(), &layout, tr, va, &options, |_| {});
+        let b = train(start(), &layout, tr, va, &options, |_| {});
+        assert_eq!(a.head, b.head, "same seed, same result");
+        let best = a.history[a.best_epoch - 1].val_ap50.unwrap();
+        assert!(best > 0.95, "validation AP@0.5 {best}");
+        assert!(a.history.last().unwrap().train_loss < a.history[0].train_loss);
+        let c = train(
+            start(),
+            &layout,
+            tr,
+            va,
+            &TrainOptions {
+                seed: 8,
+                ..options.clone()
+            },
+            |_| {},
+        );
+        assert_ne!(a.head, c.head, "another seed shuffles differently");
+    }
+}

@@ -1,0 +1,290 @@
+//! `retrain`, `eval` and `synth` end to end on the real binary: a generated data
+//! set with two new classes, a retrained model that detects them on held-out
+//! images, keeps the original model's pedestrians on the demo clip, and runs in
+//! `pedvision run`; plus the clean failures.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+
+fn json(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+/// Person detections (score ≥ 0.5) per frame of a `run` over the test clip.
+fn people(model: &str, dir: &Path, name: &str) -> Vec<Vec<Det>> {
+    let jsonl = join(dir, name);
+    ok(&pedvision(&[
+        "run",
+        "--input",
+        CLIP,
+        "--model",
+        model,
+        "--classes",
+        "person",
+        "--no-video",
+        "--metadata",
+        path_str(&jsonl),
+    ]));
+    read_jsonl(&jsonl)
+        .iter()
+        .map(|f| detections(f).into_iter().filter(|d| d.1 >= 0.5).collect())
+        .collect()
+}
+
+/// Share of `a`'s detections with a same-class match in `b` at IoU ≥ 0.9.
+fn matched(a: &[Vec<Det>], b: &[Vec<Det>]) -> (usize, usize) {
+    let mut hits = 0;
+    let mut total = 0;
+    for (fa, fb) in a.iter().zip(b) {
+        for d in fa {
+            total += 1;
+            if best_match(d, fb) >= 0.9 {
+                hits += 1;
+            }
+        }
+    }
+    (hits, total)
+}
+
+#[test]
+fn retrain_adds_classes_keeps_pedestrians_and_runs() {
+    let dir = scratch();
+    let train = join(dir.path(), "train");
+    let test = join(dir.path(), "test");
+    let out = join(dir.path(), "model");
+    // Backgrounds of the held-out set come from frames the training set never uses.
+    let synth = ok(&pedvision(&[
+        "synth",
+        "--out",
+        path_str(&train),
+        "--images",
+        "200",
+        "--frames",
+        "0..150",
+        "--sizes",
+        "48..144",
+    ]));
+    assert!(synth.contains("200 images"), "{synth}");
+    ok(&pedvision(&[
+        "synth",
+        "--out",
+        path_str(&test),
+        "--images",
+        "50",
+        "--seed",
+        "1",
+        "--frames",
+        "150..200",
+        "--sizes",
+        "48..144",
+    ]));
+
+    let summary = ok(&pedvision(&[
+        "retrain",
+        "--data",
+        path_str(&train),
+        "--out",
+        path_str(&out),
+    ]));
+    assert!(
+        summary.contains("classes   person, sign, ball"),
+        "{summary}"
+    );
+    assert!(!Path::new(&format!("{}.partial", out.display())).exists());
+    let report = json(&join(&out, "report.json"));
+    assert_eq!(report["train_images"], 160);
+    assert_eq!(report["val_images"], 40);
+    assert_eq!(report["sources"][0], "kept");
+    assert!(report["export_max_score_diff"].as_f64().unwrap() < 1e-3);
+    let history = report["history"].as_array().unwrap();
+    assert!(!history.is_empty());
+    let first = history[0]["train_loss"].as_f64().unwrap();
+    let last = history.last().unwrap()["train_loss"].as_f64().unwrap();
+    assert!(last < first, "training loss went from {first} to {last}");
+    let png = std::fs::read(join(&out, "training.png")).unwrap();
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000);
+    let manifest = std::fs::read_to_string(join(&out, "retrained.toml")).unwrap();
+    assert!(
+        manifest.contains("labels = [\"person\", \"sign\", \"ball\"]"),
+        "{manifest}"
+    );
+
+    // Held-out images: each new class at AP@0.5 >= 0.9.
+    let model = join(&out, "retrained.toml");
+    let eval_json = join(dir.path(), "eval.json");
+    let table = ok(&pedvision(&[
+        "eval",
+        "--model",
+        path_str(&model),
+        "--data",
+        path_str(&test),
+        "--report",
+        path_str(&eval_json),
+    ]));
+    let eval = json(&eval_json);
+    for class in eval["classes"].as_array().unwrap() {
+        let ap = class["ap50"].as_f64().unwrap();
+        assert!(
+            ap >= 0.9,
+            "{} AP@0.5 {ap} on held-out images:\n{table}",
+            class["label"]
+        );
+    }
+    assert_eq!(eval["classes"].as_array().unwrap().len(), 2, "{table}");
+
+    // The demo clip: the retrained model's pedestrians are the original model's.
+    let before = people(MODEL, dir.path(), "base.jsonl");
+    let after = people(path_str(&model), dir.path(), "retrained.jsonl");
+    assert_eq!(before.len(), CLIP_FRAMES);
+    for (a, b) in [(&before, &after), (&after, &before)] {
+        let (hits, total) = matched(a, b);
+        assert!(total > 50, "too few people to compare: {total}");
+        assert!(
+            hits as f64 >= 0.95 * total as f64,
+            "{hits} of {total} matched at IoU 0.9"
+        );
+    }
+
+    // And it runs like any model: annotated video with its own labels.
+    let mp4 = join(dir.path(), "all.mp4");
+    let jsonl = join(dir.path(), "all.jsonl");
+    ok(&pedvision(&[
+        "run",
+        "--input",
+        CLIP,
+        "--model",
+        path_str(&model),
+        "--classes",
+        "all",
+        "--output",
+        path_str(&mp4),
+        "--metadata",
+        path_str(&jsonl),
+    ]));
+    assert_eq!(probe(&mp4).0, CLIP_FRAMES);
+    assert_eq!(read_jsonl(&jsonl).len(), CLIP_FRAMES);
+
+    // The output folder is never overwritten.
+    let again = failed(&pedvision(&[
+        "retrain",
+        "--data",
+        path_str(&train),
+        "--out",
+        path_str(&out),
+    ]));
+    assert!(again.contains("already exists"), "{again}");
+}
+
+#[test]
+fn eval_scores_the_bundled_model_on_real_labelled_photos() {
+    let voc = "/usr/share/doc/labelme-examples/examples/bbox_detection/data_dataset_voc";
+    assert!(
+        Path::new(voc).exists(),
+        "install labelme-examples (make setup)"
+    );
+    let dir = scratch();
+    let report = join(dir.path(), "eval.json");
+    let table = ok(&pedvision(&[
+        "eval",
+        "--data",
+        voc,
+        "--report",
+        path_str(&report),
+    ]));
+    let eval = json(&report);
+    assert_eq!(eval["images"], 3);
+    let person = eval["classes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["label"] == "person")
+        .unwrap_or_else(|| panic!("no person row:\n{table}"));
+    assert_eq!(person["boxes"], 6);
+    // Six clearly visible people in three photos: a detector worth shipping finds
+    // most of them; the numbers themselves are for the report, not the test.
+    assert!(person["ap50"].as_f64().unwrap() > 0.5, "{table}");
+    let mr = person["mr2"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&mr), "{table}");
+    assert!(table.contains("MR-2"), "{table}");
+}
+
+#[test]
+fn bad_data_fails_cleanly_and_writes_nothing() {
+    let dir = scratch();
+    let out = join(dir.path(), "model");
+    let missing = failed(&pedvision(&[
+        "retrain",
+        "--data",
+        "/nonexistent/data",
+        "--out",
+        path_str(&out),
+    ]));
+    assert!(missing.contains("no such file or folder"), "{missing}");
+
+    // Only unusable items: one line naming the first problem.
+    let data = join(dir.path(), "data");
+    std::fs::create_dir_all(join(&data, "images")).unwrap();
+    std::fs::create_dir_all(join(&data, "labels")).unwrap();
+    std::fs::write(
+        join(&data, "labels/x.txt"),
+        "ball 0 0 0 1 1 5 5 0 0 0 0 0 0 0\n",
+    )
+    .unwrap();
+    let empty = failed(&pedvision(&[
+        "retrain",
+        "--data",
+        path_str(&data),
+        "--out",
+        path_str(&out),
+    ]));
+    assert!(
+        empty.contains("no usable images") && empty.contains("x.txt"),
+        "{empty}"
+    );
+
+    // Images but no boxes of any class.
+    image::RgbImage::new(32, 32)
+        .save(join(&data, "images/x.png"))
+        .unwrap();
+    std::fs::write(join(&data, "labels/x.txt"), "").unwrap();
+    let nothing = failed(&pedvision(&[
+        "retrain",
+        "--data",
+        path_str(&data),
+        "--out",
+        path_str(&out),
+    ]));
+    assert!(nothing.contains("no usable boxes"), "{nothing}");
+
+    // A kept class the model does not have.
+    std::fs::write(
+        join(&data, "labels/x.txt"),
+        "ball 0 0 0 1 1 20 20 0 0 0 0 0 0 0\n",
+    )
+    .unwrap();
+    let keep = failed(&pedvision(&[
+        "retrain",
+        "--data",
+        path_str(&data),
+        "--out",
+        path_str(&out),
+        "--keep-classes",
+        "unicorn",
+    ]));
+    assert!(keep.contains("\"unicorn\" is not a class"), "{keep}");
+    assert!(!out.exists());
+    assert!(!Path::new(&format!("{}.partial", out.display())).exists());
+
+    let eval = failed(&pedvision(&[
+        "eval",
+        "--data",
+        path_str(&data),
+        "--model",
+        "/nonexistent.toml",
+    ]));
+    assert!(eval.contains("/nonexistent.toml"), "{eval}");
+}
