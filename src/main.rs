@@ -7,14 +7,23 @@ mod cli;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
-    let args = cli::Cli::parse();
+    let matches = cli::Cli::command().get_matches();
+    let args = match cli::Cli::from_arg_matches(&matches) {
+        Ok(args) => args,
+        Err(e) => e.exit(),
+    };
     init_logging(&args.log_level, args.log_format);
     let result = match args.command {
-        cli::Command::Run(a) => cli::run::execute(a),
+        cli::Command::Run(a) => {
+            let run_matches = matches
+                .subcommand_matches("run")
+                .expect("the run subcommand matched");
+            cli::run::execute(*a, run_matches)
+        }
         cli::Command::Bench(a) => cli::bench::execute(a),
         cli::Command::Doctor(a) => cli::doctor::execute(a),
         cli::Command::Retrain(a) => cli::retrain::execute(a),

@@ -6,59 +6,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
 
-const RTSP_SERVER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/rtsp_server.py");
 const LONG_CLIP: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/media/vtest-200.avi");
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Starts the test RTSP server and waits until it listens.
-fn rtsp_server(port: u16) -> Child {
-    rtsp_server_with(port, &[])
-}
-
-fn rtsp_server_with(port: u16, extra: &[&str]) -> Child {
-    let mut child = Command::new("/usr/bin/python3")
-        .arg(RTSP_SERVER)
-        .arg(port.to_string())
-        .args(extra)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python3 with python3-gi (scripts/setup.sh)");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(line.trim(), "ready", "the RTSP server did not start");
-    child
-}
-
-/// Starts `pedvision` in the background with stdout/stderr captured.
-fn pedvision_bg(args: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_pedvision"))
-        .args(args)
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-fn by_stream(lines: &[serde_json::Value], stream: u64) -> Vec<&serde_json::Value> {
-    lines.iter().filter(|l| l["stream_id"] == stream).collect()
-}
 
 #[test]
 fn rtsp_source_survives_a_server_restart_and_the_file_is_unaffected() {

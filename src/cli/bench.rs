@@ -33,6 +33,12 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=50))]
     pub rounds: u16,
 
+    /// Also time each round with the operational sinks on: Prometheus metrics
+    /// (served on a loopback port) and the MQTT sink publishing to this broker
+    /// (mqtt://HOST:PORT), and report their cost as a ratio to the plain run.
+    #[arg(long, value_name = "MQTT_URL")]
+    pub with_sinks: Option<String>,
+
     #[command(flatten)]
     pub detector: DetectorArgs,
 }
@@ -98,6 +104,7 @@ pub fn execute(args: BenchArgs) -> anyhow::Result<()> {
         rtsp_out: None,
         display: false,
         metrics: None,
+        mqtt: None,
         model_name: model.manifest.name.clone(),
         batch,
         batch_timeout: None,
@@ -116,6 +123,32 @@ pub fn execute(args: BenchArgs) -> anyhow::Result<()> {
         .map(|(after, before)| after - before);
     let mut e2e_cpu = Duration::ZERO;
     let mut ratios = Vec::new();
+    let sinks_plan = match &args.with_sinks {
+        Some(url) => {
+            let (host, port, tls) = pedvision::sinks::mqtt::MqttSettings::parse_url(url)
+                .map_err(|e| anyhow::anyhow!("--with-sinks: {e}"))?;
+            let mut p = plan.clone();
+            p.metrics = Some("127.0.0.1:0".into());
+            p.mqtt = Some(pedvision::sinks::mqtt::MqttSettings {
+                host,
+                port,
+                tls,
+                topic_prefix: "pedvision-bench".into(),
+                client_id: format!("pedvision-bench-{}", std::process::id()),
+                username: None,
+                password: None,
+                tls_ca: None,
+                tls_client: None,
+                spool_dir: dir.join("spool"),
+                spool_max_bytes: 256 << 20,
+                drain_timeout: Duration::from_secs(10),
+                keep_alive: Duration::from_secs(15),
+            });
+            Some(p)
+        }
+        None => None,
+    };
+    let mut sink_ratios = Vec::new();
     for round in 1..=usize::from(args.rounds) {
         let cpu_before = cpu_time();
         let report = pipeline::run(
@@ -138,6 +171,29 @@ pub fn execute(args: BenchArgs) -> anyhow::Result<()> {
             frames.len(),
             inference_only(&mut model.detector, &batches, shape)?,
         ));
+        if let Some(sinks_plan) = &sinks_plan {
+            let with = pipeline::run(
+                sinks_plan,
+                &mut model.detector,
+                &Arc::new(AtomicBool::new(false)),
+            );
+            let _ = std::fs::remove_dir_all(&dir);
+            let with = with?;
+            let mqtt = with.mqtt.clone().unwrap_or_default();
+            anyhow::ensure!(
+                mqtt.acknowledged == frames.len() as u64,
+                "the MQTT broker acknowledged {} of {} frames",
+                mqtt.acknowledged,
+                frames.len()
+            );
+            sink_ratios.push(with.fps() / report.fps());
+            out!(
+                "round {round}: with metrics + MQTT {:6.2} fps, without {:6.2} fps, ratio {:.3}",
+                with.fps(),
+                report.fps(),
+                with.fps() / report.fps()
+            );
+        }
         let around = (infer_fps[round - 1] + infer_fps[round]) / 2.0;
         ratios.push(report.fps() / around);
         out!(
@@ -156,6 +212,16 @@ pub fn execute(args: BenchArgs) -> anyhow::Result<()> {
         ratios[ratios.len() - 1],
         ratios.len()
     );
+    if !sink_ratios.is_empty() {
+        sink_ratios.sort_by(f64::total_cmp);
+        out!(
+            "ratio with / without metrics + MQTT: median {:.3} (min {:.3}, max {:.3}) over {} rounds",
+            sink_ratios[sink_ratios.len() / 2],
+            sink_ratios[0],
+            sink_ratios[sink_ratios.len() - 1],
+            sink_ratios.len()
+        );
+    }
     if let Some(infer_cpu) = infer_cpu {
         let per_frame = |d: Duration, n: usize| d.as_secs_f64() * 1e3 / n as f64;
         out!(

@@ -15,6 +15,7 @@ pub mod bench;
 pub mod common;
 pub mod doctor;
 pub mod eval;
+pub mod pipeline_file;
 pub mod retrain;
 pub mod run;
 pub mod synth;
@@ -64,7 +65,7 @@ pub enum Command {
 Outputs appear under their names only when complete; a run that fails part-way keeps
 what it processed as NAME.incomplete.mp4 / NAME.incomplete.jsonl.
 Exit codes: 0 success, 1 failure (one `error:` line on stderr), 2 bad command line.")]
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// Measure end-to-end fps against inference-only fps on the same frames.
     ///
     /// Use a release build (`make bench`): debug builds measure the wrong thing.

@@ -13,6 +13,16 @@ use super::common::{DEMO_CLIP, DetectorArgs};
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
+    /// A pipeline file (TOML, see pipelines/): its values fill in every option not
+    /// given on the command line; flags win. Relative paths in it are relative to it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Print the effective configuration (file + flags + defaults) as a pipeline
+    /// file and exit without running.
+    #[arg(long)]
+    pub print_config: bool,
+
     /// An input; repeat for several streams, batched together. A video file (MP4,
     /// MKV, WebM, AVI, ...) or file:// URI, rtsp://[user:pass@]host/path, an
     /// http(s):// stream or HLS playlist, a camera (/dev/videoN or camera:N), or a
@@ -95,6 +105,45 @@ pub struct RunArgs {
 
     #[command(flatten)]
     pub detector: DetectorArgs,
+
+    #[command(flatten)]
+    pub mqtt: super::pipeline_file::MqttArgs,
+}
+
+/// Video file extensions a folder input expands to.
+const VIDEO_EXTENSIONS: [&str; 11] = [
+    "mp4", "mkv", "avi", "webm", "mov", "m4v", "ts", "mpg", "mpeg", "flv", "ogv",
+];
+
+/// The inputs with each folder replaced by its video files, in name order.
+fn expand_folders(inputs: &[String]) -> anyhow::Result<Vec<String>> {
+    let mut out = Vec::new();
+    for input in inputs {
+        let path = Path::new(input);
+        if !path.is_dir() {
+            out.push(input.clone());
+            continue;
+        }
+        let mut files: Vec<String> = std::fs::read_dir(path)
+            .map_err(|e| anyhow::anyhow!("cannot list folder {input}: {e}"))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.is_file()
+                    && p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+                        VIDEO_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str())
+                    })
+            })
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect();
+        files.sort();
+        anyhow::ensure!(
+            !files.is_empty(),
+            "folder {input} has no video files ({})",
+            VIDEO_EXTENSIONS.join(", ")
+        );
+        out.extend(files);
+    }
+    Ok(out)
 }
 
 /// Expands an output pattern for one stream.
@@ -107,13 +156,18 @@ fn expand(pattern: &str, spec: &SourceSpec) -> PathBuf {
 }
 
 impl RunArgs {
+    /// The inputs, folders expanded; the demo clip when none is given.
+    pub fn inputs(&self) -> anyhow::Result<Vec<String>> {
+        if self.input.is_empty() {
+            Ok(vec![DEMO_CLIP.to_string()])
+        } else {
+            expand_folders(&self.input)
+        }
+    }
+
     /// Validates the flags into a plan (no threads start here).
     pub fn plan(&self, post: pipeline::PostOptions, model_name: &str) -> anyhow::Result<RunPlan> {
-        let inputs = if self.input.is_empty() {
-            vec![DEMO_CLIP.to_string()]
-        } else {
-            self.input.clone()
-        };
+        let inputs = self.inputs()?;
         let sources = inputs
             .iter()
             .enumerate()
@@ -172,6 +226,7 @@ impl RunArgs {
             rtsp_out,
             display: self.display,
             metrics: self.metrics.as_deref().map(loopback_unless_given),
+            mqtt: self.mqtt.settings()?,
             model_name: model_name.to_string(),
             batch: self.detector.batch.into(),
             batch_timeout,
@@ -205,7 +260,24 @@ fn install_stop_handler(stop: Arc<AtomicBool>) {
     }
 }
 
-pub fn execute(args: RunArgs) -> anyhow::Result<()> {
+pub fn execute(mut args: RunArgs, matches: &clap::ArgMatches) -> anyhow::Result<()> {
+    super::pipeline_file::load_and_apply(&mut args, matches)?;
+    if args.print_config {
+        let inputs: Vec<String> = args
+            .inputs()?
+            .iter()
+            .map(|i| pedvision::sources::spec::redact(i))
+            .collect();
+        let effective = super::pipeline_file::effective(&args, &inputs);
+        out!(
+            "# Effective configuration of `pedvision run`{}\n{}",
+            args.config
+                .as_ref()
+                .map_or(String::new(), |p| format!(" with {}", p.display())),
+            toml::to_string(&effective)?
+        );
+        return Ok(());
+    }
     let (manifest, classes) = args.detector.manifest_and_classes()?;
     // Inputs and outputs are checked before the model loads: a typo should fail in
     // milliseconds. The post options are filled in once the model is loaded.
@@ -276,6 +348,17 @@ fn print_summary(report: &RunReport) {
     }
     for (id, url) in report.rtsp_urls.iter().enumerate() {
         out!("stream {id} was served at {url}");
+    }
+    if let Some(m) = &report.mqtt {
+        out!(
+            "mqtt: {} queued, {} acknowledged by the broker, {} left in the spool, {} dropped (spool full), {} recovered from an earlier run, {} connections",
+            m.queued,
+            m.acknowledged,
+            m.left_in_spool,
+            m.dropped,
+            m.recovered,
+            m.connections
+        );
     }
     let sizes: Vec<String> = report
         .infer

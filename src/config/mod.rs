@@ -1,6 +1,8 @@
-//! Configuration read from files: the model manifest (TOML beside the ONNX file).
-//! Defaults live here and nowhere else.
+//! Configuration read from files: the model manifest (TOML beside the ONNX file) and
+//! declarative pipeline files (`pipelines/*.toml`).
 
 mod manifest;
+pub mod pipeline;
 
 pub use manifest::{ChannelOrder, InputSpec, Manifest, ManifestError, OutputSpec};
+pub use pipeline::{PipelineConfig, PipelineConfigError};

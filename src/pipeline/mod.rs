@@ -73,6 +73,8 @@ pub struct RunPlan {
     pub display: bool,
     /// Serve Prometheus metrics on this `ADDRESS:PORT`.
     pub metrics: Option<String>,
+    /// Publish each frame's metadata to this MQTT broker.
+    pub mqtt: Option<crate::sinks::mqtt::MqttSettings>,
     /// The model's name, for the metrics' build info.
     pub model_name: String,
     /// Frames per inference call.
@@ -117,6 +119,8 @@ pub struct RunReport {
     pub metadata: Option<PathBuf>,
     /// The RTSP output's URLs, per stream.
     pub rtsp_urls: Vec<String>,
+    /// What the MQTT sink delivered, if there was one.
+    pub mqtt: Option<crate::sinks::mqtt::MqttReport>,
 }
 
 impl RunReport {
@@ -159,6 +163,11 @@ pub fn run(
         .metadata
         .as_deref()
         .map(MetadataWriter::create)
+        .transpose()?;
+    let mqtt = plan
+        .mqtt
+        .clone()
+        .map(crate::sinks::mqtt::MqttSink::start)
         .transpose()?;
     let mut streams: Vec<stages::StreamOutputs> = Vec::new();
     for (i, _) in plan.sources.iter().enumerate() {
@@ -245,7 +254,13 @@ pub fn run(
             let infer_thread = spawn("infer".into()).spawn_scoped(s, move || {
                 stages::infer(prep_rx, inf_tx, recycle_tx, detector, &metrics)
             });
-            let post = stages::post(inf_rx, &plan.post, &mut streams, metadata.as_mut());
+            let post = stages::post(
+                inf_rx,
+                &plan.post,
+                &mut streams,
+                metadata.as_mut(),
+                mqtt.as_ref(),
+            );
             // Whether it finished or failed, nothing downstream takes frames any more:
             // live sources would otherwise run on.
             stop.store(true, Ordering::Relaxed);
@@ -304,6 +319,12 @@ pub fn run(
         });
     }
     report.frames = report.streams.iter().map(|s| s.processed).sum();
+    if let Some(sink) = mqtt {
+        match sink.finish() {
+            Ok(r) => report.mqtt = Some(r),
+            Err(e) => failures.push(e.into()),
+        }
+    }
     // A failed run that processed nothing leaves no files behind at all.
     report.metadata = match metadata {
         Some(m) if all_ok || report.frames > 0 => Some(m.finish(all_ok)?),

@@ -174,6 +174,7 @@ pub fn post(
     options: &PostOptions,
     streams: &mut [StreamOutputs],
     mut metadata: Option<&mut MetadataWriter>,
+    mqtt: Option<&crate::sinks::mqtt::MqttSink>,
 ) -> crate::Result<()> {
     let overlay = streams
         .iter()
@@ -185,8 +186,14 @@ pub fn post(
     let progress = Progress::new();
     for Inferred { mut frame, outputs } in rx {
         let dets = options.detections(&frame, &outputs);
-        if let Some(m) = metadata.as_deref_mut() {
-            m.write(&FrameRecord::new(&frame, &dets, &options.labels))?;
+        if metadata.is_some() || mqtt.is_some() {
+            let json = FrameRecord::new(&frame, &dets, &options.labels).to_json();
+            if let Some(m) = metadata.as_deref_mut() {
+                m.write_line(&json)?;
+            }
+            if let Some(sink) = mqtt {
+                sink.send(frame.stream_id, json);
+            }
         }
         let Some(out) = streams.get_mut(frame.stream_id as usize) else {
             continue;

@@ -186,24 +186,48 @@ pub struct Display {
     caps: Option<(u32, u32)>,
 }
 
-/// The GStreamer description of the display branch.
-pub const DISPLAY_LAUNCH: &str = "appsrc name=src is-live=true format=time do-timestamp=true ! queue leaky=downstream max-size-buffers=2 ! videoconvert ! autovideosink sync=false";
+/// The GStreamer description of the display branch, ending in `sink`.
+pub fn display_launch(sink: &str) -> String {
+    format!(
+        "appsrc name=src is-live=true format=time do-timestamp=true ! queue leaky=downstream max-size-buffers=2 ! videoconvert ! {sink} sync=false"
+    )
+}
+
+/// The video sink for `--display`: `PEDVISION_VIDEO_SINK` if set (for example
+/// `fakevideosink` to run a display pipeline headless), else `autovideosink`, but
+/// only where there is a graphical session: without one, autovideosink falls
+/// through to the KMS and DirectFB sinks, and GStreamer 1.22 crashes in them.
+pub fn display_sink() -> Result<String, SinkError> {
+    if let Ok(sink) = std::env::var("PEDVISION_VIDEO_SINK")
+        && !sink.trim().is_empty()
+    {
+        return Ok(sink);
+    }
+    if std::env::var_os("DISPLAY").is_none() && std::env::var_os("WAYLAND_DISPLAY").is_none() {
+        return Err(SinkError::Display(
+            "--display needs a graphical session, and neither DISPLAY nor WAYLAND_DISPLAY is set \
+             (PEDVISION_VIDEO_SINK=fakevideosink runs it without one)"
+                .into(),
+        ));
+    }
+    Ok("autovideosink".into())
+}
 
 impl Display {
     /// Opens a window titled after the stream.
     pub fn open() -> Result<Self, SinkError> {
-        gst::init().map_err(|e| SinkError::EncoderSetup(e.to_string()))?;
-        let pipeline = gst::parse::launch(DISPLAY_LAUNCH)
-            .map_err(|e| SinkError::EncoderSetup(format!("display: {e}")))?
+        gst::init().map_err(|e| SinkError::Display(e.to_string()))?;
+        let pipeline = gst::parse::launch(&display_launch(&display_sink()?))
+            .map_err(|e| SinkError::Display(e.to_string()))?
             .downcast::<gst::Pipeline>()
-            .map_err(|_| SinkError::EncoderSetup("display: not a pipeline".into()))?;
+            .map_err(|_| SinkError::Display("not a pipeline".into()))?;
         let appsrc = pipeline
             .by_name("src")
             .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
-            .ok_or_else(|| SinkError::EncoderSetup("display: appsrc missing".into()))?;
+            .ok_or_else(|| SinkError::Display("appsrc missing".into()))?;
         pipeline
             .set_state(gst::State::Playing)
-            .map_err(|e| SinkError::EncoderSetup(format!("display: {e}")))?;
+            .map_err(|e| SinkError::Display(e.to_string()))?;
         Ok(Self {
             pipeline,
             appsrc,

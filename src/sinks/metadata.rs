@@ -37,6 +37,11 @@ pub struct DetectionRecord<'a> {
 }
 
 impl<'a> FrameRecord<'a> {
+    /// The record as one line of JSON (no newline).
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a frame record always serialises")
+    }
+
     /// The record of `frame` with detections already in source pixels.
     pub fn new(frame: &Frame, detections: &[Detection], labels: &'a [String]) -> Self {
         let round = |v: f32, k: f32| (v * k).round() / k;
@@ -80,13 +85,13 @@ impl MetadataWriter {
         })
     }
 
-    /// Appends one frame's record.
-    pub fn write(&mut self, record: &FrameRecord<'_>) -> Result<(), SinkError> {
+    /// Appends one frame's record, already serialised ([`FrameRecord::to_json`]).
+    pub fn write_line(&mut self, json: &[u8]) -> Result<(), SinkError> {
         let io = |source| SinkError::Io {
             path: self.staged.final_path().to_path_buf(),
             source,
         };
-        serde_json::to_writer(&mut self.out, record).map_err(|e| io(e.into()))?;
+        self.out.write_all(json).map_err(io)?;
         self.out.write_all(b"\n").map_err(io)?;
         Ok(())
     }

@@ -6,7 +6,9 @@
 pub mod encoder;
 pub mod live_out;
 pub mod metadata;
+pub mod mqtt;
 pub mod overlay;
+pub mod spool;
 pub mod staging;
 
 use std::path::PathBuf;
@@ -21,6 +23,8 @@ pub enum SinkError {
     },
     #[error("cannot set up the video encoder: {0}")]
     EncoderSetup(String),
+    #[error("cannot open the display: {0}")]
+    Display(String),
     #[error("video encoding failed for {path}: {message}")]
     Encode { path: PathBuf, message: String },
 }

@@ -4,8 +4,10 @@
 
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 
 pub const CLIP: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/media/vtest-40.avi");
 pub const CLIP_FRAMES: usize = 40;
@@ -172,4 +174,245 @@ pub fn files_in(dir: &Path) -> Vec<String> {
 
 pub fn join(dir: &Path, name: &str) -> PathBuf {
     dir.join(name)
+}
+
+pub const RTSP_SERVER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/rtsp_server.py");
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts the test RTSP server and waits until it listens.
+pub fn rtsp_server(port: u16) -> Child {
+    rtsp_server_with(port, &[])
+}
+
+pub fn rtsp_server_with(port: u16, extra: &[&str]) -> Child {
+    let mut child = Command::new("/usr/bin/python3")
+        .arg(RTSP_SERVER)
+        .arg(port.to_string())
+        .args(extra)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3 with python3-gi (scripts/setup.sh)");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "ready", "the RTSP server did not start");
+    child
+}
+
+/// Starts `pedvision` in the background with stdout/stderr captured.
+pub fn pedvision_bg(args: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_pedvision"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+pub fn by_stream(lines: &[serde_json::Value], stream: u64) -> Vec<&serde_json::Value> {
+    lines.iter().filter(|l| l["stream_id"] == stream).collect()
+}
+
+/// A real MQTT broker (Debian's mosquitto) on 127.0.0.1, with persistence so a
+/// persistent subscriber's session survives a restart, as a production broker's
+/// would.
+pub struct Mosquitto {
+    pub port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl Mosquitto {
+    /// Starts a broker whose config, log and database live in `dir`; `extra` is
+    /// added to its config file.
+    pub fn start_with(dir: &Path, extra: &str) -> Self {
+        use std::os::unix::fs::PermissionsExt;
+        // Run as root, mosquitto drops to the `mosquitto` user: let it write here.
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let port = free_port();
+        let conf = dir.join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nlog_dest file {}/mosquitto.log\n{extra}\n",
+                dir.display(),
+                dir.display()
+            ),
+        )
+        .unwrap();
+        let mut broker = Self {
+            port,
+            dir: dir.to_path_buf(),
+            child: None,
+        };
+        broker.restart();
+        broker
+    }
+
+    pub fn start(dir: &Path) -> Self {
+        Self::start_with(dir, "")
+    }
+
+    pub fn url(&self) -> String {
+        format!("mqtt://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the broker (again) and waits until it accepts connections.
+    pub fn restart(&mut self) {
+        let child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(self.dir.join("mosquitto.conf"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto (scripts/setup.sh installs it)");
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "mosquitto did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// Stops it the way a service manager would (SIGTERM: it saves its database).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            signal(&child, "TERM");
+            child.wait().unwrap();
+        }
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Sends a signal to a child process with kill(1).
+pub fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{name} failed");
+}
+
+/// `mosquitto_sub` (QoS 1, persistent session `id`) writing `topic message` lines
+/// to a file.
+pub struct Subscriber {
+    child: Child,
+    pub out: PathBuf,
+}
+
+impl Subscriber {
+    pub fn start(broker: &Mosquitto, topic: &str, id: &str, out: PathBuf) -> Self {
+        let file = std::fs::File::create(&out).unwrap();
+        let child = Command::new("mosquitto_sub")
+            .args(["-h", "127.0.0.1", "-p", &broker.port.to_string()])
+            .args(["-q", "1", "-c", "-i", id, "-t", topic, "-v"])
+            .stdout(file)
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto_sub (mosquitto-clients)");
+        // Until its session exists, messages would not be queued for it.
+        std::thread::sleep(std::time::Duration::from_millis(700));
+        Self { child, out }
+    }
+
+    /// `(topic, payload)` lines received so far.
+    pub fn messages(&self) -> Vec<(String, String)> {
+        std::fs::read_to_string(&self.out)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .map(|(t, p)| (t.to_string(), p.to_string()))
+            .collect()
+    }
+
+    /// Waits until `done` holds for the messages, or `secs` pass.
+    pub fn wait_for(
+        &self,
+        secs: u64,
+        done: impl Fn(&[(String, String)]) -> bool,
+    ) -> Vec<(String, String)> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        loop {
+            let m = self.messages();
+            if done(&m) || std::time::Instant::now() > deadline {
+                return m;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The one retained message on `topic`, read by a fresh `mosquitto_sub`.
+pub fn retained(broker: &Mosquitto, topic: &str) -> String {
+    let out = Command::new("mosquitto_sub")
+        .args(["-h", "127.0.0.1", "-p", &broker.port.to_string()])
+        .args(["-t", topic, "-C", "1", "-W", "5", "--retained-only"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Frame indices per stream id from `(topic, JSON)` messages under `prefix/`, in
+/// arrival order.
+pub fn frames_by_stream(
+    messages: &[(String, String)],
+    prefix: &str,
+) -> std::collections::BTreeMap<u64, Vec<u64>> {
+    let mut out: std::collections::BTreeMap<u64, Vec<u64>> = Default::default();
+    for (topic, payload) in messages {
+        let Some(stream) = topic.strip_prefix(&format!("{prefix}/")) else {
+            continue;
+        };
+        let Ok(stream) = stream.parse::<u64>() else {
+            continue;
+        };
+        let v: serde_json::Value =
+            serde_json::from_str(payload).unwrap_or_else(|e| panic!("bad JSON on {topic}: {e}"));
+        assert_eq!(
+            v["stream_id"], stream,
+            "{topic} carries another stream's frame"
+        );
+        out.entry(stream)
+            .or_default()
+            .push(v["frame_index"].as_u64().unwrap());
+    }
+    out
+}
+
+/// Drops repeated frames (at-least-once delivery), keeping first arrivals in order.
+pub fn first_arrivals(indices: &[u64]) -> Vec<u64> {
+    let mut seen = std::collections::HashSet::new();
+    indices
+        .iter()
+        .copied()
+        .filter(|i| seen.insert(*i))
+        .collect()
 }

@@ -1,0 +1,303 @@
+//! Declarative pipelines: `pedvision run --config pipelines/NAME.toml`.
+//!
+//! The file holds what the `run` flags hold, grouped: inputs, model and thresholds,
+//! batching, outputs, the RTSP client, reconnection, the MQTT sink. Every field is
+//! optional; a field left out takes the flag's default, and a flag given on the
+//! command line overrides the file. Unknown keys are rejected with their name and
+//! line. Relative paths in a file are relative to the file's folder.
+//!
+//! The same struct, fully filled in, is what `--print-config` prints: the effective
+//! configuration of a run.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Why a pipeline file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineConfigError {
+    #[error("cannot read pipeline file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("pipeline file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+}
+
+/// A pipeline file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// Inputs, one stream each, batched together: files, folders of videos,
+    /// `rtsp://`, `http(s)://`, `camera:N` or `/dev/videoN`, `test:PATTERN`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inputs: Vec<String>,
+    /// Stop after this many seconds (outputs are finalised).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_s: Option<f64>,
+    #[serde(default)]
+    pub model: ModelSection,
+    #[serde(default)]
+    pub batching: BatchingSection,
+    #[serde(default)]
+    pub outputs: OutputsSection,
+    #[serde(default)]
+    pub rtsp: RtspSection,
+    #[serde(default)]
+    pub reconnect: ReconnectSection,
+    /// Publish each frame's metadata to an MQTT broker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mqtt: Option<MqttSection>,
+}
+
+/// `[model]`: the detector and its thresholds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSection {
+    /// Model manifest (.toml) or .onnx file with its manifest beside it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+    /// Classes to keep: `person`, `all`, or labels such as `person,car`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classes: Option<String>,
+    /// Minimum class score, in (0, 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conf: Option<f32>,
+    /// NMS IoU threshold, in (0, 1].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iou: Option<f32>,
+    /// Execution provider: `cpu`, `cuda` or `tensorrt`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    /// Inference threads (0: one per core).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threads: Option<usize>,
+    /// The ONNX Runtime library.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ort_lib: Option<PathBuf>,
+}
+
+/// `[batching]`: frames per inference call and how long a partial batch waits.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchingSection {
+    /// Frames per inference call (1 to 64).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u16>,
+    /// Longest wait for a partial batch, in ms (default: full batches for files,
+    /// 20 ms when any input is live).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+}
+
+/// `[outputs]`: annotated video, metadata file, re-stream, display, metrics.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputsSection {
+    /// Annotated MP4 per stream; `{name}` and `{stream}` are replaced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub video: Option<String>,
+    /// Write no annotated video.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_video: Option<bool>,
+    /// JSON Lines metadata of all streams.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<PathBuf>,
+    /// Write no metadata file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_metadata: Option<bool>,
+    /// Serve each annotated stream at rtsp://ADDRESS:PORT/streamN (`PORT` alone
+    /// binds to 127.0.0.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtsp: Option<String>,
+    /// Show each annotated stream in a window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display: Option<bool>,
+    /// Serve Prometheus metrics at http://ADDRESS:PORT/metrics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<String>,
+}
+
+/// `[rtsp]`: the RTSP client for `rtsp://` inputs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RtspSection {
+    /// Jitter-buffer latency, in ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<u32>,
+    /// `auto` (UDP, then TCP), `tcp` or `udp`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transport: Option<String>,
+    /// With `auto`: how long UDP may get nothing before TCP, in ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub udp_timeout_ms: Option<u32>,
+}
+
+/// `[reconnect]`: network sources that fail, stall or end.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReconnectSection {
+    /// First delay, in ms; doubles per failed attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay_ms: Option<u64>,
+    /// Longest delay, in s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_delay_s: Option<u64>,
+    /// Failed attempts in a row before giving up (0: never).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<u32>,
+    /// No frame for this long means stalled, in s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stall_timeout_s: Option<f64>,
+}
+
+/// `[mqtt]`: the broker that gets each frame's metadata.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttSection {
+    /// `mqtt://HOST[:PORT]` (1883) or `mqtts://HOST[:PORT]` (8883, TLS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Topics: `PREFIX/STREAM` per stream, `PREFIX/status` for online/offline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic_prefix: Option<String>,
+    /// Client id (default: pedvision-HOSTNAME).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// Name of the environment variable that holds the password (kept out of
+    /// files and process lists).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_env: Option<String>,
+    /// CA certificate (PEM) to trust for `mqtts://`; default: the system's roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for brokers that require one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// Client key (PEM), with `tls_cert`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+    /// Folder of the disk spool that holds messages until the broker has them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spool_dir: Option<PathBuf>,
+    /// Spool size bound, in MiB; past it the oldest messages are dropped (counted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spool_max_mb: Option<u64>,
+    /// How long to keep trying to deliver the spool when the run ends, in s; what
+    /// is left stays in the spool for the next run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain_timeout_s: Option<f64>,
+}
+
+impl PipelineConfig {
+    /// Reads and checks a pipeline file, resolving relative paths against its folder.
+    pub fn load(path: &Path) -> Result<Self, PipelineConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| PipelineConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut config = Self::parse(&text, path)?;
+        config.resolve_paths(path.parent().unwrap_or(Path::new(".")));
+        Ok(config)
+    }
+
+    /// Parses pipeline TOML; errors name the key and line, on one line.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, PipelineConfigError> {
+        toml::from_str(text).map_err(|e: toml::de::Error| {
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+            let message = e.message().replace('\n', " ");
+            PipelineConfigError::Parse {
+                path: path.to_path_buf(),
+                message: match line {
+                    Some(l) => format!("line {l}: {message}"),
+                    None => message,
+                },
+            }
+        })
+    }
+
+    /// Makes relative paths relative to `dir` (the file's folder).
+    fn resolve_paths(&mut self, dir: &Path) {
+        let file_like =
+            |s: &str| !s.contains("://") && !s.starts_with("camera:") && !s.starts_with("test:");
+        for input in &mut self.inputs {
+            if file_like(input) && Path::new(input.as_str()).is_relative() {
+                *input = dir.join(input.as_str()).to_string_lossy().into_owned();
+            }
+        }
+        let fix = |p: &mut Option<PathBuf>| {
+            if let Some(p) = p
+                && p.is_relative()
+            {
+                *p = dir.join(&*p);
+            }
+        };
+        fix(&mut self.model.path);
+        fix(&mut self.model.ort_lib);
+        fix(&mut self.outputs.metadata);
+        if let Some(video) = &mut self.outputs.video
+            && Path::new(video.as_str()).is_relative()
+        {
+            *video = dir.join(video.as_str()).to_string_lossy().into_owned();
+        }
+        if let Some(m) = &mut self.mqtt {
+            fix(&mut m.tls_ca);
+            fix(&mut m.tls_cert);
+            fix(&mut m.tls_key);
+            fix(&mut m.spool_dir);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_are_named_with_their_line() {
+        let text = "inputs = [\"a.mp4\"]\n\n[model]\nconf = 0.4\nconfidence = 0.5\n";
+        let err = PipelineConfig::parse(text, Path::new("p.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 5"), "{err}");
+        assert!(err.contains("confidence"), "{err}");
+        let err = PipelineConfig::parse("[outputs]\nvideo = 3\n", Path::new("p.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn relative_paths_follow_the_file() {
+        let text = "inputs = [\"clip.mp4\", \"rtsp://cam/live\", \"test:ball\", \"/abs.mp4\"]\n[outputs]\nvideo = \"out/{name}.mp4\"\n[mqtt]\nspool_dir = \"spool\"\n";
+        let mut c = PipelineConfig::parse(text, Path::new("x")).unwrap();
+        c.resolve_paths(Path::new("/etc/pv"));
+        assert_eq!(
+            c.inputs,
+            [
+                "/etc/pv/clip.mp4",
+                "rtsp://cam/live",
+                "test:ball",
+                "/abs.mp4"
+            ]
+        );
+        assert_eq!(c.outputs.video.as_deref(), Some("/etc/pv/out/{name}.mp4"));
+        assert_eq!(
+            c.mqtt.unwrap().spool_dir,
+            Some(PathBuf::from("/etc/pv/spool"))
+        );
+    }
+
+    #[test]
+    fn round_trips_through_toml() {
+        let text = "inputs = [\"a.mp4\"]\n[model]\nconf = 0.5\n[mqtt]\nurl = \"mqtt://h\"\n";
+        let c = PipelineConfig::parse(text, Path::new("x")).unwrap();
+        let again = PipelineConfig::parse(&toml::to_string(&c).unwrap(), Path::new("x")).unwrap();
+        assert_eq!(c, again);
+    }
+}

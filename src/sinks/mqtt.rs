@@ -1,0 +1,453 @@
+//! The MQTT metadata sink: each frame's JSON record to `PREFIX/STREAM` at QoS 1,
+//! through the disk [`Spool`], so nothing is lost while the broker is down or slow.
+//!
+//! Threads and ownership:
+//! - the pipeline's post stage sends `(stream, JSON)` into a bounded channel;
+//! - the **sink thread** owns the spool: it appends every message to it, publishes
+//!   from it in order with at most `WINDOW` unacknowledged, and moves the spool's
+//!   acknowledgement forward on each PUBACK;
+//! - the **connection thread** owns rumqttc's event loop: it connects (with
+//!   backoff), forwards events to the sink thread tagged with a connection
+//!   generation, and builds a fresh client for each new connection.
+//!
+//! Delivery is **at least once, in order per stream**: after a disconnect the sink
+//! rewinds to the first unacknowledged message and publishes again from there, so a
+//! message whose PUBACK was lost arrives twice, but no message is skipped and the
+//! first copies arrive in spool order. Retained `online` is published to
+//! `PREFIX/status` on connect; the last will (and a clean stop) set it `offline`.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, bounded, select, unbounded};
+use rumqttc::{
+    Client, Event, LastWill, MqttOptions, Outgoing, Packet, QoS, TlsConfiguration, Transport,
+};
+
+use super::SinkError;
+use super::spool::Spool;
+
+/// Unacknowledged publishes allowed at once.
+const WINDOW: usize = 64;
+
+/// Validated MQTT settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MqttSettings {
+    pub host: String,
+    pub port: u16,
+    pub tls: bool,
+    pub topic_prefix: String,
+    pub client_id: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub tls_ca: Option<PathBuf>,
+    pub tls_client: Option<(PathBuf, PathBuf)>,
+    pub spool_dir: PathBuf,
+    pub spool_max_bytes: u64,
+    pub drain_timeout: Duration,
+    pub keep_alive: Duration,
+}
+
+impl MqttSettings {
+    /// Parses `mqtt://HOST[:PORT]` or `mqtts://HOST[:PORT]` into host, port and TLS.
+    pub fn parse_url(url: &str) -> Result<(String, u16, bool), String> {
+        let (tls, rest) = if let Some(r) = url.strip_prefix("mqtts://") {
+            (true, r)
+        } else if let Some(r) = url.strip_prefix("mqtt://") {
+            (false, r)
+        } else {
+            return Err(format!("{url:?} is not an mqtt:// or mqtts:// URL"));
+        };
+        let rest = rest.trim_end_matches('/');
+        if rest.is_empty() || rest.contains('/') || rest.contains('@') {
+            return Err(format!(
+                "{url:?}: expected mqtt[s]://HOST[:PORT] (credentials go in username/password_env)"
+            ));
+        }
+        let default_port = if tls { 8883 } else { 1883 };
+        match rest.rsplit_once(':') {
+            Some((host, port)) if !host.ends_with(']') || rest.starts_with('[') => {
+                let port = port
+                    .parse()
+                    .map_err(|_| format!("{url:?}: port {port:?} is not a number"))?;
+                Ok((host.trim_matches(['[', ']']).to_string(), port, tls))
+            }
+            _ => Ok((rest.to_string(), default_port, tls)),
+        }
+    }
+
+    /// The status topic.
+    pub fn status_topic(&self) -> String {
+        format!("{}/status", self.topic_prefix)
+    }
+
+    fn options(&self) -> Result<MqttOptions, SinkError> {
+        let mut o = MqttOptions::new(&self.client_id, &self.host, self.port);
+        o.set_keep_alive(self.keep_alive);
+        o.set_clean_session(true);
+        o.set_inflight(WINDOW as u16 + 4);
+        o.set_max_packet_size(1 << 20, 1 << 20);
+        o.set_last_will(LastWill::new(
+            self.status_topic(),
+            "offline",
+            QoS::AtLeastOnce,
+            true,
+        ));
+        if let Some(user) = &self.username {
+            o.set_credentials(user, self.password.clone().unwrap_or_default());
+        }
+        if self.tls {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let read = |p: &PathBuf| {
+                std::fs::read(p).map_err(|source| SinkError::Io {
+                    path: p.clone(),
+                    source,
+                })
+            };
+            let transport = match &self.tls_ca {
+                Some(ca) => Transport::tls_with_config(TlsConfiguration::Simple {
+                    ca: read(ca)?,
+                    alpn: None,
+                    client_auth: match &self.tls_client {
+                        Some((cert, key)) => Some((read(cert)?, read(key)?)),
+                        None => None,
+                    },
+                }),
+                None => Transport::tls_with_default_config(),
+            };
+            o.set_transport(transport);
+        }
+        Ok(o)
+    }
+}
+
+/// What the sink did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MqttReport {
+    /// Messages handed to the sink in this run.
+    pub queued: u64,
+    /// Messages the broker acknowledged in this run (including ones recovered
+    /// from the spool of an earlier run).
+    pub acknowledged: u64,
+    /// Messages still in the spool at the end (delivered by the next run).
+    pub left_in_spool: u64,
+    /// Messages dropped because the spool was full.
+    pub dropped: u64,
+    /// Undelivered messages found in the spool at the start.
+    pub recovered: u64,
+    pub connections: u64,
+}
+
+/// The running sink: send records with [`MqttSink::send`], end with [`MqttSink::finish`].
+pub struct MqttSink {
+    tx: Option<Sender<(u32, Vec<u8>)>>,
+    thread: Option<JoinHandle<Result<MqttReport, SinkError>>>,
+}
+
+enum ConnEvent {
+    /// A new client for connection `generation` (not yet connected).
+    Client(u64, Client),
+    Event(u64, Event),
+    Down(u64, String),
+}
+
+impl MqttSink {
+    /// Opens the spool and starts the sink; the broker may be down (the spool holds
+    /// what comes meanwhile).
+    pub fn start(settings: MqttSettings) -> Result<Self, SinkError> {
+        let spool = Spool::open(&settings.spool_dir, settings.spool_max_bytes)?;
+        if spool.recovered() > 0 {
+            tracing::info!(
+                messages = spool.recovered(),
+                "MQTT spool holds undelivered messages from an earlier run; sending them first"
+            );
+        }
+        let options = settings.options()?;
+        let (tx, rx) = bounded(1024);
+        let thread = std::thread::Builder::new()
+            .name("mqtt".into())
+            .spawn(move || sink_thread(settings, options, spool, rx))
+            .map_err(|source| SinkError::Io {
+                path: PathBuf::from("mqtt thread"),
+                source,
+            })?;
+        Ok(Self {
+            tx: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// Queues one frame's record for `stream`.
+    pub fn send(&self, stream: u32, payload: Vec<u8>) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send((stream, payload));
+        }
+    }
+
+    /// Ends the input, delivers what it can within the drain timeout, and reports.
+    pub fn finish(mut self) -> Result<MqttReport, SinkError> {
+        self.tx.take();
+        match self.thread.take().map(JoinHandle::join) {
+            Some(Ok(result)) => result,
+            Some(Err(_)) => Err(SinkError::Io {
+                path: PathBuf::from("mqtt thread"),
+                source: std::io::Error::other("the MQTT sink panicked"),
+            }),
+            None => Ok(MqttReport::default()),
+        }
+    }
+}
+
+impl Drop for MqttSink {
+    fn drop(&mut self) {
+        self.tx.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Runs rumqttc connections one after another until `stop`, with backoff.
+fn connection_thread(options: MqttOptions, events: Sender<ConnEvent>, stop: Arc<AtomicBool>) {
+    let mut generation = 0u64;
+    let mut delay = Duration::from_millis(200);
+    while !stop.load(Ordering::SeqCst) {
+        generation += 1;
+        let (client, mut connection) = Client::new(options.clone(), WINDOW * 2);
+        if events.send(ConnEvent::Client(generation, client)).is_err() {
+            return;
+        }
+        let mut connected = false;
+        for event in connection.iter() {
+            match event {
+                Ok(e) => {
+                    if matches!(e, Event::Incoming(Packet::ConnAck(_))) {
+                        connected = true;
+                        delay = Duration::from_millis(200);
+                    }
+                    let done = matches!(e, Event::Outgoing(Outgoing::Disconnect));
+                    if events.send(ConnEvent::Event(generation, e)).is_err() || done {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    let _ = events.send(ConnEvent::Down(generation, e.to_string()));
+                    break;
+                }
+            }
+        }
+        if !connected {
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+        let until = Instant::now() + delay;
+        while Instant::now() < until && !stop.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// The publishing state of the current connection.
+struct Link {
+    generation: u64,
+    client: Client,
+    connected: bool,
+    /// Publishes requested, in order, not yet seen leaving: `Some(seq)` for spool
+    /// messages, `None` for status messages.
+    requested: VecDeque<Option<u64>>,
+    /// Packet id -> spool sequence, for publishes on the wire.
+    inflight: HashMap<u16, Option<u64>>,
+}
+
+fn sink_thread(
+    settings: MqttSettings,
+    options: MqttOptions,
+    mut spool: Spool,
+    rx: Receiver<(u32, Vec<u8>)>,
+) -> Result<MqttReport, SinkError> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let (events_tx, events) = unbounded();
+    let conn = {
+        let stop = stop.clone();
+        std::thread::Builder::new()
+            .name("mqtt-connection".into())
+            .spawn(move || connection_thread(options, events_tx, stop))
+            .map_err(|source| SinkError::Io {
+                path: PathBuf::from("mqtt thread"),
+                source,
+            })?
+    };
+    let mut report = MqttReport {
+        recovered: spool.recovered(),
+        ..MqttReport::default()
+    };
+    let mut link: Option<Link> = None;
+    let mut next_to_send = spool.acked() + 1;
+    let mut acked_set: BTreeSet<u64> = BTreeSet::new();
+    let mut input_open = true;
+    let mut drain_deadline: Option<Instant> = None;
+    let mut last_down_log: Option<Instant> = None;
+    loop {
+        // Done: input closed and everything delivered, or the drain time is up.
+        if !input_open {
+            let deadline =
+                *drain_deadline.get_or_insert_with(|| Instant::now() + settings.drain_timeout);
+            if spool.pending().is_empty() || Instant::now() >= deadline {
+                break;
+            }
+        }
+        select! {
+            recv(rx) -> msg => match msg {
+                Ok((stream, payload)) => {
+                    let topic = format!("{}/{stream}", settings.topic_prefix);
+                    spool.push(&topic, &payload)?;
+                    report.queued += 1;
+                    // Drain what else is waiting, so a burst is one wake-up.
+                    while let Ok((stream, payload)) = rx.try_recv() {
+                        spool.push(&format!("{}/{stream}", settings.topic_prefix), &payload)?;
+                        report.queued += 1;
+                    }
+                }
+                Err(_) => input_open = false,
+            },
+            recv(events) -> ev => match ev {
+                Ok(ConnEvent::Client(generation, client)) => {
+                    link = Some(Link { generation, client, connected: false, requested: VecDeque::new(), inflight: HashMap::new() });
+                }
+                Ok(ConnEvent::Event(generation, event)) => {
+                    let Some(l) = link.as_mut().filter(|l| l.generation == generation) else { continue };
+                    match event {
+                        Event::Incoming(Packet::ConnAck(_)) => {
+                            l.connected = true;
+                            report.connections += 1;
+                            tracing::info!(broker = %format!("{}:{}", settings.host, settings.port), pending = spool.pending().len(), "MQTT connected");
+                            next_to_send = spool.acked() + 1;
+                            acked_set.clear();
+                            if l.client.try_publish(settings.status_topic(), QoS::AtLeastOnce, true, "online").is_ok() {
+                                l.requested.push_back(None);
+                            }
+                        }
+                        Event::Outgoing(Outgoing::Publish(pkid)) => {
+                            let seq = l.requested.pop_front().flatten();
+                            l.inflight.insert(pkid, seq);
+                        }
+                        Event::Incoming(Packet::PubAck(ack)) => {
+                            if let Some(Some(seq)) = l.inflight.remove(&ack.pkid) {
+                                acked_set.insert(seq);
+                                let mut through = spool.acked();
+                                while acked_set.remove(&(through + 1)) {
+                                    through += 1;
+                                }
+                                let newly = through.saturating_sub(spool.acked());
+                                report.acknowledged += newly;
+                                spool.ack_through(through)?;
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                Ok(ConnEvent::Down(generation, why)) => {
+                    if link.as_ref().is_some_and(|l| l.generation == generation) {
+                        let was_connected = link.as_ref().is_some_and(|l| l.connected);
+                        link = None;
+                        next_to_send = spool.acked() + 1;
+                        acked_set.clear();
+                        if was_connected || last_down_log.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+                            last_down_log = Some(Instant::now());
+                            tracing::warn!(broker = %format!("{}:{}", settings.host, settings.port), error = %why, pending = spool.pending().len(), "MQTT broker unreachable; spooling to disk and retrying");
+                        }
+                    }
+                }
+                Err(_) => break,
+            },
+            default(Duration::from_millis(200)) => {}
+        }
+        // Publish in order while the window allows.
+        next_to_send = next_to_send.max(spool.acked() + 1);
+        if let Some(l) = link.as_mut().filter(|l| l.connected) {
+            let pending = spool.pending();
+            while l.requested.len() + l.inflight.len() < WINDOW {
+                let Some(first) = pending.front().map(|m| m.seq) else {
+                    break;
+                };
+                let Some(m) = pending.get((next_to_send - first) as usize) else {
+                    break;
+                };
+                if l.client
+                    .try_publish(m.topic.clone(), QoS::AtLeastOnce, false, m.payload.clone())
+                    .is_err()
+                {
+                    break;
+                }
+                l.requested.push_back(Some(m.seq));
+                next_to_send += 1;
+            }
+        }
+        spool.sync_if_due()?;
+    }
+    // A clean stop: say so on the status topic, then disconnect.
+    if let Some(l) = link.as_mut().filter(|l| l.connected) {
+        let _ = l
+            .client
+            .try_publish(settings.status_topic(), QoS::AtLeastOnce, true, "offline");
+        let until = Instant::now() + Duration::from_secs(1);
+        // Wait briefly for the status message to leave before disconnecting.
+        while Instant::now() < until {
+            if let Ok(ConnEvent::Event(_, Event::Incoming(Packet::PubAck(_)))) =
+                events.recv_timeout(Duration::from_millis(50))
+            {
+                break;
+            }
+        }
+        let _ = l.client.disconnect();
+    }
+    stop.store(true, Ordering::SeqCst);
+    drop(link);
+    // The connection thread ends on its own: its next send fails once `events` is
+    // gone. It is not joined, so a connect attempt to a dead broker (up to its
+    // timeout) does not hold up the end of the run.
+    drop(events);
+    drop(conn);
+    spool.sync()?;
+    report.left_in_spool = spool.pending().len() as u64;
+    report.dropped = spool.dropped();
+    if report.left_in_spool > 0 {
+        tracing::warn!(messages = report.left_in_spool, spool = %settings.spool_dir.display(), "MQTT messages not delivered yet; they stay in the spool for the next run");
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_urls() {
+        assert_eq!(
+            MqttSettings::parse_url("mqtt://127.0.0.1:1884"),
+            Ok(("127.0.0.1".into(), 1884, false))
+        );
+        assert_eq!(
+            MqttSettings::parse_url("mqtts://broker.local"),
+            Ok(("broker.local".into(), 8883, true))
+        );
+        assert_eq!(
+            MqttSettings::parse_url("mqtt://broker/"),
+            Ok(("broker".into(), 1883, false))
+        );
+        assert!(MqttSettings::parse_url("http://x").is_err());
+        assert!(
+            MqttSettings::parse_url("mqtt://u:p@x")
+                .unwrap_err()
+                .contains("credentials")
+        );
+        assert!(
+            MqttSettings::parse_url("mqtt://x:abc")
+                .unwrap_err()
+                .contains("port")
+        );
+    }
+}

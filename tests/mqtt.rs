@@ -1,0 +1,269 @@
+//! The MQTT sink against a real broker (Debian's mosquitto, started here on a free
+//! loopback port) and a real subscriber (mosquitto_sub): the broker is stopped and
+//! restarted mid-run, pedvision is killed with SIGKILL while the broker is away,
+//! and every frame still arrives — at least once, first arrivals in order per
+//! stream.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+const LIVE: &str = "test:ball?width=320&height=240&fps=10";
+
+/// `run` of the test clip to MQTT only (no video, no metadata file).
+fn clip_to_mqtt(url: &str, prefix: &str, spool: &std::path::Path) -> Vec<String> {
+    let args = [
+        "run",
+        "-i",
+        CLIP,
+        "--no-video",
+        "--no-metadata",
+        "--mqtt",
+        url,
+        "--mqtt-topic-prefix",
+        prefix,
+        "--mqtt-spool",
+        path_str(spool),
+    ];
+    args.iter().map(|a| a.to_string()).collect()
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+#[test]
+fn every_frame_arrives_in_order_across_a_broker_restart() {
+    let dir = scratch();
+    let mut broker = Mosquitto::start(dir.path());
+    let sub = Subscriber::start(
+        &broker,
+        "pv/#",
+        "pv-restart-sub",
+        join(dir.path(), "sub.txt"),
+    );
+    let jsonl = join(dir.path(), "frames.jsonl");
+    let spool = join(dir.path(), "spool");
+    let run = pedvision_bg(&[
+        "run",
+        "-i",
+        CLIP,
+        "-i",
+        LIVE,
+        "--batch",
+        "2",
+        "--no-video",
+        "--metadata",
+        path_str(&jsonl),
+        "--mqtt",
+        &broker.url(),
+        "--mqtt-topic-prefix",
+        "pv",
+        "--mqtt-spool",
+        path_str(&spool),
+        "--duration",
+        "8",
+    ]);
+    std::thread::sleep(Duration::from_millis(2500));
+    broker.stop();
+    std::thread::sleep(Duration::from_secs(2));
+    broker.restart();
+    let out = run.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("MQTT broker unreachable"),
+        "the outage went unnoticed:\n{stderr}"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+
+    // What was processed, from the metadata file written in the same run.
+    let frames = read_jsonl(&jsonl);
+    let total = frames.len();
+    let summary = stdout
+        .lines()
+        .find(|l| l.starts_with("mqtt:"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(
+        summary.starts_with(&format!("mqtt: {total} queued, {total} acknowledged")),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("0 left in the spool, 0 dropped"),
+        "{summary}"
+    );
+
+    let got = sub.wait_for(30, |m| {
+        let by = frames_by_stream(m, "pv");
+        by.values().map(|v| first_arrivals(v).len()).sum::<usize>() >= total
+    });
+    let by = frames_by_stream(&got, "pv");
+    for stream in [0u64, 1] {
+        let want: Vec<u64> = by_stream(&frames, stream)
+            .iter()
+            .map(|f| f["frame_index"].as_u64().unwrap())
+            .collect();
+        let first = first_arrivals(by.get(&stream).map(Vec::as_slice).unwrap_or_default());
+        assert_eq!(
+            first, want,
+            "stream {stream}: first arrivals differ from the frames processed"
+        );
+    }
+    assert_eq!(by_stream(&frames, 0).len(), CLIP_FRAMES);
+    assert!(
+        by_stream(&frames, 1).len() > 30,
+        "the live stream ran through the outage"
+    );
+    // Retained status: online while running, offline after a clean stop.
+    assert_eq!(retained(&broker, "pv/status"), "offline");
+    assert!(got.iter().any(|(t, p)| t == "pv/status" && p == "online"));
+}
+
+#[test]
+fn the_spool_survives_a_crash_and_is_delivered_by_the_next_run() {
+    let dir = scratch();
+    let spool = join(dir.path(), "spool");
+    // No broker yet: everything goes to the spool. Then SIGKILL, mid-write if so.
+    let port = free_port();
+    let url = format!("mqtt://127.0.0.1:{port}");
+    let crashed = pedvision_bg(&[
+        "run",
+        "-i",
+        LIVE,
+        "--no-video",
+        "--no-metadata",
+        "--mqtt",
+        &url,
+        "--mqtt-topic-prefix",
+        "old",
+        "--mqtt-spool",
+        path_str(&spool),
+    ]);
+    std::thread::sleep(Duration::from_secs(5));
+    signal(&crashed, "KILL");
+    let crashed = crashed.wait_with_output().unwrap();
+    assert!(!crashed.status.success());
+
+    let broker_dir = join(dir.path(), "broker");
+    std::fs::create_dir_all(&broker_dir).unwrap();
+    let broker = Mosquitto::start(&broker_dir);
+    let sub = Subscriber::start(&broker, "#", "pv-crash-sub", join(dir.path(), "sub.txt"));
+    let run = pedvision(&strs(&clip_to_mqtt(&broker.url(), "new", &spool)));
+    let stdout = ok(&run);
+    let summary = stdout.lines().find(|l| l.starts_with("mqtt:")).unwrap();
+    let recovered: u64 = summary
+        .split(", ")
+        .find(|p| p.ends_with("recovered from an earlier run"))
+        .and_then(|p| p.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{summary}"));
+    assert!(
+        recovered >= 10,
+        "the crashed run spooled {recovered} frames: {summary}"
+    );
+    assert!(summary.contains("0 left in the spool"), "{summary}");
+
+    let got = sub.wait_for(30, |m| {
+        let new = frames_by_stream(m, "new");
+        new.get(&0)
+            .is_some_and(|v| first_arrivals(v).len() == CLIP_FRAMES)
+    });
+    let old = frames_by_stream(&got, "old");
+    let old = first_arrivals(old.get(&0).map(Vec::as_slice).unwrap_or_default());
+    assert_eq!(
+        old,
+        (0..recovered).collect::<Vec<_>>(),
+        "the crashed run's frames, whole and in order"
+    );
+    let new = frames_by_stream(&got, "new");
+    assert_eq!(
+        first_arrivals(&new[&0]),
+        (0..CLIP_FRAMES as u64).collect::<Vec<_>>()
+    );
+    // The old frames went out before the new ones (status messages aside).
+    let last_old = got.iter().rposition(|(t, _)| t == "old/0").unwrap();
+    let first_new = got.iter().position(|(t, _)| t == "new/0").unwrap();
+    assert!(last_old < first_new);
+}
+
+#[test]
+fn a_bad_broker_url_or_missing_password_fails_before_running() {
+    let bad = failed(&pedvision(&[
+        "run",
+        "-i",
+        CLIP,
+        "--mqtt",
+        "tcp://127.0.0.1:1883",
+    ]));
+    assert!(bad.contains("--mqtt") && bad.contains("mqtt://"), "{bad}");
+    let env = failed(&pedvision(&[
+        "run",
+        "-i",
+        CLIP,
+        "--mqtt",
+        "mqtt://127.0.0.1:1",
+        "--mqtt-username",
+        "u",
+        "--mqtt-password-env",
+        "PEDVISION_TEST_UNSET_VARIABLE",
+    ]));
+    assert!(
+        env.contains("PEDVISION_TEST_UNSET_VARIABLE is not set"),
+        "{env}"
+    );
+}
+
+#[test]
+fn username_and_password_are_used() {
+    let dir = scratch();
+    let passwd = join(dir.path(), "passwd");
+    let status = std::process::Command::new("mosquitto_passwd")
+        .args(["-b", "-c", path_str(&passwd), "camera", "s3cret"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let broker_dir = join(dir.path(), "broker");
+    std::fs::create_dir_all(&broker_dir).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&passwd, std::fs::Permissions::from_mode(0o644)).unwrap();
+    // Per-listener auth: this listener needs a password.
+    let broker = Mosquitto::start_with(
+        &broker_dir,
+        &format!(
+            "per_listener_settings false\npassword_file {}",
+            passwd.display()
+        ),
+    );
+    let spool = join(dir.path(), "spool");
+    let with = |password: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_pedvision"))
+            .args(clip_to_mqtt(&broker.url(), "pedvision", &spool))
+            .args([
+                "--mqtt-username",
+                "camera",
+                "--mqtt-password-env",
+                "PV_TEST_MQTT_PASSWORD",
+                "--mqtt-drain-timeout",
+                "3",
+            ])
+            .env("PV_TEST_MQTT_PASSWORD", password)
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap()
+    };
+    let good = ok(&with("s3cret"));
+    assert!(
+        good.contains(&format!("{CLIP_FRAMES} acknowledged")),
+        "{good}"
+    );
+    // A wrong password: the run goes on, the broker refuses, messages stay spooled.
+    let bad = with("wrong");
+    let stdout = ok(&bad);
+    assert!(
+        stdout.contains(&format!("{CLIP_FRAMES} left in the spool")),
+        "{stdout}"
+    );
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("MQTT broker unreachable"));
+}
