@@ -25,7 +25,12 @@ fn main() -> ExitCode {
             cli::run::execute(*a, run_matches)
         }
         cli::Command::Bench(a) => cli::bench::execute(a),
-        cli::Command::Doctor(a) => cli::doctor::execute(a),
+        cli::Command::Doctor(a) => {
+            let doctor_matches = matches
+                .subcommand_matches("doctor")
+                .expect("the doctor subcommand matched");
+            cli::doctor::execute(a, doctor_matches)
+        }
         cli::Command::Retrain(a) => cli::retrain::execute(a),
         cli::Command::Eval(a) => cli::eval::execute(a),
         cli::Command::Synth(a) => cli::synth::execute(a),

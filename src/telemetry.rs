@@ -48,6 +48,23 @@ pub struct Metrics {
     pub inference_seconds: Histogram,
     /// Frames per inference call.
     pub batch_size: Histogram,
+    /// The MQTT sink's handles.
+    pub mqtt: MqttMetrics,
+}
+
+/// Handles of the MQTT sink's metrics (registered always, moving only with `--mqtt`).
+#[derive(Debug, Clone, Default)]
+pub struct MqttMetrics {
+    /// Messages handed to the sink.
+    pub queued: Counter,
+    /// Messages the broker acknowledged.
+    pub acknowledged: Counter,
+    /// Messages dropped because the spool was full.
+    pub dropped: Counter,
+    /// Messages in the spool not yet acknowledged.
+    pub spool_pending: Gauge,
+    /// 1 while connected to the broker.
+    pub connected: Gauge,
 }
 
 /// One stream's handles.
@@ -106,6 +123,7 @@ impl Metrics {
             latency: Family::new_with_constructor(latency_histogram),
             inference_seconds: latency_histogram(),
             batch_size: Histogram::new(linear_buckets(1.0, 1.0, 16)),
+            mqtt: MqttMetrics::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -162,6 +180,36 @@ impl Metrics {
             "batch_size",
             "Frames per inference call",
             metrics.batch_size.clone(),
+        );
+        let m = &metrics.mqtt;
+        for (name, help, counter) in [
+            (
+                "mqtt_messages_queued",
+                "Frame messages handed to the MQTT sink",
+                &m.queued,
+            ),
+            (
+                "mqtt_messages_acknowledged",
+                "Frame messages the MQTT broker acknowledged",
+                &m.acknowledged,
+            ),
+            (
+                "mqtt_messages_dropped",
+                "Frame messages dropped because the MQTT spool was full",
+                &m.dropped,
+            ),
+        ] {
+            registry.register(name, help, counter.clone());
+        }
+        registry.register(
+            "mqtt_spool_pending",
+            "Frame messages in the MQTT spool not yet acknowledged",
+            m.spool_pending.clone(),
+        );
+        registry.register(
+            "mqtt_connected",
+            "1 while connected to the MQTT broker",
+            m.connected.clone(),
         );
         registry.register(
             "build",

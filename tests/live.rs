@@ -419,29 +419,6 @@ fn rtsp_transports_and_the_fallback_to_tcp() {
     );
 }
 
-/// Scrapes a Prometheus endpoint with a real HTTP client (Python's urllib) and
-/// returns `metric{labels} value` lines as (series, value).
-fn scrape(port: u16) -> Vec<(String, f64)> {
-    let out = Command::new("/usr/bin/python3")
-        .args(["-c", "import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())"])
-        .arg(format!("http://127.0.0.1:{port}/metrics"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "scrape failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            l.rsplit_once(' ')
-                .map(|(k, v)| (k.to_string(), v.parse().unwrap_or(f64::NAN)))
-        })
-        .collect()
-}
-
 fn series(scraped: &[(String, f64)], name: &str, stream: u32) -> f64 {
     scraped
         .iter()

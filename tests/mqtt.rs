@@ -267,3 +267,26 @@ fn username_and_password_are_used() {
     );
     assert!(String::from_utf8_lossy(&bad.stderr).contains("MQTT broker unreachable"));
 }
+
+#[test]
+fn doctor_checks_the_configured_broker() {
+    let dir = scratch();
+    let broker = Mosquitto::start(dir.path());
+    let config = format!("{}/pipelines/rtsp-to-mqtt.toml", env!("CARGO_MANIFEST_DIR"));
+    let up = pedvision(&["doctor", "--config", &config, "--mqtt", &broker.url()]);
+    let stdout = ok(&up);
+    assert!(
+        stdout.contains(&format!(
+            "ok      MQTT broker 127.0.0.1:{} accepts connections",
+            broker.port
+        )),
+        "{stdout}"
+    );
+    // The file's RTSP output asks for the RTSP payloader.
+    assert!(stdout.contains("rtph264pay"), "{stdout}");
+    let down = format!("mqtt://127.0.0.1:{}", free_port());
+    let out = pedvision(&["doctor", "--config", &config, "--mqtt", &down]);
+    let line = failed(&out);
+    assert!(line.contains("1 problem(s) found"), "{line}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("MISSING MQTT broker"));
+}

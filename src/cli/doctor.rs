@@ -15,6 +15,11 @@ use super::common::DEFAULT_MODEL;
 
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
+    /// A pipeline file (as for `run --config`): its inputs, outputs, device, model
+    /// and MQTT broker are checked; flags given here add to it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
     /// Inputs to check for (as for `run`); default: a local file.
     #[arg(long, short, value_name = "INPUT")]
     pub input: Vec<String>,
@@ -38,6 +43,66 @@ pub struct DoctorArgs {
     /// The ONNX Runtime library (as for `run`).
     #[arg(long, value_name = "PATH")]
     pub ort_lib: Option<PathBuf>,
+
+    /// An MQTT broker (mqtt://HOST[:PORT]) to check that it is reachable.
+    #[arg(long, value_name = "URL")]
+    pub mqtt: Option<String>,
+}
+
+impl DoctorArgs {
+    /// Takes what the pipeline file configures where the flags leave it open.
+    fn merge_config(&mut self, m: &clap::ArgMatches) -> anyhow::Result<()> {
+        let Some(path) = &self.config else {
+            return Ok(());
+        };
+        let file = pedvision::config::PipelineConfig::load(path)?;
+        if self.input.is_empty() {
+            self.input = file.inputs.clone();
+        }
+        self.rtsp_out |= file.outputs.rtsp.is_some();
+        self.display |= file.outputs.display.unwrap_or(false);
+        let given = |id: &str| m.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
+        if !given("model")
+            && let Some(model) = &file.model.path
+        {
+            self.model = model.clone();
+        }
+        if !given("device")
+            && let Some(device) = &file.model.device
+        {
+            self.device = <Device as clap::ValueEnum>::from_str(device, true).map_err(|_| {
+                anyhow::anyhow!(
+                    "{}: [model] device {device:?} is not cpu, cuda or tensorrt",
+                    path.display()
+                )
+            })?;
+        }
+        if self.ort_lib.is_none() {
+            self.ort_lib = file.model.ort_lib.clone();
+        }
+        if self.mqtt.is_none() {
+            self.mqtt = file.mqtt.and_then(|q| q.url);
+        }
+        Ok(())
+    }
+}
+
+/// Whether a TCP connection to the broker opens within two seconds.
+fn broker_reachable(url: &str) -> Result<String, String> {
+    use std::net::ToSocketAddrs;
+    let (host, port, _) = pedvision::sinks::mqtt::MqttSettings::parse_url(url)?;
+    let addrs: Vec<_> = (host.as_str(), port)
+        .to_socket_addrs()
+        .map_err(|e| format!("MQTT broker {host}:{port}: {e}"))?
+        .collect();
+    let addr = addrs
+        .first()
+        .ok_or_else(|| format!("MQTT broker {host}:{port}: no address"))?;
+    std::net::TcpStream::connect_timeout(addr, std::time::Duration::from_secs(2))
+        .map(|_| format!("MQTT broker {host}:{port} accepts connections"))
+        .map_err(|e| {
+            format!("MQTT broker {host}:{port}: {e} (the run would spool until it is back)")
+        })
 }
 
 /// GStreamer elements, each with the Debian package that ships it.
@@ -95,7 +160,8 @@ fn needed_elements(
     need
 }
 
-pub fn execute(args: DoctorArgs) -> anyhow::Result<()> {
+pub fn execute(mut args: DoctorArgs, matches: &clap::ArgMatches) -> anyhow::Result<()> {
+    args.merge_config(matches)?;
     let mut missing_packages: Vec<&str> = Vec::new();
     let mut problems = 0;
     let mut report = |ok: bool, what: String| {
@@ -177,6 +243,13 @@ pub fn execute(args: DoctorArgs) -> anyhow::Result<()> {
             "-       model {} not loaded (no ONNX Runtime)",
             manifest.name
         ),
+    }
+
+    if let Some(url) = &args.mqtt {
+        match broker_reachable(url) {
+            Ok(what) => report(true, what),
+            Err(what) => report(false, what),
+        }
     }
 
     if !missing_packages.is_empty() {

@@ -164,11 +164,6 @@ pub fn run(
         .as_deref()
         .map(MetadataWriter::create)
         .transpose()?;
-    let mqtt = plan
-        .mqtt
-        .clone()
-        .map(crate::sinks::mqtt::MqttSink::start)
-        .transpose()?;
     let mut streams: Vec<stages::StreamOutputs> = Vec::new();
     for (i, _) in plan.sources.iter().enumerate() {
         let staged = plan
@@ -207,6 +202,11 @@ pub fn run(
         .metrics
         .as_deref()
         .map(|bind| MetricsServer::start(bind, metrics.clone()))
+        .transpose()?;
+    let mqtt = plan
+        .mqtt
+        .clone()
+        .map(|settings| crate::sinks::mqtt::MqttSink::start(settings, metrics.mqtt.clone()))
         .transpose()?;
     let mut counters = Vec::new();
     let mut queues = Vec::new();

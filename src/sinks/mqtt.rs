@@ -30,6 +30,7 @@ use rumqttc::{
 
 use super::SinkError;
 use super::spool::Spool;
+use crate::telemetry::MqttMetrics;
 
 /// Unacknowledged publishes allowed at once.
 const WINDOW: usize = 64;
@@ -158,7 +159,7 @@ enum ConnEvent {
 impl MqttSink {
     /// Opens the spool and starts the sink; the broker may be down (the spool holds
     /// what comes meanwhile).
-    pub fn start(settings: MqttSettings) -> Result<Self, SinkError> {
+    pub fn start(settings: MqttSettings, metrics: MqttMetrics) -> Result<Self, SinkError> {
         let spool = Spool::open(&settings.spool_dir, settings.spool_max_bytes)?;
         if spool.recovered() > 0 {
             tracing::info!(
@@ -170,7 +171,7 @@ impl MqttSink {
         let (tx, rx) = bounded(1024);
         let thread = std::thread::Builder::new()
             .name("mqtt".into())
-            .spawn(move || sink_thread(settings, options, spool, rx))
+            .spawn(move || sink_thread(settings, options, spool, rx, metrics))
             .map_err(|source| SinkError::Io {
                 path: PathBuf::from("mqtt thread"),
                 source,
@@ -267,6 +268,7 @@ fn sink_thread(
     options: MqttOptions,
     mut spool: Spool,
     rx: Receiver<(u32, Vec<u8>)>,
+    metrics: MqttMetrics,
 ) -> Result<MqttReport, SinkError> {
     let stop = Arc::new(AtomicBool::new(false));
     let (events_tx, events) = unbounded();
@@ -290,6 +292,7 @@ fn sink_thread(
     let mut input_open = true;
     let mut drain_deadline: Option<Instant> = None;
     let mut last_down_log: Option<Instant> = None;
+    let mut reported_drops = 0u64;
     loop {
         // Done: input closed and everything delivered, or the drain time is up.
         if !input_open {
@@ -305,10 +308,12 @@ fn sink_thread(
                     let topic = format!("{}/{stream}", settings.topic_prefix);
                     spool.push(&topic, &payload)?;
                     report.queued += 1;
+                        metrics.queued.inc();
                     // Drain what else is waiting, so a burst is one wake-up.
                     while let Ok((stream, payload)) = rx.try_recv() {
                         spool.push(&format!("{}/{stream}", settings.topic_prefix), &payload)?;
                         report.queued += 1;
+                        metrics.queued.inc();
                     }
                 }
                 Err(_) => input_open = false,
@@ -322,6 +327,7 @@ fn sink_thread(
                     match event {
                         Event::Incoming(Packet::ConnAck(_)) => {
                             l.connected = true;
+                            metrics.connected.set(1);
                             report.connections += 1;
                             tracing::info!(broker = %format!("{}:{}", settings.host, settings.port), pending = spool.pending().len(), "MQTT connected");
                             next_to_send = spool.acked() + 1;
@@ -343,6 +349,7 @@ fn sink_thread(
                                 }
                                 let newly = through.saturating_sub(spool.acked());
                                 report.acknowledged += newly;
+                                metrics.acknowledged.inc_by(newly);
                                 spool.ack_through(through)?;
                             }
                         }
@@ -352,6 +359,7 @@ fn sink_thread(
                 Ok(ConnEvent::Down(generation, why)) => {
                     if link.as_ref().is_some_and(|l| l.generation == generation) {
                         let was_connected = link.as_ref().is_some_and(|l| l.connected);
+                        metrics.connected.set(0);
                         link = None;
                         next_to_send = spool.acked() + 1;
                         acked_set.clear();
@@ -387,6 +395,12 @@ fn sink_thread(
             }
         }
         spool.sync_if_due()?;
+        metrics.spool_pending.set(spool.pending().len() as i64);
+        let dropped = spool.dropped();
+        if dropped > reported_drops {
+            metrics.dropped.inc_by(dropped - reported_drops);
+            reported_drops = dropped;
+        }
     }
     // A clean stop: say so on the status topic, then disconnect.
     if let Some(l) = link.as_mut().filter(|l| l.connected) {
@@ -405,6 +419,7 @@ fn sink_thread(
         let _ = l.client.disconnect();
     }
     stop.store(true, Ordering::SeqCst);
+    metrics.connected.set(0);
     drop(link);
     // The connection thread ends on its own: its next send fails once `events` is
     // gone. It is not joined, so a connect attempt to a dead broker (up to its

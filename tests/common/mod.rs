@@ -331,8 +331,36 @@ impl Subscriber {
             .stderr(Stdio::null())
             .spawn()
             .expect("mosquitto_sub (mosquitto-clients)");
-        // Until its session exists, messages would not be queued for it.
-        std::thread::sleep(std::time::Duration::from_millis(700));
+        // Until its subscription exists, messages would not be queued for it: publish
+        // probes until one comes through.
+        let probe = format!("{}probe", topic.trim_end_matches('#'));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        loop {
+            Command::new("mosquitto_pub")
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &broker.port.to_string(),
+                    "-t",
+                    &probe,
+                    "-m",
+                    "probe",
+                ])
+                .status()
+                .expect("mosquitto_pub (mosquitto-clients)");
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            if std::fs::read_to_string(&out)
+                .unwrap_or_default()
+                .contains(&probe)
+            {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "mosquitto_sub never subscribed"
+            );
+        }
         Self { child, out }
     }
 
@@ -415,4 +443,37 @@ pub fn first_arrivals(indices: &[u64]) -> Vec<u64> {
         .copied()
         .filter(|i| seen.insert(*i))
         .collect()
+}
+
+/// Scrapes a Prometheus endpoint with a real HTTP client (Python's urllib) and
+/// returns `metric{labels} value` lines as (series, value).
+pub fn scrape(port: u16) -> Vec<(String, f64)> {
+    let out = Command::new("/usr/bin/python3")
+        .args(["-c", "import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())"])
+        .arg(format!("http://127.0.0.1:{port}/metrics"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "scrape failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            l.rsplit_once(' ')
+                .map(|(k, v)| (k.to_string(), v.parse().unwrap_or(f64::NAN)))
+        })
+        .collect()
+}
+
+/// A child process killed (and reaped) when the guard goes, even if a test panics.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
