@@ -290,3 +290,117 @@ fn doctor_checks_the_configured_broker() {
     assert!(line.contains("1 problem(s) found"), "{line}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("MISSING MQTT broker"));
 }
+
+/// Makes a CA and a server certificate for 127.0.0.1 with openssl; returns the CA.
+fn make_certificates(dir: &std::path::Path) -> std::path::PathBuf {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=pedvision test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    ]);
+    std::fs::write(
+        dir.join("server.ext"),
+        "basicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+        "-out",
+        "server.pem",
+    ]);
+    use std::os::unix::fs::PermissionsExt;
+    for f in ["server.key", "server.pem", "ca.pem"] {
+        std::fs::set_permissions(dir.join(f), std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    dir.join("ca.pem")
+}
+
+#[test]
+fn tls_to_a_broker_with_a_private_ca() {
+    let dir = scratch();
+    let certs = join(dir.path(), "certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    let ca = make_certificates(&certs);
+    let broker_dir = join(dir.path(), "broker");
+    std::fs::create_dir_all(&broker_dir).unwrap();
+    let broker = Mosquitto::start_with(
+        &broker_dir,
+        &format!(
+            "cafile {0}/ca.pem\ncertfile {0}/server.pem\nkeyfile {0}/server.key",
+            certs.display()
+        ),
+    );
+    let url = format!("mqtts://127.0.0.1:{}", broker.port);
+    let spool = join(dir.path(), "spool");
+    let mut args = clip_to_mqtt(&url, "tls", &spool);
+    args.extend([
+        "--mqtt-tls-ca".to_string(),
+        path_str(&ca).to_string(),
+        "--mqtt-drain-timeout".into(),
+        "5".into(),
+    ]);
+    let stdout = ok(&pedvision(&strs(&args)));
+    assert!(
+        stdout.contains(&format!("{CLIP_FRAMES} acknowledged")),
+        "{stdout}"
+    );
+    // Without the CA the broker's certificate is not trusted: nothing is delivered.
+    let mut untrusted = clip_to_mqtt(&url, "tls", &join(dir.path(), "spool2"));
+    untrusted.extend(["--mqtt-drain-timeout".to_string(), "2".into()]);
+    let out = pedvision(&strs(&untrusted));
+    let stdout = ok(&out);
+    assert!(
+        stdout.contains(&format!("{CLIP_FRAMES} left in the spool")),
+        "{stdout}"
+    );
+}
