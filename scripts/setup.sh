@@ -38,6 +38,18 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
+# Images built with dpkg path-excludes for /usr/share/doc install labelme-examples
+# without its files: unpack the package into .cache/ instead (the tests look there).
+LABELME=/usr/share/doc/labelme-examples/examples
+if [ ! -d "$LABELME" ] && [ ! -d .cache/labelme-examples/usr ]; then
+  say "labelme-examples has no files under /usr/share/doc here; unpacking it into .cache/"
+  tmp_deb=$(mktemp -d)
+  (cd "$tmp_deb" && apt-get download -q labelme-examples)
+  mkdir -p .cache/labelme-examples
+  dpkg-deb -x "$tmp_deb"/labelme-examples_*.deb .cache/labelme-examples
+  rm -rf "$tmp_deb"
+fi
+
 command -v cargo >/dev/null || { say "cargo not found: install Rust 1.95 or newer (https://rustup.rs)"; exit 1; }
 
 if [ ! -f "$ORT_DIR/libonnxruntime.so.$ORT_VERSION" ] || [ ! -f "$ORT_DIR/libonnxruntime_providers_shared.so" ]; then

@@ -7,16 +7,10 @@ use std::path::{Path, PathBuf};
 
 use pedvision::train::dataset::{Dataset, Format};
 
-const LABELME: &str = "/usr/share/doc/labelme-examples/examples";
+mod common;
 
 fn labelme(sub: &str) -> PathBuf {
-    let p = Path::new(LABELME).join(sub);
-    assert!(
-        p.exists(),
-        "{} is missing: install Debian's labelme-examples (make setup does)",
-        p.display()
-    );
-    p
+    common::labelme_examples().join(sub)
 }
 
 /// A `w`×`h` PNG at `path`.

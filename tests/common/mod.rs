@@ -477,3 +477,18 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// Debian's labelme-examples: under /usr/share/doc, or unpacked into .cache/ by
+/// scripts/setup.sh where the image excludes /usr/share/doc.
+pub fn labelme_examples() -> PathBuf {
+    let installed = Path::new("/usr/share/doc/labelme-examples/examples");
+    let unpacked = Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/.cache/labelme-examples/usr/share/doc/labelme-examples/examples"
+    ));
+    [installed, unpacked]
+        .into_iter()
+        .find(|p| p.is_dir())
+        .unwrap_or_else(|| panic!("labelme-examples is missing: run scripts/setup.sh (make setup)"))
+        .to_path_buf()
+}
