@@ -247,14 +247,7 @@ fn output_path_that_cannot_be_written() {
         "{line}"
     );
     let meta = blocker.join("out.jsonl");
-    let line = failed(&pedvision(&[
-        "run",
-        "--input",
-        CLIP,
-        "--no-video",
-        "--metadata",
-        path_str(&meta),
-    ]));
+    let line = failed(&pedvision(&clip_metadata_args(&meta, &[])));
     assert!(
         line.starts_with(&format!("error: cannot write {}", meta.display())),
         "{line}"

@@ -72,18 +72,10 @@ fn pipeline_batch_four_matches_batch_one() {
     let one = dir.path().join("b1.jsonl");
     let four = dir.path().join("b4.jsonl");
     for (path, batch) in [(&one, "1"), (&four, "4")] {
-        ok(&pedvision(&[
-            "run",
-            "--input",
-            CLIP,
-            "--no-video",
-            "--metadata",
-            path_str(path),
-            "--batch",
-            batch,
-            "--classes",
-            "all",
-        ]));
+        ok(&pedvision(&clip_metadata_args(
+            path,
+            &["--batch", batch, "--classes", "all"],
+        )));
     }
     let (a, b) = (read_jsonl(&one), read_jsonl(&four));
     assert_eq!(a.len(), CLIP_FRAMES);
@@ -109,16 +101,7 @@ fn pipeline_batch_four_matches_batch_one() {
 fn partial_last_batch_is_processed() {
     let dir = scratch();
     let meta = dir.path().join("b3.jsonl");
-    ok(&pedvision(&[
-        "run",
-        "--input",
-        CLIP,
-        "--no-video",
-        "--metadata",
-        path_str(&meta),
-        "--batch",
-        "3",
-    ]));
+    ok(&pedvision(&clip_metadata_args(&meta, &["--batch", "3"])));
     let lines = read_jsonl(&meta);
     assert_eq!(lines.len(), CLIP_FRAMES, "40 = 13 batches of 3 + 1");
     assert_eq!(lines.last().unwrap()["frame_index"], 39);

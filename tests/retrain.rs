@@ -17,19 +17,7 @@ fn json(path: &Path) -> serde_json::Value {
 /// Person detections (score ≥ 0.5) per frame of a `run` over the test clip.
 fn people(model: &str, dir: &Path, name: &str) -> Vec<Vec<Det>> {
     let jsonl = join(dir, name);
-    ok(&pedvision(&[
-        "run",
-        "--input",
-        CLIP,
-        "--model",
-        model,
-        "--classes",
-        "person",
-        "--no-video",
-        "--metadata",
-        path_str(&jsonl),
-    ]));
-    read_jsonl(&jsonl)
+    clip_metadata(&jsonl, &["--model", model, "--classes", "person"])
         .iter()
         .map(|f| detections(f).into_iter().filter(|d| d.1 >= 0.5).collect())
         .collect()

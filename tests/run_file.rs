@@ -109,14 +109,7 @@ fn annotated_mp4_and_jsonl_match_the_input_and_the_reference() {
 fn default_classes_keep_pedestrians_only() {
     let dir = scratch();
     let meta = dir.path().join("people.jsonl");
-    ok(&pedvision(&[
-        "run",
-        "--input",
-        CLIP,
-        "--no-video",
-        "--metadata",
-        path_str(&meta),
-    ]));
+    ok(&pedvision(&clip_metadata_args(&meta, &[])));
     let lines = read_jsonl(&meta);
     assert_eq!(lines.len(), CLIP_FRAMES);
     let dets: Vec<Det> = lines.iter().flat_map(detections).collect();
@@ -138,18 +131,10 @@ fn default_classes_keep_pedestrians_only() {
 fn class_list_and_thresholds_apply() {
     let dir = scratch();
     let meta = dir.path().join("cars.jsonl");
-    ok(&pedvision(&[
-        "run",
-        "--input",
-        CLIP,
-        "--no-video",
-        "--metadata",
-        path_str(&meta),
-        "--classes",
-        "car,truck",
-        "--conf",
-        "0.45",
-    ]));
+    ok(&pedvision(&clip_metadata_args(
+        &meta,
+        &["--classes", "car,truck", "--conf", "0.45"],
+    )));
     let dets: Vec<Det> = read_jsonl(&meta).iter().flat_map(detections).collect();
     assert!(!dets.is_empty(), "the parked van is a truck in COCO terms");
     assert!(

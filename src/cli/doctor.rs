@@ -5,6 +5,7 @@
 
 use std::path::PathBuf;
 
+use anyhow::Context;
 use clap::Args;
 use gstreamer as gst;
 use pedvision::config::Manifest;
@@ -61,21 +62,17 @@ impl DoctorArgs {
         }
         self.rtsp_out |= file.outputs.rtsp.is_some();
         self.display |= file.outputs.display.unwrap_or(false);
-        let given = |id: &str| m.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
-        if !given("model")
+        use super::pipeline_file::{choice, given};
+        if !given(m, "model")
             && let Some(model) = &file.model.path
         {
             self.model = model.clone();
         }
-        if !given("device")
+        if !given(m, "device")
             && let Some(device) = &file.model.device
         {
-            self.device = <Device as clap::ValueEnum>::from_str(device, true).map_err(|_| {
-                anyhow::anyhow!(
-                    "{}: [model] device {device:?} is not cpu, cuda or tensorrt",
-                    path.display()
-                )
-            })?;
+            self.device = choice("[model] device", device)
+                .with_context(|| format!("pipeline file {}", path.display()))?;
         }
         if self.ort_lib.is_none() {
             self.ort_lib = file.model.ort_lib.clone();

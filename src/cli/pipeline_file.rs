@@ -130,7 +130,8 @@ impl MqttArgs {
     }
 }
 
-fn given(m: &ArgMatches, id: &str) -> bool {
+/// Whether option `id` was given on the command line (or by its environment variable).
+pub(super) fn given(m: &ArgMatches, id: &str) -> bool {
     matches!(
         m.value_source(id),
         Some(ValueSource::CommandLine | ValueSource::EnvVariable)
@@ -138,7 +139,7 @@ fn given(m: &ArgMatches, id: &str) -> bool {
 }
 
 /// Parses a `ValueEnum` from a file value, naming the key and the choices.
-fn choice<T: ValueEnum>(key: &str, value: &str) -> anyhow::Result<T> {
+pub(super) fn choice<T: ValueEnum>(key: &str, value: &str) -> anyhow::Result<T> {
     T::from_str(value, true).map_err(|_| {
         let choices: Vec<String> = T::value_variants()
             .iter()

@@ -27,168 +27,126 @@ pub enum PipelineConfigError {
 
 /// A pipeline file.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct PipelineConfig {
     /// Inputs, one stream each, batched together: files, folders of videos,
     /// `rtsp://`, `http(s)://`, `camera:N` or `/dev/videoN`, `test:PATTERN`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub inputs: Vec<String>,
     /// Stop after this many seconds (outputs are finalised).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_s: Option<f64>,
-    #[serde(default)]
     pub model: ModelSection,
-    #[serde(default)]
     pub batching: BatchingSection,
-    #[serde(default)]
     pub outputs: OutputsSection,
-    #[serde(default)]
     pub rtsp: RtspSection,
-    #[serde(default)]
     pub reconnect: ReconnectSection,
     /// Publish each frame's metadata to an MQTT broker.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mqtt: Option<MqttSection>,
 }
 
 /// `[model]`: the detector and its thresholds.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct ModelSection {
     /// Model manifest (.toml) or .onnx file with its manifest beside it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<PathBuf>,
     /// Classes to keep: `person`, `all`, or labels such as `person,car`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub classes: Option<String>,
     /// Minimum class score, in (0, 1).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conf: Option<f32>,
     /// NMS IoU threshold, in (0, 1].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iou: Option<f32>,
     /// Execution provider: `cpu`, `cuda` or `tensorrt`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device: Option<String>,
     /// Inference threads (0: one per core).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threads: Option<usize>,
     /// The ONNX Runtime library.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ort_lib: Option<PathBuf>,
 }
 
 /// `[batching]`: frames per inference call and how long a partial batch waits.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct BatchingSection {
     /// Frames per inference call (1 to 64).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size: Option<u16>,
     /// Longest wait for a partial batch, in ms (default: full batches for files,
     /// 20 ms when any input is live).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
 }
 
 /// `[outputs]`: annotated video, metadata file, re-stream, display, metrics.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct OutputsSection {
     /// Annotated MP4 per stream; `{name}` and `{stream}` are replaced.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub video: Option<String>,
     /// Write no annotated video.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub no_video: Option<bool>,
     /// JSON Lines metadata of all streams.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<PathBuf>,
     /// Write no metadata file.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub no_metadata: Option<bool>,
     /// Serve each annotated stream at rtsp://ADDRESS:PORT/streamN (`PORT` alone
     /// binds to 127.0.0.1).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rtsp: Option<String>,
     /// Show each annotated stream in a window.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub display: Option<bool>,
     /// Serve Prometheus metrics at http://ADDRESS:PORT/metrics.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics: Option<String>,
 }
 
 /// `[rtsp]`: the RTSP client for `rtsp://` inputs.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct RtspSection {
     /// Jitter-buffer latency, in ms.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency_ms: Option<u32>,
     /// `auto` (UDP, then TCP), `tcp` or `udp`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transport: Option<String>,
     /// With `auto`: how long UDP may get nothing before TCP, in ms.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub udp_timeout_ms: Option<u32>,
 }
 
 /// `[reconnect]`: network sources that fail, stall or end.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct ReconnectSection {
     /// First delay, in ms; doubles per failed attempt.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delay_ms: Option<u64>,
     /// Longest delay, in s.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_delay_s: Option<u64>,
     /// Failed attempts in a row before giving up (0: never).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempts: Option<u32>,
     /// No frame for this long means stalled, in s.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stall_timeout_s: Option<f64>,
 }
 
 /// `[mqtt]`: the broker that gets each frame's metadata.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct MqttSection {
     /// `mqtt://HOST[:PORT]` (1883) or `mqtts://HOST[:PORT]` (8883, TLS).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
     /// Topics: `PREFIX/STREAM` per stream, `PREFIX/status` for online/offline.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub topic_prefix: Option<String>,
     /// Client id (default: pedvision-HOSTNAME).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
     /// Name of the environment variable that holds the password (kept out of
     /// files and process lists).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_env: Option<String>,
     /// CA certificate (PEM) to trust for `mqtts://`; default: the system's roots.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_ca: Option<PathBuf>,
     /// Client certificate (PEM) for brokers that require one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_cert: Option<PathBuf>,
     /// Client key (PEM), with `tls_cert`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_key: Option<PathBuf>,
     /// Folder of the disk spool that holds messages until the broker has them.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spool_dir: Option<PathBuf>,
     /// Spool size bound, in MiB; past it the oldest messages are dropped (counted).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spool_max_mb: Option<u64>,
     /// How long to keep trying to deliver the spool when the run ends, in s; what
     /// is left stays in the spool for the next run.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drain_timeout_s: Option<f64>,
 }
 

@@ -263,176 +263,254 @@ struct Link {
     inflight: HashMap<u16, Option<u64>>,
 }
 
+/// The sink thread's state: the spool, the current connection, and where
+/// publishing stands. One method per thing that can happen.
+struct Publisher {
+    settings: MqttSettings,
+    spool: Spool,
+    metrics: MqttMetrics,
+    report: MqttReport,
+    link: Option<Link>,
+    /// The next spool sequence number to publish on this connection.
+    next_to_send: u64,
+    /// Acknowledged sequence numbers above the spool's contiguous acknowledgement.
+    acked_above: BTreeSet<u64>,
+    reported_drops: u64,
+    last_down_log: Option<Instant>,
+}
+
+impl Publisher {
+    fn broker(&self) -> String {
+        format!("{}:{}", self.settings.host, self.settings.port)
+    }
+
+    /// Appends one frame's message to the spool.
+    fn queue(&mut self, stream: u32, payload: &[u8]) -> Result<(), SinkError> {
+        let topic = format!("{}/{stream}", self.settings.topic_prefix);
+        self.spool.push(&topic, payload)?;
+        self.report.queued += 1;
+        self.metrics.queued.inc();
+        Ok(())
+    }
+
+    /// Starts over from the first unacknowledged message (new or lost connection).
+    fn rewind(&mut self) {
+        self.next_to_send = self.spool.acked() + 1;
+        self.acked_above.clear();
+    }
+
+    fn on_connection_event(&mut self, event: ConnEvent) -> Result<(), SinkError> {
+        match event {
+            ConnEvent::Client(generation, client) => {
+                self.link = Some(Link {
+                    generation,
+                    client,
+                    connected: false,
+                    requested: VecDeque::new(),
+                    inflight: HashMap::new(),
+                });
+            }
+            ConnEvent::Event(generation, event) => self.on_mqtt_event(generation, event)?,
+            ConnEvent::Down(generation, why) => {
+                let Some(link) = self.link.take_if(|l| l.generation == generation) else {
+                    return Ok(());
+                };
+                self.metrics.connected.set(0);
+                self.rewind();
+                let quiet = self
+                    .last_down_log
+                    .is_some_and(|t| t.elapsed() < Duration::from_secs(10));
+                if link.connected || !quiet {
+                    self.last_down_log = Some(Instant::now());
+                    tracing::warn!(broker = %self.broker(), error = %why, pending = self.spool.pending().len(), "MQTT broker unreachable; spooling to disk and retrying");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn on_mqtt_event(&mut self, generation: u64, event: Event) -> Result<(), SinkError> {
+        let Some(link) = self.link.as_mut().filter(|l| l.generation == generation) else {
+            return Ok(());
+        };
+        match event {
+            Event::Incoming(Packet::ConnAck(_)) => {
+                link.connected = true;
+                if link
+                    .client
+                    .try_publish(
+                        self.settings.status_topic(),
+                        QoS::AtLeastOnce,
+                        true,
+                        "online",
+                    )
+                    .is_ok()
+                {
+                    link.requested.push_back(None);
+                }
+                self.metrics.connected.set(1);
+                self.report.connections += 1;
+                tracing::info!(broker = %self.broker(), pending = self.spool.pending().len(), "MQTT connected");
+                self.rewind();
+            }
+            Event::Outgoing(Outgoing::Publish(pkid)) => {
+                let seq = link.requested.pop_front().flatten();
+                link.inflight.insert(pkid, seq);
+            }
+            Event::Incoming(Packet::PubAck(ack)) => {
+                if let Some(Some(seq)) = link.inflight.remove(&ack.pkid) {
+                    self.acked_above.insert(seq);
+                    let before = self.spool.acked();
+                    let mut through = before;
+                    while self.acked_above.remove(&(through + 1)) {
+                        through += 1;
+                    }
+                    self.report.acknowledged += through - before;
+                    self.metrics.acknowledged.inc_by(through - before);
+                    self.spool.ack_through(through)?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Publishes in spool order while the window allows.
+    fn publish_window(&mut self) {
+        self.next_to_send = self.next_to_send.max(self.spool.acked() + 1);
+        let Some(link) = self.link.as_mut().filter(|l| l.connected) else {
+            return;
+        };
+        let pending = self.spool.pending();
+        let Some(first) = pending.front().map(|m| m.seq) else {
+            return;
+        };
+        while link.requested.len() + link.inflight.len() < WINDOW {
+            let Some(m) = pending.get((self.next_to_send - first) as usize) else {
+                break;
+            };
+            let sent = link.client.try_publish(
+                m.topic.clone(),
+                QoS::AtLeastOnce,
+                false,
+                m.payload.clone(),
+            );
+            if sent.is_err() {
+                break;
+            }
+            link.requested.push_back(Some(m.seq));
+            self.next_to_send += 1;
+        }
+    }
+
+    /// Periodic upkeep: spool sync and the gauges.
+    fn tick(&mut self) -> Result<(), SinkError> {
+        self.spool.sync_if_due()?;
+        self.metrics
+            .spool_pending
+            .set(self.spool.pending().len() as i64);
+        let dropped = self.spool.dropped();
+        self.metrics.dropped.inc_by(dropped - self.reported_drops);
+        self.reported_drops = dropped;
+        Ok(())
+    }
+
+    /// A clean stop: `offline` on the status topic (waiting briefly for it to
+    /// leave), disconnect, final sync, report.
+    fn finish(mut self, events: &Receiver<ConnEvent>) -> Result<MqttReport, SinkError> {
+        if let Some(link) = self.link.as_mut().filter(|l| l.connected) {
+            let _ = link.client.try_publish(
+                self.settings.status_topic(),
+                QoS::AtLeastOnce,
+                true,
+                "offline",
+            );
+            let until = Instant::now() + Duration::from_secs(1);
+            while Instant::now() < until {
+                if let Ok(ConnEvent::Event(_, Event::Incoming(Packet::PubAck(_)))) =
+                    events.recv_timeout(Duration::from_millis(50))
+                {
+                    break;
+                }
+            }
+            let _ = link.client.disconnect();
+        }
+        self.metrics.connected.set(0);
+        self.spool.sync()?;
+        self.report.left_in_spool = self.spool.pending().len() as u64;
+        self.report.dropped = self.spool.dropped();
+        if self.report.left_in_spool > 0 {
+            tracing::warn!(messages = self.report.left_in_spool, spool = %self.settings.spool_dir.display(), "MQTT messages not delivered yet; they stay in the spool for the next run");
+        }
+        Ok(self.report)
+    }
+}
+
 fn sink_thread(
     settings: MqttSettings,
     options: MqttOptions,
-    mut spool: Spool,
-    rx: Receiver<(u32, Vec<u8>)>,
+    spool: Spool,
+    mut rx: Receiver<(u32, Vec<u8>)>,
     metrics: MqttMetrics,
 ) -> Result<MqttReport, SinkError> {
     let stop = Arc::new(AtomicBool::new(false));
     let (events_tx, events) = unbounded();
-    let conn = {
+    {
         let stop = stop.clone();
+        // Not joined: it ends on its own once `events` is gone (its next send
+        // fails), so a connect attempt to a dead broker does not hold up the end.
         std::thread::Builder::new()
             .name("mqtt-connection".into())
             .spawn(move || connection_thread(options, events_tx, stop))
             .map_err(|source| SinkError::Io {
                 path: PathBuf::from("mqtt thread"),
                 source,
-            })?
+            })?;
+    }
+    let drain_timeout = settings.drain_timeout;
+    let mut p = Publisher {
+        report: MqttReport {
+            recovered: spool.recovered(),
+            ..MqttReport::default()
+        },
+        next_to_send: spool.acked() + 1,
+        settings,
+        spool,
+        metrics,
+        link: None,
+        acked_above: BTreeSet::new(),
+        reported_drops: 0,
+        last_down_log: None,
     };
-    let mut report = MqttReport {
-        recovered: spool.recovered(),
-        ..MqttReport::default()
-    };
-    let mut link: Option<Link> = None;
-    let mut next_to_send = spool.acked() + 1;
-    let mut acked_set: BTreeSet<u64> = BTreeSet::new();
-    let mut input_open = true;
     let mut drain_deadline: Option<Instant> = None;
-    let mut last_down_log: Option<Instant> = None;
-    let mut reported_drops = 0u64;
     loop {
         // Done: input closed and everything delivered, or the drain time is up.
-        if !input_open {
-            let deadline =
-                *drain_deadline.get_or_insert_with(|| Instant::now() + settings.drain_timeout);
-            if spool.pending().is_empty() || Instant::now() >= deadline {
-                break;
-            }
+        if let Some(deadline) = drain_deadline
+            && (p.spool.pending().is_empty() || Instant::now() >= deadline)
+        {
+            break;
         }
         select! {
             recv(rx) -> msg => match msg {
-                Ok((stream, payload)) => {
-                    let topic = format!("{}/{stream}", settings.topic_prefix);
-                    spool.push(&topic, &payload)?;
-                    report.queued += 1;
-                        metrics.queued.inc();
-                    // Drain what else is waiting, so a burst is one wake-up.
-                    while let Ok((stream, payload)) = rx.try_recv() {
-                        spool.push(&format!("{}/{stream}", settings.topic_prefix), &payload)?;
-                        report.queued += 1;
-                        metrics.queued.inc();
-                    }
+                Ok((stream, payload)) => p.queue(stream, &payload)?,
+                Err(_) => {
+                    drain_deadline = Some(Instant::now() + drain_timeout);
+                    // A closed channel is always ready: stop listening to it.
+                    rx = crossbeam_channel::never();
                 }
-                Err(_) => input_open = false,
             },
             recv(events) -> ev => match ev {
-                Ok(ConnEvent::Client(generation, client)) => {
-                    link = Some(Link { generation, client, connected: false, requested: VecDeque::new(), inflight: HashMap::new() });
-                }
-                Ok(ConnEvent::Event(generation, event)) => {
-                    let Some(l) = link.as_mut().filter(|l| l.generation == generation) else { continue };
-                    match event {
-                        Event::Incoming(Packet::ConnAck(_)) => {
-                            l.connected = true;
-                            metrics.connected.set(1);
-                            report.connections += 1;
-                            tracing::info!(broker = %format!("{}:{}", settings.host, settings.port), pending = spool.pending().len(), "MQTT connected");
-                            next_to_send = spool.acked() + 1;
-                            acked_set.clear();
-                            if l.client.try_publish(settings.status_topic(), QoS::AtLeastOnce, true, "online").is_ok() {
-                                l.requested.push_back(None);
-                            }
-                        }
-                        Event::Outgoing(Outgoing::Publish(pkid)) => {
-                            let seq = l.requested.pop_front().flatten();
-                            l.inflight.insert(pkid, seq);
-                        }
-                        Event::Incoming(Packet::PubAck(ack)) => {
-                            if let Some(Some(seq)) = l.inflight.remove(&ack.pkid) {
-                                acked_set.insert(seq);
-                                let mut through = spool.acked();
-                                while acked_set.remove(&(through + 1)) {
-                                    through += 1;
-                                }
-                                let newly = through.saturating_sub(spool.acked());
-                                report.acknowledged += newly;
-                                metrics.acknowledged.inc_by(newly);
-                                spool.ack_through(through)?;
-                            }
-                        }
-                        _ => {}
-                    }
-                }
-                Ok(ConnEvent::Down(generation, why)) => {
-                    if link.as_ref().is_some_and(|l| l.generation == generation) {
-                        let was_connected = link.as_ref().is_some_and(|l| l.connected);
-                        metrics.connected.set(0);
-                        link = None;
-                        next_to_send = spool.acked() + 1;
-                        acked_set.clear();
-                        if was_connected || last_down_log.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
-                            last_down_log = Some(Instant::now());
-                            tracing::warn!(broker = %format!("{}:{}", settings.host, settings.port), error = %why, pending = spool.pending().len(), "MQTT broker unreachable; spooling to disk and retrying");
-                        }
-                    }
-                }
+                Ok(event) => p.on_connection_event(event)?,
                 Err(_) => break,
             },
             default(Duration::from_millis(200)) => {}
         }
-        // Publish in order while the window allows.
-        next_to_send = next_to_send.max(spool.acked() + 1);
-        if let Some(l) = link.as_mut().filter(|l| l.connected) {
-            let pending = spool.pending();
-            while l.requested.len() + l.inflight.len() < WINDOW {
-                let Some(first) = pending.front().map(|m| m.seq) else {
-                    break;
-                };
-                let Some(m) = pending.get((next_to_send - first) as usize) else {
-                    break;
-                };
-                if l.client
-                    .try_publish(m.topic.clone(), QoS::AtLeastOnce, false, m.payload.clone())
-                    .is_err()
-                {
-                    break;
-                }
-                l.requested.push_back(Some(m.seq));
-                next_to_send += 1;
-            }
-        }
-        spool.sync_if_due()?;
-        metrics.spool_pending.set(spool.pending().len() as i64);
-        let dropped = spool.dropped();
-        if dropped > reported_drops {
-            metrics.dropped.inc_by(dropped - reported_drops);
-            reported_drops = dropped;
-        }
+        p.publish_window();
+        p.tick()?;
     }
-    // A clean stop: say so on the status topic, then disconnect.
-    if let Some(l) = link.as_mut().filter(|l| l.connected) {
-        let _ = l
-            .client
-            .try_publish(settings.status_topic(), QoS::AtLeastOnce, true, "offline");
-        let until = Instant::now() + Duration::from_secs(1);
-        // Wait briefly for the status message to leave before disconnecting.
-        while Instant::now() < until {
-            if let Ok(ConnEvent::Event(_, Event::Incoming(Packet::PubAck(_)))) =
-                events.recv_timeout(Duration::from_millis(50))
-            {
-                break;
-            }
-        }
-        let _ = l.client.disconnect();
-    }
+    let report = p.finish(&events);
     stop.store(true, Ordering::SeqCst);
-    metrics.connected.set(0);
-    drop(link);
-    // The connection thread ends on its own: its next send fails once `events` is
-    // gone. It is not joined, so a connect attempt to a dead broker (up to its
-    // timeout) does not hold up the end of the run.
-    drop(events);
-    drop(conn);
-    spool.sync()?;
-    report.left_in_spool = spool.pending().len() as u64;
-    report.dropped = spool.dropped();
-    if report.left_in_spool > 0 {
-        tracing::warn!(messages = report.left_in_spool, spool = %settings.spool_dir.display(), "MQTT messages not delivered yet; they stay in the spool for the next run");
-    }
-    Ok(report)
+    report
 }
 
 #[cfg(test)]

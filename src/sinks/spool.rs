@@ -194,9 +194,7 @@ impl Spool {
             payload: payload.to_vec(),
         });
         self.enforce_bound()?;
-        if self.last_sync.elapsed() >= SYNC_EVERY {
-            self.sync()?;
-        }
+        self.sync_if_due()?;
         Ok(seq)
     }
 
@@ -241,10 +239,7 @@ impl Spool {
         while self.pending.front().is_some_and(|m| m.seq <= seq) {
             self.pending.pop_front();
         }
-        if self.last_sync.elapsed() >= SYNC_EVERY {
-            self.sync()?;
-        }
-        Ok(())
+        self.sync_if_due()
     }
 
     /// Highest acknowledged sequence number.

@@ -7,8 +7,6 @@
 
 use std::path::PathBuf;
 
-use ndarray::ArrayView4;
-
 use super::TrainError;
 use super::dataset::Dataset;
 use super::head::{EVAL_CONF, EVAL_NMS_IOU};
@@ -59,12 +57,7 @@ pub fn evaluate(
     let mut tensor = Vec::new();
     for chunk in dataset.samples.chunks(batch.max(1)) {
         let paths: Vec<&std::path::Path> = chunk.iter().map(|s| s.image.as_path()).collect();
-        let sizes = super::images::load_batch(&paths, spec, &mut tensor)?;
-        let view = ArrayView4::from_shape(
-            (chunk.len(), 3, spec.height as usize, spec.width as usize),
-            &tensor,
-        )
-        .map_err(|e| TrainError::Invalid(e.to_string()))?;
+        let (view, sizes) = super::images::load_batch(&paths, spec, &mut tensor)?;
         let outputs = detector.run(view)?;
         for ((sample, out), size) in chunk.iter().zip(&outputs).zip(sizes) {
             let levels = out.levels(&layout.strides);

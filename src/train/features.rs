@@ -80,12 +80,7 @@ impl FeatureExtractor {
         let mut tensor = Vec::new();
         let mut out = Vec::with_capacity(images.len());
         for chunk in images.chunks(batch.max(1)) {
-            let sizes = super::images::load_batch(chunk, &spec, &mut tensor)?;
-            let view = ArrayView4::from_shape(
-                (chunk.len(), 3, spec.height as usize, spec.width as usize),
-                &tensor,
-            )
-            .map_err(run_error)?;
+            let (view, sizes) = super::images::load_batch(chunk, &spec, &mut tensor)?;
             out.extend(self.run(view, &sizes)?);
             progress(out.len());
         }

@@ -270,16 +270,18 @@ impl Head {
                 .class_logits(l, data.features.view())
                 .mapv(|v| 1.0 / (1.0 + (-v).exp()));
             scores.push(z.into_raw_vec_and_offset().0);
+            // Frozen boxes are read in place; trained ones are computed.
             boxes.push(if train_box {
-                self.box_logits(l, data.features.view())
-                    .into_raw_vec_and_offset()
-                    .0
+                std::borrow::Cow::Owned(
+                    self.box_logits(l, data.features.view())
+                        .into_raw_vec_and_offset()
+                        .0,
+                )
             } else {
-                data.box_logits
-                    .as_standard_layout()
-                    .iter()
-                    .copied()
-                    .collect()
+                match data.box_logits.as_slice() {
+                    Some(s) => std::borrow::Cow::Borrowed(s),
+                    None => std::borrow::Cow::Owned(data.box_logits.iter().copied().collect()),
+                }
             });
         }
         let levels: Vec<LevelOutputs<'_>> = layout

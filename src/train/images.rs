@@ -6,6 +6,7 @@ use std::path::Path;
 
 use image::RgbImage;
 use image::imageops::FilterType;
+use ndarray::ArrayView4;
 
 use super::TrainError;
 use crate::config::{ChannelOrder, InputSpec};
@@ -43,13 +44,18 @@ pub fn to_input(img: &RgbImage, spec: &InputSpec, out: &mut [f32]) {
     }
 }
 
-/// Loads `paths` into one `[N, 3, H, W]` tensor; returns each image's size.
-pub fn load_batch(
+/// An image's width and height in pixels.
+pub type ImageSize = (u32, u32);
+
+/// Loads `paths` into one `[N, 3, H, W]` tensor kept in `tensor` (reused between
+/// calls); returns a view of it and each image's size.
+pub fn load_batch<'t>(
     paths: &[&Path],
     spec: &InputSpec,
-    tensor: &mut Vec<f32>,
-) -> Result<Vec<(u32, u32)>, TrainError> {
-    let per = 3 * (spec.width * spec.height) as usize;
+    tensor: &'t mut Vec<f32>,
+) -> Result<(ArrayView4<'t, f32>, Vec<ImageSize>), TrainError> {
+    let (w, h) = (spec.width as usize, spec.height as usize);
+    let per = 3 * w * h;
     tensor.clear();
     tensor.resize(paths.len() * per, 0.0);
     let mut sizes = Vec::with_capacity(paths.len());
@@ -58,7 +64,9 @@ pub fn load_batch(
         sizes.push(img.dimensions());
         to_input(&img, spec, chunk);
     }
-    Ok(sizes)
+    let view = ArrayView4::from_shape((paths.len(), 3, h, w), tensor.as_slice())
+        .expect("the tensor was sized for this shape");
+    Ok((view, sizes))
 }
 
 #[cfg(test)]

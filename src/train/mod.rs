@@ -51,3 +51,60 @@ pub enum TrainError {
     #[error("{0}")]
     Invalid(String),
 }
+
+/// An output folder written as `OUT.partial/` and renamed to `OUT` by
+/// [`StagedDir::commit`]; dropped uncommitted (an error part-way), it is removed,
+/// so `OUT` exists only when complete and nothing half-written is left behind.
+pub struct StagedDir {
+    out: std::path::PathBuf,
+    staging: std::path::PathBuf,
+    committed: bool,
+}
+
+impl StagedDir {
+    /// Refuses an `out` that exists; starts an empty staging folder beside it.
+    pub fn create(out: &std::path::Path) -> Result<Self, TrainError> {
+        if out.exists() {
+            return Err(TrainError::Invalid(format!(
+                "{} already exists; remove it or choose another --out",
+                out.display()
+            )));
+        }
+        let mut staging = out.as_os_str().to_owned();
+        staging.push(".partial");
+        let staging = std::path::PathBuf::from(staging);
+        let _ = std::fs::remove_dir_all(&staging);
+        std::fs::create_dir_all(&staging).map_err(|source| TrainError::Write {
+            path: staging.clone(),
+            source,
+        })?;
+        Ok(Self {
+            out: out.to_path_buf(),
+            staging,
+            committed: false,
+        })
+    }
+
+    /// Where to write meanwhile.
+    pub fn path(&self) -> &std::path::Path {
+        &self.staging
+    }
+
+    /// Gives the folder its final name.
+    pub fn commit(mut self) -> Result<(), TrainError> {
+        std::fs::rename(&self.staging, &self.out).map_err(|source| TrainError::Write {
+            path: self.out.clone(),
+            source,
+        })?;
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl Drop for StagedDir {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_dir_all(&self.staging);
+        }
+    }
+}

@@ -10,7 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
-use ndarray::{Array1, Array2, ArrayView4, s};
+use ndarray::{Array1, Array2, s};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -187,19 +187,163 @@ fn write(path: &Path, bytes: impl AsRef<[u8]>) -> Result<(), TrainError> {
     })
 }
 
+/// Shuffles `0..n` by `seed` and splits off `fraction` of it (at least one, and
+/// one left to train) for validation: `(validation, training)`. No split when
+/// `fraction` is 0 or there is a single image.
+fn split(n: usize, fraction: f32, seed: u64) -> (Vec<usize>, Vec<usize>) {
+    let mut order: Vec<usize> = (0..n).collect();
+    order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
+    let n_val = if n < 2 || fraction <= 0.0 {
+        0
+    } else {
+        ((n as f32 * fraction).round() as usize).clamp(1, n - 1)
+    };
+    let train = order.split_off(n_val);
+    (order, train)
+}
+
+/// The head training starts from, and the pretrained head of each level. Classes
+/// with a pretrained name start from its row; new ones from small random weights
+/// and a 1% prior. The box rows start pretrained.
+fn initial_head(
+    graph: &HeadGraph,
+    base_labels: &[String],
+    trained: &[String],
+    levels: usize,
+    seed: u64,
+) -> Result<(Head, Vec<LinearWeights>), TrainError> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed);
+    let prior_bias = -((1.0f32 - 0.01) / 0.01).ln();
+    let mut head = Head {
+        classes: Vec::new(),
+        boxes: Vec::new(),
+    };
+    let mut pretrained = Vec::new();
+    for l in 0..levels {
+        let pre = graph.pretrained(l)?;
+        let mut w = Array2::<f32>::zeros((trained.len(), pre.weight.ncols()));
+        let mut b = Array1::<f32>::from_elem(trained.len(), prior_bias);
+        for (k, label) in trained.iter().enumerate() {
+            match base_labels.iter().position(|x| x == label) {
+                Some(base) => {
+                    w.row_mut(k).assign(&pre.weight.row(base));
+                    b[k] = pre.bias[base];
+                }
+                None => w
+                    .row_mut(k)
+                    .iter_mut()
+                    .for_each(|v| *v = rng.random_range(-0.01..0.01)),
+            }
+        }
+        head.classes.push(LinearWeights { weight: w, bias: b });
+        head.boxes.push(LinearWeights {
+            weight: pre.weight.slice(s![base_labels.len().., ..]).to_owned(),
+            bias: pre.bias.slice(s![base_labels.len()..]).to_owned(),
+        });
+        pretrained.push(pre);
+    }
+    Ok((head, pretrained))
+}
+
+/// Per level, the exported head: a row per output class (trained, or copied from
+/// the pretrained head), then the box rows.
+fn export_heads(
+    head: &Head,
+    pretrained: &[LinearWeights],
+    classes: &ClassPlan,
+    base_labels: &[String],
+) -> Vec<LinearWeights> {
+    let n = classes.labels.len();
+    pretrained
+        .iter()
+        .zip(head.classes.iter().zip(&head.boxes))
+        .map(|(pre, (cls, boxes))| {
+            let rows = n + boxes.bias.len();
+            let mut w = Array2::<f32>::zeros((rows, pre.weight.ncols()));
+            let mut b = Array1::<f32>::zeros(rows);
+            for (r, label) in classes.labels.iter().enumerate() {
+                let (src_w, src_b, k) = match classes.trained.iter().position(|t| t == label) {
+                    Some(k) => (&cls.weight, &cls.bias, k),
+                    None => {
+                        let k = base_labels.iter().position(|x| x == label).unwrap_or(0);
+                        (&pre.weight, &pre.bias, k)
+                    }
+                };
+                w.row_mut(r).assign(&src_w.row(k));
+                b[r] = src_b[k];
+            }
+            w.slice_mut(s![n.., ..]).assign(&boxes.weight);
+            b.slice_mut(s![n..]).assign(&boxes.bias);
+            LinearWeights { weight: w, bias: b }
+        })
+        .collect()
+}
+
+/// Loads the staged model the way `run` will and returns the largest difference
+/// between its class scores on `image` and the trained head's.
+fn check_export(
+    manifest: &Path,
+    runtime: &RuntimeOptions,
+    image: &Path,
+    features: &ImageFeatures,
+    head: &Head,
+    classes: &ClassPlan,
+) -> Result<f32, TrainError> {
+    let manifest = Manifest::load(manifest)?;
+    let mut detector = Detector::load(&manifest, runtime)?;
+    let mut tensor = Vec::new();
+    let (view, _) = super::images::load_batch(&[image], &manifest.input, &mut tensor)?;
+    let outputs = detector.run(view)?;
+    let n = classes.labels.len();
+    let mut max_diff = 0.0f32;
+    for (l, data) in features.levels.iter().enumerate() {
+        let th = &head.classes[l];
+        let z = data.features.dot(&th.weight.t()) + &th.bias;
+        let exported = &outputs[0].scores[l];
+        for (k, label) in classes.trained.iter().enumerate() {
+            let r = classes.labels.iter().position(|x| x == label).unwrap_or(0);
+            for (cell, &v) in z.column(k).iter().enumerate() {
+                let want = 1.0 / (1.0 + (-v).exp());
+                max_diff = max_diff.max((exported[cell * n + r] - want).abs());
+            }
+        }
+    }
+    Ok(max_diff)
+}
+
+/// Final AP and precision-recall curve of each trained class on the validation set.
+fn validation_metrics(
+    evals: &[metrics::ImageEval],
+    trained: &[String],
+) -> (Vec<ClassMetrics>, Vec<PrCurve>) {
+    trained
+        .iter()
+        .enumerate()
+        .map(|(k, label)| {
+            let (ap50, ap50_95) =
+                metrics::coco_ap(evals, k).map_or((None, None), |(a, b)| (Some(a), Some(b)));
+            let curve = Curve::new(evals, k, 0.5);
+            let m = ClassMetrics {
+                label: label.clone(),
+                val_boxes: curve.positives,
+                ap50,
+                ap50_95,
+            };
+            (
+                m,
+                PrCurve {
+                    label: label.clone(),
+                    points: curve.precision_recall(),
+                },
+            )
+        })
+        .unzip()
+}
+
 /// Runs the whole retrain.
 pub fn retrain(plan: &RetrainPlan) -> Result<RetrainReport, TrainError> {
-    if plan.out.exists() {
-        return Err(TrainError::Invalid(format!(
-            "{} already exists; remove it or choose another --out",
-            plan.out.display()
-        )));
-    }
-    let ClassPlan {
-        labels,
-        sources,
-        trained,
-    } = plan_classes(plan)?;
+    let staging = super::StagedDir::create(&plan.out)?;
+    let classes = plan_classes(plan)?;
     let layout = plan.base.layout();
     let graph = HeadGraph::locate(
         &plan.base.onnx,
@@ -207,19 +351,9 @@ pub fn retrain(plan: &RetrainPlan) -> Result<RetrainReport, TrainError> {
         plan.base.labels.len(),
         layout.bins,
     )?;
-
-    // Split by the seed: the same data and seed give the same split.
     let samples = &plan.dataset.samples;
-    let mut order: Vec<usize> = (0..samples.len()).collect();
-    let mut rng = ChaCha8Rng::seed_from_u64(plan.options.seed);
-    order.shuffle(&mut rng);
-    let n_val = if samples.len() < 2 || plan.val_fraction <= 0.0 {
-        0
-    } else {
-        ((samples.len() as f32 * plan.val_fraction).round() as usize).clamp(1, samples.len() - 1)
-    };
-    let (val_idx, train_idx) = order.split_at(n_val);
-    if n_val == 0 {
+    let (val_idx, train_idx) = split(samples.len(), plan.val_fraction, plan.options.seed);
+    if val_idx.is_empty() {
         tracing::warn!(
             "no validation split: validating (and stopping early) on the training images"
         );
@@ -241,11 +375,11 @@ pub fn retrain(plan: &RetrainPlan) -> Result<RetrainReport, TrainError> {
         "features extracted"
     );
 
-    // Targets.
+    // Targets, in network-input pixels.
     let (nw, nh) = layout.input_size;
-    let example = |i: usize| {
+    let example = |&i: &usize| {
         let sample = &samples[i];
-        let truth = truth_of(sample, &trained);
+        let truth = truth_of(sample, &classes.trained);
         let (sx, sy) = (
             nw as f32 / sample.width as f32,
             nh as f32 / sample.height as f32,
@@ -265,51 +399,25 @@ pub fn retrain(plan: &RetrainPlan) -> Result<RetrainReport, TrainError> {
             truth,
         }
     };
-    let train_set: Vec<Example<'_>> = train_idx.iter().map(|&i| example(i)).collect();
-    let val_set: Vec<Example<'_>> = if n_val == 0 {
-        train_idx.iter().map(|&i| example(i)).collect()
+    let train_set: Vec<Example<'_>> = train_idx.iter().map(example).collect();
+    let val_from = if val_idx.is_empty() {
+        &train_idx
     } else {
-        val_idx.iter().map(|&i| example(i)).collect()
+        &val_idx
     };
-
-    // The starting head.
-    let mut init_rng = ChaCha8Rng::seed_from_u64(plan.options.seed ^ 0x5eed);
-    let prior_bias = -((1.0f32 - 0.01) / 0.01).ln();
-    let classes = plan.base.labels.len();
-    let mut start = Head {
-        classes: Vec::new(),
-        boxes: Vec::new(),
-    };
-    let mut pretrained_levels = Vec::new();
-    for l in 0..layout.strides.len() {
-        let pre = graph.pretrained(l)?;
-        let f = pre.weight.ncols();
-        let mut w = Array2::<f32>::zeros((trained.len(), f));
-        let mut b = Array1::<f32>::from_elem(trained.len(), prior_bias);
-        for (k, label) in trained.iter().enumerate() {
-            match plan.base.labels.iter().position(|x| x == label) {
-                Some(base) => {
-                    w.row_mut(k).assign(&pre.weight.row(base));
-                    b[k] = pre.bias[base];
-                }
-                None => w
-                    .row_mut(k)
-                    .iter_mut()
-                    .for_each(|v| *v = init_rng.random_range(-0.01..0.01)),
-            }
-        }
-        start.classes.push(LinearWeights { weight: w, bias: b });
-        start.boxes.push(LinearWeights {
-            weight: pre.weight.slice(s![classes.., ..]).to_owned(),
-            bias: pre.bias.slice(s![classes..]).to_owned(),
-        });
-        pretrained_levels.push(pre);
-    }
+    let val_set: Vec<Example<'_>> = val_from.iter().map(example).collect();
 
     // Training.
+    let (start, pretrained) = initial_head(
+        &graph,
+        &plan.base.labels,
+        &classes.trained,
+        layout.strides.len(),
+        plan.options.seed,
+    )?;
     let started = std::time::Instant::now();
     let bar = progress_bar(plan.progress, plan.options.epochs, "epochs");
-    let trained_head = head::train(start, &layout, &train_set, &val_set, &plan.options, |e| {
+    let trained = head::train(start, &layout, &train_set, &val_set, &plan.options, |e| {
         bar.inc(1);
         let ap = e.val_ap50.map_or("-".into(), |v| format!("{v:.3}"));
         if plan.progress {
@@ -319,95 +427,30 @@ pub fn retrain(plan: &RetrainPlan) -> Result<RetrainReport, TrainError> {
     });
     bar.finish_and_clear();
     let train_seconds = started.elapsed().as_secs_f32();
-
-    // Final metrics on the validation images.
-    let evals = trained_head
+    let evals = trained
         .head
         .evaluate(&layout, &val_set, plan.options.train_box);
-    let mut class_metrics = Vec::new();
-    let mut curves = Vec::new();
-    for (k, label) in trained.iter().enumerate() {
-        let (ap50, ap) =
-            metrics::coco_ap(&evals, k).map_or((None, None), |(a, b)| (Some(a), Some(b)));
-        let curve = Curve::new(&evals, k, 0.5);
-        class_metrics.push(ClassMetrics {
-            label: label.clone(),
-            val_boxes: curve.positives,
-            ap50,
-            ap50_95: ap,
-        });
-        curves.push(PrCurve {
-            label: label.clone(),
-            points: curve.precision_recall(),
-        });
-    }
+    let (class_metrics, curves) = validation_metrics(&evals, &classes.trained);
 
-    // Export: the output classes' rows, then the box rows, per level.
-    let heads: Vec<LinearWeights> = (0..layout.strides.len())
-        .map(|l| {
-            let pre = &pretrained_levels[l];
-            let th = &trained_head.head;
-            let f = pre.weight.ncols();
-            let rows = labels.len() + 4 * layout.bins;
-            let mut w = Array2::<f32>::zeros((rows, f));
-            let mut b = Array1::<f32>::zeros(rows);
-            for (r, label) in labels.iter().enumerate() {
-                if let Some(k) = trained.iter().position(|t| t == label) {
-                    w.row_mut(r).assign(&th.classes[l].weight.row(k));
-                    b[r] = th.classes[l].bias[k];
-                } else if let Some(base) = plan.base.labels.iter().position(|x| x == label) {
-                    w.row_mut(r).assign(&pre.weight.row(base));
-                    b[r] = pre.bias[base];
-                }
-            }
-            w.slice_mut(s![labels.len().., ..])
-                .assign(&th.boxes[l].weight);
-            b.slice_mut(s![labels.len()..]).assign(&th.boxes[l].bias);
-            LinearWeights { weight: w, bias: b }
-        })
-        .collect();
-    let bytes = graph.with_heads(&heads, labels.len(), &labels)?;
-
-    let mut staging = plan.out.clone().into_os_string();
-    staging.push(".partial");
-    let staging = PathBuf::from(staging);
-    let _ = std::fs::remove_dir_all(&staging);
-    std::fs::create_dir_all(&staging).map_err(|source| TrainError::Write {
-        path: staging.clone(),
-        source,
-    })?;
+    // Export into the staging folder, and check it.
+    let heads = export_heads(&trained.head, &pretrained, &classes, &plan.base.labels);
+    let bytes = graph.with_heads(&heads, classes.labels.len(), &classes.labels)?;
     let onnx_name = format!("{}.onnx", plan.name);
     let manifest_name = format!("{}.toml", plan.name);
-    write(&staging.join(&onnx_name), &bytes)?;
+    write(&staging.path().join(&onnx_name), &bytes)?;
     write(
-        &staging.join(&manifest_name),
-        manifest_text(&plan.base, &plan.name, &onnx_name, &labels)?,
+        &staging.path().join(&manifest_name),
+        manifest_text(&plan.base, &plan.name, &onnx_name, &classes.labels)?,
     )?;
-
-    // Check the export the way `run` will load it.
-    let staged_manifest = Manifest::load(&staging.join(&manifest_name))?;
-    let mut detector = Detector::load(&staged_manifest, &plan.runtime)?;
-    let probe = val_idx.first().or(train_idx.first()).copied().unwrap_or(0);
-    let spec = &plan.base.input;
-    let mut tensor = Vec::new();
-    super::images::load_batch(&[samples[probe].image.as_path()], spec, &mut tensor)?;
-    let view = ArrayView4::from_shape((1, 3, spec.height as usize, spec.width as usize), &tensor)
-        .map_err(|e| TrainError::Invalid(e.to_string()))?;
-    let outputs = detector.run(view)?;
-    let mut max_diff = 0.0f32;
-    for (l, data) in features[probe].levels.iter().enumerate() {
-        let th = &trained_head.head.classes[l];
-        let z = data.features.dot(&th.weight.t()) + &th.bias;
-        let exported = &outputs[0].scores[l];
-        for (cell, row) in z.outer_iter().enumerate() {
-            for (k, &v) in row.iter().enumerate() {
-                let r = labels.iter().position(|x| *x == trained[k]).unwrap_or(0);
-                let want = 1.0 / (1.0 + (-v).exp());
-                max_diff = max_diff.max((exported[cell * labels.len() + r] - want).abs());
-            }
-        }
-    }
-    drop(detector);
+    let probe = val_from[0];
+    let max_diff = check_export(
+        &staging.path().join(&manifest_name),
+        &plan.runtime,
+        &samples[probe].image,
+        &features[probe],
+        &trained.head,
+        &classes,
+    )?;
     if max_diff > 1e-3 {
         return Err(TrainError::Invalid(format!(
             "the exported model's scores differ from the trained head's by {max_diff}; not writing {}",
@@ -419,35 +462,32 @@ pub fn retrain(plan: &RetrainPlan) -> Result<RetrainReport, TrainError> {
         model: plan.out.join(&onnx_name),
         manifest: plan.out.join(&manifest_name),
         base_model: plan.base.name.clone(),
-        labels,
-        sources,
+        labels: classes.labels.clone(),
+        sources: classes.sources.clone(),
         options: plan.options.clone(),
         train_images: train_idx.len(),
-        val_images: if n_val == 0 { train_idx.len() } else { n_val },
+        val_images: val_set.len(),
         skipped: plan.dataset.skipped.clone(),
         feature_seconds,
         feature_images_per_second: paths.len() as f32 / feature_seconds.max(1e-6),
         train_seconds,
-        epochs_run: trained_head.history.len(),
-        best_epoch: trained_head.best_epoch,
-        stopped_early: trained_head.stopped_early,
-        history: trained_head.history.clone(),
+        epochs_run: trained.history.len(),
+        best_epoch: trained.best_epoch,
+        stopped_early: trained.stopped_early,
+        history: trained.history.clone(),
         classes: class_metrics,
         export_max_score_diff: max_diff,
         peak_memory_mib: peak_memory_mib(),
     };
     report::draw(
-        &staging.join("training.png"),
-        &trained_head.history,
+        &staging.path().join("training.png"),
+        &trained.history,
         &curves,
     )?;
     let json =
         serde_json::to_string_pretty(&report).map_err(|e| TrainError::Invalid(e.to_string()))?;
-    write(&staging.join("report.json"), json + "\n")?;
-    std::fs::rename(&staging, &plan.out).map_err(|source| TrainError::Write {
-        path: plan.out.clone(),
-        source,
-    })?;
+    write(&staging.path().join("report.json"), json + "\n")?;
+    staging.commit()?;
     Ok(report)
 }
 

@@ -5,15 +5,12 @@
 //! No labelled data set with a new class ships in the registries this project can
 //! reach, so this is how the retrain path is exercised end to end. Two classes are
 //! drawn: `ball` (a disc of six alternating red and white sectors) and `sign` (a
-//! yellow diamond with a black rim and a black bar). Frames are decoded by
-//! GStreamer (`uridecodebin ! videoconvert ! RGB appsink`); the generator writes
+//! yellow diamond with a black rim and a black bar). Frames are decoded by the
+//! project's own reader ([`crate::sources::read_frames`]); the generator writes
 //! into `OUT.partial/` and renames it to `OUT` only when every file is written.
 
 use std::path::{Path, PathBuf};
 
-use gstreamer as gst;
-use gstreamer::prelude::*;
-use gstreamer_app::AppSink;
 use image::{Rgb, RgbImage};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -21,6 +18,7 @@ use rand_chacha::ChaCha8Rng;
 use super::TrainError;
 use crate::model::BBox;
 use crate::model::geometry::iou;
+use crate::pipeline::{Frame, chroma_size};
 
 /// The classes the generator draws.
 pub const CLASSES: [&str; 2] = ["ball", "sign"];
@@ -48,64 +46,24 @@ pub struct SynthReport {
     pub frames_available: usize,
 }
 
-fn video_error(path: &Path, reason: impl std::fmt::Display) -> TrainError {
-    TrainError::Image {
-        path: path.to_path_buf(),
-        reason: reason.to_string(),
-    }
-}
-
-/// Decodes every frame of `video` to RGB.
-pub fn decode_frames(video: &Path) -> Result<Vec<RgbImage>, TrainError> {
-    gst::init().map_err(|e| video_error(video, e))?;
-    let abs = std::fs::canonicalize(video).map_err(|e| video_error(video, e))?;
-    let uri = gst::glib::filename_to_uri(&abs, None).map_err(|e| video_error(video, e))?;
-    let description = format!(
-        "uridecodebin uri=\"{uri}\" ! videoconvert ! video/x-raw,format=RGB ! appsink name=sink sync=false"
-    );
-    let pipeline = gst::parse::launch(&description)
-        .map_err(|e| video_error(video, e))?
-        .downcast::<gst::Pipeline>()
-        .map_err(|_| video_error(video, "not a pipeline"))?;
-    let sink = pipeline
-        .by_name("sink")
-        .and_then(|s| s.downcast::<AppSink>().ok())
-        .ok_or_else(|| video_error(video, "no appsink"))?;
-    pipeline
-        .set_state(gst::State::Playing)
-        .map_err(|e| video_error(video, e))?;
-    let mut frames = Vec::new();
-    let result = (|| {
-        while let Ok(sample) = sink.pull_sample() {
-            let caps = sample.caps().ok_or("sample without caps")?;
-            let info = gstreamer_video::VideoInfo::from_caps(caps).map_err(|e| e.to_string())?;
-            let buffer = sample.buffer().ok_or("sample without buffer")?;
-            let map = buffer.map_readable().map_err(|e| e.to_string())?;
-            let (w, h, stride) = (
-                info.width() as usize,
-                info.height() as usize,
-                info.stride()[0] as usize,
-            );
-            let mut rgb = Vec::with_capacity(w * h * 3);
-            for row in 0..h {
-                rgb.extend_from_slice(&map[row * stride..row * stride + w * 3]);
-            }
-            frames.push(RgbImage::from_raw(w as u32, h as u32, rgb).ok_or("bad frame size")?);
+/// The frame as 8-bit RGB, converted with the colour space its caps declared.
+/// (Full-frame conversion is fine here: this is offline data generation, not the
+/// pipeline, which never converts whole frames.)
+fn frame_to_rgb(frame: &Frame) -> RgbImage {
+    let (y, u, v) = frame.planes();
+    let (w, h) = (frame.width as usize, frame.height as usize);
+    let (cw, _) = chroma_size(frame.width, frame.height);
+    let mut rgb = Vec::with_capacity(w * h * 3);
+    for row in 0..h {
+        for col in 0..w {
+            let c = (row / 2) * cw + col / 2;
+            let px = frame
+                .colour
+                .to_rgb(y[row * w + col] as f32, u[c] as f32, v[c] as f32);
+            rgb.extend(px.map(|v| v.round() as u8));
         }
-        let bus = pipeline.bus().ok_or("no bus")?;
-        if let Some(msg) = bus.pop_filtered(&[gst::MessageType::Error])
-            && let gst::MessageView::Error(e) = msg.view()
-        {
-            return Err(e.error().to_string());
-        }
-        Ok::<_, String>(())
-    })();
-    let _ = pipeline.set_state(gst::State::Null);
-    result.map_err(|e| video_error(video, e))?;
-    if frames.is_empty() {
-        return Err(video_error(video, "no video frames decoded"));
     }
-    Ok(frames)
+    RgbImage::from_raw(frame.width, frame.height, rgb).expect("w × h × 3 bytes")
 }
 
 /// Draws a `ball` of diameter `size` with its top-left at `(x, y)`.
@@ -162,19 +120,25 @@ fn write_error(path: &Path, source: std::io::Error) -> TrainError {
 
 /// Generates the data set.
 pub fn generate(options: &SynthOptions) -> Result<SynthReport, TrainError> {
-    if options.out.exists() {
-        return Err(TrainError::Invalid(format!(
-            "{} already exists; remove it or choose another --out",
-            options.out.display()
-        )));
-    }
+    let staged = super::StagedDir::create(&options.out)?;
+    let staging = staged.path();
     let (min, max) = options.sizes;
     if min < 8 || max < min {
         return Err(TrainError::Invalid(format!(
             "object sizes {min}..{max} must be at least 8 and in order"
         )));
     }
-    let frames = decode_frames(&options.video)?;
+    let video = options.video.to_string_lossy();
+    let frames = crate::sources::read_frames(&video, None).map_err(|e| TrainError::Image {
+        path: options.video.clone(),
+        reason: e.to_string(),
+    })?;
+    if frames.is_empty() {
+        return Err(TrainError::Image {
+            path: options.video.clone(),
+            reason: "no video frames decoded".into(),
+        });
+    }
     let (first, last) = options.frames.unwrap_or((0, frames.len()));
     let last = last.min(frames.len());
     if first >= last {
@@ -183,17 +147,13 @@ pub fn generate(options: &SynthOptions) -> Result<SynthReport, TrainError> {
             frames.len()
         )));
     }
-    let mut staging = options.out.clone().into_os_string();
-    staging.push(".partial");
-    let staging = PathBuf::from(staging);
-    let _ = std::fs::remove_dir_all(&staging);
     for dir in ["images", "labels"] {
-        std::fs::create_dir_all(staging.join(dir)).map_err(|e| write_error(&staging, e))?;
+        std::fs::create_dir_all(staging.join(dir)).map_err(|e| write_error(staging, e))?;
     }
     let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
     let mut boxes = [0usize; 2];
     for n in 0..options.images {
-        let mut img = frames[rng.random_range(first..last)].clone();
+        let mut img = frame_to_rgb(&frames[rng.random_range(first..last)]);
         let (w, h) = img.dimensions();
         let count = rng.random_range(1..=options.max_objects.max(1));
         let mut placed: Vec<(usize, BBox)> = Vec::new();
@@ -236,7 +196,7 @@ pub fn generate(options: &SynthOptions) -> Result<SynthReport, TrainError> {
         let label_path = staging.join("labels").join(format!("{name}.txt"));
         std::fs::write(&label_path, labels).map_err(|e| write_error(&label_path, e))?;
     }
-    std::fs::rename(&staging, &options.out).map_err(|e| write_error(&options.out, e))?;
+    staged.commit()?;
     Ok(SynthReport {
         images: options.images,
         boxes,

@@ -492,3 +492,23 @@ pub fn labelme_examples() -> PathBuf {
         .unwrap_or_else(|| panic!("labelme-examples is missing: run scripts/setup.sh (make setup)"))
         .to_path_buf()
 }
+
+/// `run` over the test clip writing only metadata, to `meta`, plus `extra` flags.
+pub fn clip_metadata_args<'a>(meta: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "run",
+        "--input",
+        CLIP,
+        "--no-video",
+        "--metadata",
+        path_str(meta),
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
+/// Runs [`clip_metadata_args`], asserts success, and returns the metadata lines.
+pub fn clip_metadata(meta: &Path, extra: &[&str]) -> Vec<serde_json::Value> {
+    ok(&pedvision(&clip_metadata_args(meta, extra)));
+    read_jsonl(meta)
+}
