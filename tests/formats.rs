@@ -66,17 +66,22 @@ fn odd_frame_width_is_handled() {
         "videotestsrc num-buffers=6 ! video/x-raw,width=321,height=241,framerate=5/1 ! x264enc ! mp4mux",
     );
     let video = dir.path().join("odd.out.mp4");
-    ok(&pedvision(&[
-        "run",
-        "--input",
-        path_str(&input),
-        "--output",
-        path_str(&video),
-        "--no-metadata",
-    ]));
+    annotate(&input, &video);
     let (frames, w, h, _) = probe(&video);
     // The output keeps the odd size (x264enc negotiates a chroma format that fits).
     assert_eq!((frames, w, h), (6, 321, 241));
+}
+
+/// Runs the clip at `input` to an annotated video only.
+fn annotate(input: &std::path::Path, video: &std::path::Path) {
+    ok(&pedvision(&[
+        "run",
+        "--input",
+        path_str(input),
+        "--output",
+        path_str(video),
+        "--no-metadata",
+    ]));
 }
 
 /// The colour matrix ffprobe reads from a video's first stream.
@@ -115,14 +120,7 @@ fn output_keeps_the_source_colour_space() {
             ),
         );
         let video = dir.path().join(format!("{colorimetry}.out.mp4"));
-        ok(&pedvision(&[
-            "run",
-            "--input",
-            path_str(&input),
-            "--output",
-            path_str(&video),
-            "--no-metadata",
-        ]));
+        annotate(&input, &video);
         assert_eq!(colour_space(&video), want, "{colorimetry}");
     }
 }
