@@ -18,6 +18,8 @@ pub enum Error {
     Pipeline(#[from] pipeline::PipelineError),
     #[error(transparent)]
     Metrics(#[from] crate::telemetry::MetricsError),
+    #[error(transparent)]
+    Rule(#[from] crate::analytics::RuleError),
 }
 
 /// Result with the crate-level [`Error`].

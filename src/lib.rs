@@ -14,6 +14,7 @@
 //! shutdown drains in order by construction. [`pipeline`] wires the stages; [`config`]
 //! holds the model manifest; [`cli`] (in the binary's edge) turns flags into a plan.
 
+pub mod analytics;
 pub mod config;
 pub mod error;
 pub mod infer;
@@ -22,6 +23,7 @@ pub mod pipeline;
 pub mod sinks;
 pub mod sources;
 pub mod telemetry;
+pub mod track;
 
 pub use error::{Error, Result};
 pub mod train;

@@ -34,6 +34,7 @@ fn main() -> ExitCode {
         cli::Command::Retrain(a) => cli::retrain::execute(a),
         cli::Command::Eval(a) => cli::eval::execute(a),
         cli::Command::Synth(a) => cli::synth::execute(a),
+        cli::Command::Track(a) => cli::track::execute(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

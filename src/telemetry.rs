@@ -27,6 +27,53 @@ pub struct StreamLabels {
 
 type HistogramFamily = Family<StreamLabels, Histogram, fn() -> Histogram>;
 
+/// Labels of line-crossing counters.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LineLabels {
+    pub stream: String,
+    pub line: String,
+    pub direction: String,
+    pub class: String,
+}
+
+/// Labels of zone series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ZoneLabels {
+    pub stream: String,
+    pub zone: String,
+    pub class: String,
+}
+
+fn dwell_histogram() -> Histogram {
+    // 0.5 s to about 68 min.
+    Histogram::new(exponential_buckets(0.5, 2.0, 14))
+}
+
+/// Handles of the tracking and analytics metrics (shared by every stream; each
+/// series is labelled with its stream).
+#[derive(Debug, Clone)]
+pub struct PeopleMetrics {
+    /// Line crossings, per stream, line, direction and class.
+    pub line_crossings: Family<LineLabels, Counter>,
+    /// Tracks inside each zone now.
+    pub zone_occupancy: Family<ZoneLabels, Gauge>,
+    /// Seconds a track stayed in a zone, observed when it leaves.
+    pub zone_dwell: Family<ZoneLabels, Histogram, fn() -> Histogram>,
+    /// Confirmed tracks alive (tracked or briefly lost), per stream.
+    pub tracks_live: Family<StreamLabels, Gauge>,
+}
+
+impl Default for PeopleMetrics {
+    fn default() -> Self {
+        Self {
+            line_crossings: Family::default(),
+            zone_occupancy: Family::default(),
+            zone_dwell: Family::new_with_constructor(dwell_histogram),
+            tracks_live: Family::default(),
+        }
+    }
+}
+
 fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.005, 2.0, 12))
 }
@@ -50,6 +97,8 @@ pub struct Metrics {
     pub batch_size: Histogram,
     /// The MQTT sink's handles.
     pub mqtt: MqttMetrics,
+    /// Tracking and line/zone analytics.
+    pub people: PeopleMetrics,
 }
 
 /// Handles of the MQTT sink's metrics (registered always, moving only with `--mqtt`).
@@ -88,6 +137,12 @@ pub struct StreamMetrics {
     pub fps: Gauge<f64, AtomicU64>,
     /// Capture-to-metadata latency of live frames, in seconds.
     pub latency: Histogram,
+    /// This stream's `stream` label value, for the people metrics.
+    pub stream_label: String,
+    /// Confirmed tracks alive in this stream.
+    pub tracks_live: Gauge,
+    /// The run's tracking and analytics families.
+    pub people: PeopleMetrics,
 }
 
 impl Default for StreamMetrics {
@@ -103,6 +158,9 @@ impl Default for StreamMetrics {
             queue_depth: Gauge::default(),
             fps: Gauge::default(),
             latency: latency_histogram(),
+            stream_label: String::new(),
+            tracks_live: Gauge::default(),
+            people: PeopleMetrics::default(),
         }
     }
 }
@@ -124,6 +182,7 @@ impl Metrics {
             inference_seconds: latency_histogram(),
             batch_size: Histogram::new(linear_buckets(1.0, 1.0, 16)),
             mqtt: MqttMetrics::default(),
+            people: PeopleMetrics::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -180,6 +239,27 @@ impl Metrics {
             "batch_size",
             "Frames per inference call",
             metrics.batch_size.clone(),
+        );
+        let p = &metrics.people;
+        registry.register(
+            "line_crossings",
+            "Tracks that crossed a line, per stream, line, direction and class",
+            p.line_crossings.clone(),
+        );
+        registry.register(
+            "zone_occupancy",
+            "Tracks inside a zone now, per stream, zone and class",
+            p.zone_occupancy.clone(),
+        );
+        registry.register(
+            "zone_dwell_seconds",
+            "Time tracks stayed in a zone, observed as they leave",
+            p.zone_dwell.clone(),
+        );
+        registry.register(
+            "tracks_live",
+            "Confirmed tracks alive (seen or briefly lost), per stream",
+            p.tracks_live.clone(),
         );
         let m = &metrics.mqtt;
         for (name, help, counter) in [
@@ -241,6 +321,9 @@ impl Metrics {
             queue_depth: self.queue_depth.get_or_create(&labels).clone(),
             fps: self.fps.get_or_create(&labels).clone(),
             latency: self.latency.get_or_create(&labels).clone(),
+            stream_label: id.to_string(),
+            tracks_live: self.people.tracks_live.get_or_create(&labels).clone(),
+            people: self.people.clone(),
         }
     }
 
@@ -337,6 +420,34 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("pedvision_batch_size_count 1"), "{text}");
+        let zone = ZoneLabels {
+            stream: "1".into(),
+            zone: "queue".into(),
+            class: "person".into(),
+        };
+        s.people.zone_dwell.get_or_create(&zone).observe(3.0);
+        s.people
+            .line_crossings
+            .get_or_create(&LineLabels {
+                stream: "1".into(),
+                line: "door".into(),
+                direction: "in".into(),
+                class: "person".into(),
+            })
+            .inc();
+        let text = m.encode();
+        assert!(
+            text.contains(
+                r#"pedvision_line_crossings_total{stream="1",line="door",direction="in",class="person"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"pedvision_zone_dwell_seconds_count{stream="1",zone="queue",class="person"} 1"#
+            ),
+            "{text}"
+        );
         assert!(
             text.contains(r#"pedvision_build_info{version="#)
                 && text.contains(r#"model="nanodet-g""#),

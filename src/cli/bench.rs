@@ -39,6 +39,11 @@ pub struct BenchArgs {
     #[arg(long, value_name = "MQTT_URL")]
     pub with_sinks: Option<String>,
 
+    /// Also time each round with tracking, a counting line and a zone against
+    /// the same run without tracking (`--tracker none`), and report the ratio.
+    #[arg(long)]
+    pub compare_tracking: bool,
+
     #[command(flatten)]
     pub detector: DetectorArgs,
 }
@@ -109,7 +114,18 @@ pub fn execute(args: BenchArgs) -> anyhow::Result<()> {
         batch,
         batch_timeout: None,
         post: model.post.clone(),
+        tracking: pedvision::track::TrackerSettings {
+            high: model.post.conf,
+            new_track: model.post.conf,
+            ..Default::default()
+        },
+        rules: Default::default(),
     };
+    let tracking_plans = args
+        .compare_tracking
+        .then(|| tracking_plans(&plan))
+        .transpose()?;
+    let mut tracking_ratios = Vec::new();
     // Alternate inference-only and end-to-end passes; each round's ratio divides
     // its end-to-end fps by the mean of the inference-only passes around it, so a
     // change in machine load hits both sides of a ratio alike.
@@ -194,6 +210,27 @@ pub fn execute(args: BenchArgs) -> anyhow::Result<()> {
                 with.fps() / report.fps()
             );
         }
+        if let Some((with_plan, without_plan)) = &tracking_plans {
+            let stop = Arc::new(AtomicBool::new(false));
+            let without = pipeline::run(without_plan, &mut model.detector, &stop);
+            let _ = std::fs::remove_dir_all(&dir);
+            let with = pipeline::run(with_plan, &mut model.detector, &stop);
+            let _ = std::fs::remove_dir_all(&dir);
+            let (with, without) = (with?, without?);
+            let crossings: u64 = with.streams[0]
+                .lines
+                .iter()
+                .map(|l| l.counts[0].1 + l.counts[1].1)
+                .sum();
+            tracking_ratios.push(with.fps() / without.fps());
+            out!(
+                "round {round}: with tracking + line + zone {:6.2} fps ({} tracks, {crossings} crossings), without tracking {:6.2} fps, ratio {:.3}",
+                with.fps(),
+                with.streams[0].tracks,
+                without.fps(),
+                with.fps() / without.fps()
+            );
+        }
         let around = (infer_fps[round - 1] + infer_fps[round]) / 2.0;
         ratios.push(report.fps() / around);
         out!(
@@ -222,6 +259,16 @@ pub fn execute(args: BenchArgs) -> anyhow::Result<()> {
             sink_ratios.len()
         );
     }
+    if !tracking_ratios.is_empty() {
+        tracking_ratios.sort_by(f64::total_cmp);
+        out!(
+            "ratio with / without tracking + analytics: median {:.3} (min {:.3}, max {:.3}) over {} rounds",
+            tracking_ratios[tracking_ratios.len() / 2],
+            tracking_ratios[0],
+            tracking_ratios[tracking_ratios.len() - 1],
+            tracking_ratios.len()
+        );
+    }
     if let Some(infer_cpu) = infer_cpu {
         let per_frame = |d: Duration, n: usize| d.as_secs_f64() * 1e3 / n as f64;
         out!(
@@ -234,6 +281,27 @@ pub fn execute(args: BenchArgs) -> anyhow::Result<()> {
         "(end to end = decode, preprocess, inference, NMS, overlay, H.264/MP4 encode, JSON Lines)"
     );
     Ok(())
+}
+
+/// The plan with ByteTrack, a counting line across the middle and a zone on the
+/// right half (the demo clip's walkers cross both), and the plan without tracking.
+fn tracking_plans(plan: &RunPlan) -> anyhow::Result<(RunPlan, RunPlan)> {
+    use pedvision::config::rules::{LineConfig, ZoneConfig};
+    let lines = [LineConfig::parse_shorthand("middle:0.05,0.5,0.95,0.5")?];
+    let zones = [ZoneConfig::parse_shorthand(
+        "right:0.5,0.1,0.95,0.1,0.95,0.9,0.5,0.9",
+    )?];
+    let mut with = plan.clone();
+    with.rules = pedvision::analytics::Rules::validate(
+        &lines,
+        &zones,
+        1,
+        &plan.post.labels,
+        &plan.post.classes,
+    )?;
+    let mut without = plan.clone();
+    without.tracking.kind = pedvision::track::TrackerKind::None;
+    Ok((with, without))
 }
 
 /// CPU time (user + system) this process has used so far, from /proc/self/stat;

@@ -19,6 +19,8 @@ pub mod pipeline_file;
 pub mod retrain;
 pub mod run;
 pub mod synth;
+pub mod track;
+pub mod tracking;
 
 use clap::{Parser, Subcommand};
 
@@ -53,7 +55,8 @@ pub enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Detect objects in a video: write an annotated MP4 and per-frame JSON Lines.
+    /// Detect and track objects in a video: write an annotated MP4 and per-frame
+    /// JSON Lines with track ids and line/zone events.
     ///
     /// With no arguments it processes the bundled demo clip into out/.
     #[command(after_help = "Examples:
@@ -61,6 +64,8 @@ pub enum Command {
   pedvision run -i street.mp4                     -> out/street.mp4 + out/street.jsonl
   pedvision run -i cam.mkv --classes person,car -o boxes.mp4 -m cam.jsonl
   pedvision run -i clip.webm --classes all --no-video
+  pedvision run --line door:0.1,0.6,0.9,0.6 --zone hall:0.5,0.2,0.9,0.2,0.9,0.5,0.5,0.5
+  pedvision run --config pipelines/door-counter.toml
 
 Outputs appear under their names only when complete; a run that fails part-way keeps
 what it processed as NAME.incomplete.mp4 / NAME.incomplete.jsonl.
@@ -105,4 +110,14 @@ skipped; a data set with nothing usable is an error.")]
   pedvision synth --out data/toys --images 200
   pedvision synth --out data/toys-test --images 50 --seed 1 --frames 150..200")]
     Synth(synth::SynthArgs),
+    /// Run the tracker on MOTChallenge detections (det.txt) and write MOTChallenge
+    /// results, to score it with TrackEval or py-motmetrics.
+    #[command(after_help = "Examples:
+  pedvision track --detections MOT17-04/det/det.txt --output MOT17-04.txt
+  pedvision track -d det.txt -o result.txt --fps 25 --tracker sort
+
+The same tracker as `run --tracker`, with ByteTrack's published defaults (first
+stage from score 0.5, new tracks from 0.6, second stage from 0.1, 1 s buffer).
+A malformed line is an error naming its number; the output appears only when complete.")]
+    Track(track::TrackArgs),
 }

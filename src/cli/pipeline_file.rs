@@ -16,6 +16,7 @@ use pedvision::config::PipelineConfig;
 use pedvision::config::pipeline::{
     BatchingSection, ModelSection, MqttSection, OutputsSection, ReconnectSection, RtspSection,
 };
+use pedvision::config::rules::TrackingSection;
 use pedvision::sinks::mqtt::MqttSettings;
 
 use super::run::RunArgs;
@@ -220,6 +221,14 @@ pub fn apply(args: &mut RunArgs, file: &PipelineConfig, m: &ArgMatches) -> anyho
     );
     fill!(args.reconnect_attempts, "reconnect_attempts", r.attempts);
     fill!(args.stall_timeout, "stall_timeout", r.stall_timeout_s);
+    let t = &mut args.tracking;
+    let ft = &file.tracking;
+    fill!(t.tracker, "tracker", ft.tracker);
+    fill!(t.track_buffer, "track_buffer", ft.buffer_s);
+    fill!(t.track_min_hits, "track_min_hits", ft.min_hits);
+    fill!(t.track_low, "track_low", ft.low_score);
+    t.file_lines = file.lines.clone();
+    t.file_zones = file.zones.clone();
     if let Some(q) = &file.mqtt {
         let a = &mut args.mqtt;
         fill!(a.mqtt, "mqtt", q.url.clone().map(Some));
@@ -262,10 +271,11 @@ pub fn apply(args: &mut RunArgs, file: &PipelineConfig, m: &ArgMatches) -> anyho
 }
 
 /// The effective options as a pipeline file (every field filled in).
-pub fn effective(args: &RunArgs, inputs: &[String]) -> PipelineConfig {
+pub fn effective(args: &RunArgs, inputs: &[String]) -> anyhow::Result<PipelineConfig> {
     let d = &args.detector;
+    let t = &args.tracking;
     let a = &args.mqtt;
-    PipelineConfig {
+    Ok(PipelineConfig {
         inputs: inputs.to_vec(),
         duration_s: args.duration,
         model: ModelSection {
@@ -317,7 +327,15 @@ pub fn effective(args: &RunArgs, inputs: &[String]) -> PipelineConfig {
             spool_max_mb: Some(a.mqtt_spool_max_mb),
             drain_timeout_s: Some(a.mqtt_drain_timeout),
         }),
-    }
+        tracking: TrackingSection {
+            tracker: Some(t.tracker),
+            buffer_s: Some(t.track_buffer),
+            min_hits: Some(t.track_min_hits),
+            low_score: Some(t.track_low),
+        },
+        lines: t.lines()?,
+        zones: t.zones()?,
+    })
 }
 
 /// Reads `--config` and applies it.

@@ -107,6 +107,9 @@ pub struct RunArgs {
     pub detector: DetectorArgs,
 
     #[command(flatten)]
+    pub tracking: super::tracking::TrackingArgs,
+
+    #[command(flatten)]
     pub mqtt: super::pipeline_file::MqttArgs,
 }
 
@@ -208,6 +211,17 @@ impl RunArgs {
             anyhow::bail!("--stall-timeout must be a positive number of seconds");
         }
         let rtsp_out = self.rtsp_out.as_deref().map(loopback_unless_given);
+        let tracking = self.tracking.settings(post.conf)?;
+        let rules = pedvision::analytics::Rules::validate(
+            &self.tracking.lines()?,
+            &self.tracking.zones()?,
+            sources.len() as u32,
+            &post.labels,
+            &post.classes,
+        )?;
+        if tracking.kind == pedvision::track::TrackerKind::None && !rules.is_empty() {
+            anyhow::bail!("lines and zones count tracks: they need a tracker (not --tracker none)");
+        }
         Ok(RunPlan {
             sources,
             rtsp: RtspOptions {
@@ -231,6 +245,8 @@ impl RunArgs {
             batch: self.detector.batch.into(),
             batch_timeout,
             post,
+            tracking,
+            rules,
         })
     }
 }
@@ -268,7 +284,7 @@ pub fn execute(mut args: RunArgs, matches: &clap::ArgMatches) -> anyhow::Result<
             .iter()
             .map(|i| pedvision::sources::spec::redact(i))
             .collect();
-        let effective = super::pipeline_file::effective(&args, &inputs);
+        let effective = super::pipeline_file::effective(&args, &inputs)?;
         out!(
             "# Effective configuration of `pedvision run`{}\n{}",
             args.config
@@ -326,6 +342,10 @@ fn print_summary(report: &RunReport) {
             written.join(", ")
         }
     );
+    let tracks: u64 = report.streams.iter().map(|s| s.tracks).sum();
+    if tracks > 0 {
+        out!("tracks: {tracks} confirmed");
+    }
     let live = report
         .streams
         .iter()
@@ -337,12 +357,32 @@ fn print_summary(report: &RunReport) {
                 _ => String::new(),
             };
             out!(
-                "stream {} ({}): {} frames processed, {} dropped, {} reconnects{latency}",
+                "stream {} ({}): {} frames processed, {} dropped, {} reconnects, {} tracks{latency}",
                 s.id,
                 s.name,
                 s.processed,
                 s.dropped,
-                s.reconnects
+                s.reconnects,
+                s.tracks
+            );
+        }
+    }
+    for s in &report.streams {
+        for l in &s.lines {
+            let [(a, na), (b, nb)] = &l.counts;
+            out!("line {} (stream {}): {a} {na}, {b} {nb}", l.name, s.id);
+        }
+        for z in &s.zones {
+            let dwell = z
+                .mean_dwell_s
+                .map_or(String::new(), |d| format!(", mean dwell {d:.1} s"));
+            out!(
+                "zone {} (stream {}): {} entered, {} left, {} inside at the end{dwell}",
+                z.name,
+                s.id,
+                z.entered,
+                z.left,
+                z.inside
             );
         }
     }

@@ -3,6 +3,7 @@
 
 mod manifest;
 pub mod pipeline;
+pub mod rules;
 
 pub use manifest::{ChannelOrder, InputSpec, Manifest, ManifestError, OutputSpec};
 pub use pipeline::{PipelineConfig, PipelineConfigError};

@@ -1,7 +1,8 @@
 //! Declarative pipelines: `pedvision run --config pipelines/NAME.toml`.
 //!
 //! The file holds what the `run` flags hold, grouped: inputs, model and thresholds,
-//! batching, outputs, the RTSP client, reconnection, the MQTT sink. Every field is
+//! batching, outputs, the RTSP client, reconnection, the MQTT sink, the tracker,
+//! and the counting lines and zones (`[[lines]]`, `[[zones]]`, see `rules`). Every field is
 //! optional; a field left out takes the flag's default, and a flag given on the
 //! command line overrides the file. Unknown keys are rejected with their name and
 //! line. Relative paths in a file are relative to the file's folder.
@@ -12,6 +13,8 @@
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+use super::rules::{LineConfig, TrackingSection, ZoneConfig};
 
 /// Why a pipeline file cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +44,12 @@ pub struct PipelineConfig {
     pub reconnect: ReconnectSection,
     /// Publish each frame's metadata to an MQTT broker.
     pub mqtt: Option<MqttSection>,
+    /// The tracker.
+    pub tracking: TrackingSection,
+    /// Counting lines (`[[lines]]`).
+    pub lines: Vec<LineConfig>,
+    /// Zones (`[[zones]]`).
+    pub zones: Vec<ZoneConfig>,
 }
 
 /// `[model]`: the detector and its thresholds.
@@ -253,7 +262,7 @@ mod tests {
 
     #[test]
     fn round_trips_through_toml() {
-        let text = "inputs = [\"a.mp4\"]\n[model]\nconf = 0.5\n[mqtt]\nurl = \"mqtt://h\"\n";
+        let text = "inputs = [\"a.mp4\"]\n[model]\nconf = 0.5\n[mqtt]\nurl = \"mqtt://h\"\n[tracking]\ntracker = \"sort\"\n[[lines]]\nname = \"door\"\npoints = [[0.1, 0.5], [0.9, 0.5]]\ndirections = [\"in\", \"out\"]\n[[zones]]\nname = \"q\"\nstream = 0\npoints = [[0, 0], [10, 0], [10, 10]]\n";
         let c = PipelineConfig::parse(text, Path::new("x")).unwrap();
         let again = PipelineConfig::parse(&toml::to_string(&c).unwrap(), Path::new("x")).unwrap();
         assert_eq!(c, again);

@@ -66,6 +66,25 @@ impl Frame {
         }
     }
 
+    /// The frame's time on its stream's timeline, in seconds: the capture time for
+    /// live sources (it keeps running across reconnections), the presentation
+    /// timestamp otherwise; `None` when the decoder gave neither.
+    pub fn time_s(&self) -> Option<f64> {
+        self.captured_unix_ns
+            .or(self.pts_ns)
+            .map(|ns| ns as f64 / 1e9)
+    }
+
+    /// The nominal frame interval in seconds: the buffer's duration, else the
+    /// declared rate; `None` when neither is known.
+    pub fn interval_s(&self) -> Option<f64> {
+        match (self.duration_ns, self.fps) {
+            (Some(d), _) if d > 0 => Some(d as f64 / 1e9),
+            (_, (n, d)) if n > 0 && d > 0 => Some(f64::from(d) / f64::from(n)),
+            _ => None,
+        }
+    }
+
     /// The Y, U and V planes.
     pub fn planes(&self) -> (&[u8], &[u8], &[u8]) {
         let luma = self.width as usize * self.height as usize;

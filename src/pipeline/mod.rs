@@ -20,6 +20,7 @@
 pub mod batcher;
 pub mod colour;
 mod frame;
+pub mod people;
 mod stages;
 
 pub use frame::{Frame, Inferred, PreparedBatch, chroma_size, i420_len};
@@ -83,6 +84,30 @@ pub struct RunPlan {
     pub batch_timeout: Option<Duration>,
     /// Decoding, thresholds and class filter.
     pub post: PostOptions,
+    /// The tracker of every stream.
+    pub tracking: crate::track::TrackerSettings,
+    /// Counting lines and zones, checked against the streams and classes.
+    pub rules: crate::analytics::Rules,
+}
+
+/// What one counting line of one stream counted.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LineSummary {
+    pub name: String,
+    /// The two direction names and their counts.
+    pub counts: [(String, u64); 2],
+}
+
+/// What one zone of one stream saw.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ZoneSummary {
+    pub name: String,
+    pub entered: u64,
+    pub left: u64,
+    /// Tracks inside at the end.
+    pub inside: usize,
+    /// Mean dwell of the tracks that left, in seconds.
+    pub mean_dwell_s: Option<f64>,
 }
 
 /// What one stream did.
@@ -104,6 +129,41 @@ pub struct StreamReport {
     /// Capture-to-metadata latency percentiles in ms (live sources).
     pub latency_p50_ms: Option<f64>,
     pub latency_p99_ms: Option<f64>,
+    /// Tracks confirmed (ids given) in this stream.
+    pub tracks: u64,
+    pub lines: Vec<LineSummary>,
+    pub zones: Vec<ZoneSummary>,
+}
+
+/// The counts of a stream's lines and zones at the end of a run.
+fn people_summary(
+    people: Option<&people::StreamPeople>,
+) -> (u64, Vec<LineSummary>, Vec<ZoneSummary>) {
+    let Some(p) = people else {
+        return (0, Vec::new(), Vec::new());
+    };
+    let lines = p
+        .analytics
+        .lines
+        .iter()
+        .map(|l| LineSummary {
+            name: l.rule.common.name.clone(),
+            counts: [0, 1].map(|d| (l.rule.directions[d].clone(), l.total(d))),
+        })
+        .collect();
+    let zones = p
+        .analytics
+        .zones
+        .iter()
+        .map(|z| ZoneSummary {
+            name: z.rule.common.name.clone(),
+            entered: z.entered,
+            left: z.left,
+            inside: z.inside(),
+            mean_dwell_s: (z.left > 0).then(|| z.dwell_total_s / z.left as f64),
+        })
+        .collect();
+    (p.tracks_confirmed(), lines, zones)
 }
 
 /// What a run did.
@@ -176,6 +236,13 @@ pub fn run(
             .transpose()?;
         streams.push(stages::StreamOutputs {
             staged,
+            people: Some(people::StreamPeople::new(
+                i as u32,
+                &plan.tracking,
+                plan.post.conf,
+                &plan.rules,
+                &plan.post.labels,
+            )),
             ..Default::default()
         });
     }
@@ -231,6 +298,12 @@ pub fn run(
     let (recycle_tx, recycle_rx) = bounded::<Vec<f32>>(4);
 
     let spec_in = &plan.post.input;
+    // Under ByteTrack the detector reports scores down to the tracker's low
+    // threshold; only those at or above the run's threshold are reported.
+    let decode = PostOptions {
+        conf: people::StreamPeople::decode_floor(&plan.tracking, plan.post.conf),
+        ..plan.post.clone()
+    };
     let (source_results, prep_result, batcher_result, infer_result, post_result) =
         std::thread::scope(|s| {
             let spawn = |name: String| std::thread::Builder::new().name(name);
@@ -256,7 +329,7 @@ pub fn run(
             });
             let post = stages::post(
                 inf_rx,
-                &plan.post,
+                &decode,
                 &mut streams,
                 metadata.as_mut(),
                 mqtt.as_ref(),
@@ -305,6 +378,7 @@ pub fn run(
         let video = stages::finish_video(out, complete)?;
         let mut lat = std::mem::take(&mut out.latencies_ms);
         lat.sort_by(f64::total_cmp);
+        let (tracks, lines, zones) = people_summary(out.people.as_ref());
         report.streams.push(StreamReport {
             id: spec.id,
             name: spec.name(),
@@ -316,6 +390,9 @@ pub fn run(
             error: None,
             latency_p50_ms: percentile(&lat, 50.0),
             latency_p99_ms: percentile(&lat, 99.0),
+            tracks,
+            lines,
+            zones,
         });
     }
     report.frames = report.streams.iter().map(|s| s.processed).sum();

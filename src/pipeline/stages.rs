@@ -9,7 +9,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crossbeam_channel::{Receiver, Sender};
 use ndarray::ArrayView4;
 
+use super::people::{FrameAnalysis, StreamPeople};
 use super::{Frame, Inferred, PreparedBatch};
+use crate::analytics::{Event, EventKind};
 use crate::config::InputSpec;
 use crate::infer::{Detector, RuntimeError, preprocess::Preprocessor};
 use crate::model::{Detection, classes::ClassFilter, nanodet};
@@ -21,7 +23,7 @@ use crate::sinks::{
     overlay::{I420Canvas, Overlay},
     staging::StagedFile,
 };
-use crate::telemetry::{Metrics, StreamMetrics};
+use crate::telemetry::{LineLabels, Metrics, StreamMetrics, ZoneLabels};
 
 /// How outputs become detections, and how they are shown.
 #[derive(Debug, Clone)]
@@ -149,6 +151,8 @@ pub struct StreamOutputs {
     pub metrics: StreamMetrics,
     /// Frames processed at the last fps update.
     pub frames_at_last_rate: u64,
+    /// The stream's tracker, lines and zones.
+    pub people: Option<StreamPeople>,
 }
 
 impl StreamOutputs {
@@ -185,19 +189,41 @@ pub fn post(
     let mut last_rate = started;
     let progress = Progress::new();
     for Inferred { mut frame, outputs } in rx {
-        let dets = options.detections(&frame, &outputs);
+        let detections = options.detections(&frame, &outputs);
+        let Some(out) = streams.get_mut(frame.stream_id as usize) else {
+            continue;
+        };
+        let analysis = match &mut out.people {
+            Some(people) => people.step(&frame, detections)?,
+            None => FrameAnalysis {
+                track_ids: Vec::new(),
+                detections,
+                events: Vec::new(),
+            },
+        };
         if metadata.is_some() || mqtt.is_some() {
-            let json = FrameRecord::new(&frame, &dets, &options.labels).to_json();
+            let json = FrameRecord::new(
+                &frame,
+                &analysis.detections,
+                &analysis.track_ids,
+                &options.labels,
+                &analysis.events,
+            )
+            .to_json();
             if let Some(m) = metadata.as_deref_mut() {
                 m.write_line(&json)?;
             }
             if let Some(sink) = mqtt {
                 sink.send(frame.stream_id, json);
+                for event in &analysis.events {
+                    sink.send_event(frame.stream_id, event.to_json());
+                }
             }
         }
-        let Some(out) = streams.get_mut(frame.stream_id as usize) else {
-            continue;
-        };
+        count_events(&out.metrics, &analysis.events);
+        if let Some(people) = &out.people {
+            out.metrics.tracks_live.set(people.tracks_live() as i64);
+        }
         if let Some(captured) = frame.captured_unix_ns {
             let ms = now_unix_ns().saturating_sub(captured) as f64 / 1e6;
             out.latencies_ms.push(ms);
@@ -208,7 +234,17 @@ pub fn post(
         if let Some(overlay) = &overlay
             && out.draws()
         {
-            overlay.draw(&mut I420Canvas::new(&mut frame), &dets);
+            let scene = out
+                .people
+                .as_ref()
+                .map(StreamPeople::scene)
+                .unwrap_or_default();
+            overlay.draw_scene(
+                &mut I420Canvas::new(&mut frame),
+                &analysis.detections,
+                &analysis.track_ids,
+                &scene,
+            );
             if let Some(rtsp) = &out.rtsp {
                 rtsp.push(&frame);
             }
@@ -250,6 +286,59 @@ pub fn post(
         }
     }
     Ok(())
+}
+
+/// Moves the line-crossing counters, zone occupancy gauges and dwell histograms
+/// for one frame's events (a handful at most; nothing happens without events).
+fn count_events(metrics: &StreamMetrics, events: &[Event]) {
+    let stream = &metrics.stream_label;
+    let zone_labels = |zone: &str, class: &str| ZoneLabels {
+        stream: stream.clone(),
+        zone: zone.to_string(),
+        class: class.to_string(),
+    };
+    for e in events {
+        match &e.kind {
+            EventKind::LineCrossed {
+                line,
+                direction,
+                class,
+                ..
+            } => {
+                metrics
+                    .people
+                    .line_crossings
+                    .get_or_create(&LineLabels {
+                        stream: stream.clone(),
+                        line: line.clone(),
+                        direction: direction.clone(),
+                        class: class.clone(),
+                    })
+                    .inc();
+            }
+            EventKind::ZoneEntered { zone, class, .. } => {
+                metrics
+                    .people
+                    .zone_occupancy
+                    .get_or_create(&zone_labels(zone, class))
+                    .inc();
+            }
+            EventKind::ZoneLeft {
+                zone,
+                class,
+                dwell_s,
+                ..
+            } => {
+                let labels = zone_labels(zone, class);
+                metrics.people.zone_occupancy.get_or_create(&labels).dec();
+                metrics
+                    .people
+                    .zone_dwell
+                    .get_or_create(&labels)
+                    .observe(*dwell_s);
+            }
+        }
+    }
 }
 
 /// A progress bar on a terminal: frames, fps and ETA when every input is a file of

@@ -1,5 +1,7 @@
 //! Per-frame detection metadata as JSON Lines: one object per frame, frames without
-//! detections included, in the schema documented in the README (`schema_version` 1).
+//! detections included, in the schema documented in the README (`schema_version` 2:
+//! version 1's fields unchanged, plus each detection's `track_id` and the frame's
+//! `events`).
 
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -7,11 +9,12 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::{SinkError, staging::StagedFile};
+use crate::analytics::Event;
 use crate::model::{BBox, Detection};
 use crate::pipeline::Frame;
 
 /// Version of the metadata schema; bumped on any incompatible change.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// One line of the metadata file.
 #[derive(Debug, Serialize)]
@@ -24,6 +27,8 @@ pub struct FrameRecord<'a> {
     pub width: u32,
     pub height: u32,
     pub detections: Vec<DetectionRecord<'a>>,
+    /// Line crossings and zone entries/exits in this frame (schema 2).
+    pub events: &'a [Event],
 }
 
 /// One detection, box in source pixels.
@@ -34,6 +39,8 @@ pub struct DetectionRecord<'a> {
     pub score: f32,
     /// `[x1, y1, x2, y2]` in source pixels, rounded to 0.01.
     pub bbox: BBox,
+    /// The confirmed track it belongs to; `null` without one (schema 2).
+    pub track_id: Option<u64>,
 }
 
 impl<'a> FrameRecord<'a> {
@@ -42,8 +49,15 @@ impl<'a> FrameRecord<'a> {
         serde_json::to_vec(self).expect("a frame record always serialises")
     }
 
-    /// The record of `frame` with detections already in source pixels.
-    pub fn new(frame: &Frame, detections: &[Detection], labels: &'a [String]) -> Self {
+    /// The record of `frame` with detections already in source pixels, their
+    /// track ids (shorter than `detections` means `null` for the rest) and events.
+    pub fn new(
+        frame: &Frame,
+        detections: &[Detection],
+        track_ids: &[Option<u64>],
+        labels: &'a [String],
+        events: &'a [Event],
+    ) -> Self {
         let round = |v: f32, k: f32| (v * k).round() / k;
         Self {
             schema_version: SCHEMA_VERSION,
@@ -54,13 +68,16 @@ impl<'a> FrameRecord<'a> {
             height: frame.height,
             detections: detections
                 .iter()
-                .map(|d| DetectionRecord {
+                .enumerate()
+                .map(|(i, d)| DetectionRecord {
                     class_id: d.class_id,
                     label: labels.get(d.class_id).map_or("?", String::as_str),
                     score: round(d.score, 1e5),
                     bbox: d.bbox.map(|v| round(v, 100.0)),
+                    track_id: track_ids.get(i).copied().flatten(),
                 })
                 .collect(),
+            events,
         }
     }
 }
@@ -128,10 +145,32 @@ mod tests {
             score: 0.804_219,
             bbox: [499.504, 158.126, 530.3, 234.0],
         }];
-        let json = serde_json::to_string(&FrameRecord::new(&frame, &dets, &labels)).unwrap();
+        let events = [Event {
+            stream_id: 0,
+            frame_index: 7,
+            pts_ns: Some(700_000_000),
+            captured_unix_ns: None,
+            kind: crate::analytics::EventKind::LineCrossed {
+                line: "door".into(),
+                direction: "in".into(),
+                track_id: 3,
+                class: "person".into(),
+            },
+        }];
+        let json = serde_json::to_string(&FrameRecord::new(
+            &frame,
+            &dets,
+            &[Some(3)],
+            &labels,
+            &events,
+        ))
+        .unwrap();
         assert_eq!(
             json,
-            r#"{"schema_version":1,"stream_id":0,"frame_index":7,"pts_ns":700000000,"width":768,"height":576,"detections":[{"class_id":0,"label":"person","score":0.80422,"bbox":[499.5,158.13,530.3,234.0]}]}"#
+            r#"{"schema_version":2,"stream_id":0,"frame_index":7,"pts_ns":700000000,"width":768,"height":576,"detections":[{"class_id":0,"label":"person","score":0.80422,"bbox":[499.5,158.13,530.3,234.0],"track_id":3}],"events":[{"stream_id":0,"frame_index":7,"pts_ns":700000000,"type":"line_crossed","line":"door","direction":"in","track_id":3,"class":"person"}]}"#
         );
+        let none =
+            serde_json::to_string(&FrameRecord::new(&frame, &dets, &[], &labels, &[])).unwrap();
+        assert!(none.contains(r#""track_id":null}],"events":[]}"#), "{none}");
     }
 }

@@ -145,8 +145,17 @@ pub struct MqttReport {
 
 /// The running sink: send records with [`MqttSink::send`], end with [`MqttSink::finish`].
 pub struct MqttSink {
-    tx: Option<Sender<(u32, Vec<u8>)>>,
+    tx: Option<Sender<(Topic, Vec<u8>)>>,
     thread: Option<JoinHandle<Result<MqttReport, SinkError>>>,
+}
+
+/// Where a message goes under the topic prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Topic {
+    /// `PREFIX/STREAM`: frame records.
+    Frames(u32),
+    /// `PREFIX/STREAM/events`: line and zone events.
+    Events(u32),
 }
 
 enum ConnEvent {
@@ -182,10 +191,18 @@ impl MqttSink {
         })
     }
 
-    /// Queues one frame's record for `stream`.
+    /// Queues one frame's record for `stream` (`PREFIX/STREAM`).
     pub fn send(&self, stream: u32, payload: Vec<u8>) {
         if let Some(tx) = &self.tx {
-            let _ = tx.send((stream, payload));
+            let _ = tx.send((Topic::Frames(stream), payload));
+        }
+    }
+
+    /// Queues one event of `stream` (`PREFIX/STREAM/events`), through the same
+    /// spool and with the same guarantees as frame records.
+    pub fn send_event(&self, stream: u32, payload: Vec<u8>) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send((Topic::Events(stream), payload));
         }
     }
 
@@ -285,8 +302,12 @@ impl Publisher {
     }
 
     /// Appends one frame's message to the spool.
-    fn queue(&mut self, stream: u32, payload: &[u8]) -> Result<(), SinkError> {
-        let topic = format!("{}/{stream}", self.settings.topic_prefix);
+    fn queue(&mut self, to: Topic, payload: &[u8]) -> Result<(), SinkError> {
+        let prefix = &self.settings.topic_prefix;
+        let topic = match to {
+            Topic::Frames(stream) => format!("{prefix}/{stream}"),
+            Topic::Events(stream) => format!("{prefix}/{stream}/events"),
+        };
         self.spool.push(&topic, payload)?;
         self.report.queued += 1;
         self.metrics.queued.inc();
@@ -450,7 +471,7 @@ fn sink_thread(
     settings: MqttSettings,
     options: MqttOptions,
     spool: Spool,
-    mut rx: Receiver<(u32, Vec<u8>)>,
+    mut rx: Receiver<(Topic, Vec<u8>)>,
     metrics: MqttMetrics,
 ) -> Result<MqttReport, SinkError> {
     let stop = Arc::new(AtomicBool::new(false));
@@ -492,7 +513,7 @@ fn sink_thread(
         }
         select! {
             recv(rx) -> msg => match msg {
-                Ok((stream, payload)) => p.queue(stream, &payload)?,
+                Ok((topic, payload)) => p.queue(topic, &payload)?,
                 Err(_) => {
                     drain_deadline = Some(Instant::now() + drain_timeout);
                     // A closed channel is always ready: stop listening to it.

@@ -1,6 +1,7 @@
-//! Draws detections onto a frame: a box per detection, with its label and score on
-//! a filled tag above it. Pedestrians (`person`) get their own colour; other classes
-//! get a stable colour from a small palette.
+//! Draws detections onto a frame: a box per detection, with its label, track id and
+//! score on a filled tag above it, a short trail per track, and the [`Scene`]'s
+//! counting lines and zones with their live counts. Pedestrians (`person`) get
+//! their own colour; other classes get a stable colour from a small palette.
 //!
 //! Drawing goes through imageproc's `Canvas`; [`I420Canvas`] is that canvas over an
 //! I420 frame, so frames are drawn on in the decoder's YUV and never converted whole.
@@ -12,7 +13,8 @@
 use ab_glyph::{FontArc, PxScale};
 use image::Rgb;
 use imageproc::drawing::{
-    Canvas, draw_filled_rect_mut, draw_hollow_rect_mut, draw_text_mut, text_size,
+    Canvas, draw_filled_rect_mut, draw_hollow_rect_mut, draw_line_segment_mut, draw_text_mut,
+    text_size,
 };
 use imageproc::rect::Rect;
 
@@ -32,7 +34,21 @@ const PALETTE: [Rgb<u8>; 6] = [
     Rgb([0, 230, 230]),
     Rgb([255, 64, 64]),
 ];
+const LINE_COLOUR: Rgb<u8> = Rgb([255, 215, 0]);
+const ZONE_COLOUR: Rgb<u8> = Rgb([0, 200, 255]);
 const TEXT_SCALE: f32 = 15.0;
+
+/// What is drawn besides the boxes: counting lines and zones with their labels
+/// (counts included), and each track's recent path. Points in source pixels.
+#[derive(Debug, Clone, Default)]
+pub struct Scene {
+    /// Each line's two ends and its label.
+    pub lines: Vec<([(f32, f32); 2], String)>,
+    /// Each zone's corners and its label.
+    pub zones: Vec<(Vec<(f32, f32)>, String)>,
+    /// Each track's class and recent anchor points, oldest first.
+    pub trails: Vec<(usize, Vec<(f32, f32)>)>,
+}
 const THICKNESS: i32 = 2;
 
 /// The drawing settings, built once per run.
@@ -69,8 +85,42 @@ impl Overlay {
 
     /// Draws `detections` (in source pixels) onto `image`.
     pub fn draw<C: Canvas<Pixel = Rgb<u8>>>(&self, image: &mut C, detections: &[Detection]) {
+        self.draw_scene(image, detections, &[], &Scene::default());
+    }
+
+    /// Draws the scene (zones, lines, trails), then `detections` with their track
+    /// ids (`track_ids[i]` for `detections[i]`; missing ones have none).
+    pub fn draw_scene<C: Canvas<Pixel = Rgb<u8>>>(
+        &self,
+        image: &mut C,
+        detections: &[Detection],
+        track_ids: &[Option<u64>],
+        scene: &Scene,
+    ) {
+        for (polygon, label) in &scene.zones {
+            for (i, a) in polygon.iter().enumerate() {
+                thick_segment(image, *a, polygon[(i + 1) % polygon.len()], ZONE_COLOUR);
+            }
+            if let Some(first) = polygon.first() {
+                self.tag(
+                    image,
+                    label,
+                    (first.0 as i32, first.1 as i32 + 2),
+                    ZONE_COLOUR,
+                );
+            }
+        }
+        for ([a, b], label) in &scene.lines {
+            thick_segment(image, *a, *b, LINE_COLOUR);
+            self.tag(image, label, (a.0 as i32, a.1 as i32 + 2), LINE_COLOUR);
+        }
+        for (class_id, points) in &scene.trails {
+            for w in points.windows(2) {
+                draw_line_segment_mut(image, w[0], w[1], self.colour(*class_id));
+            }
+        }
         // Lowest score first, so the most confident box ends up on top.
-        for det in detections.iter().rev() {
+        for (i, det) in detections.iter().enumerate().rev() {
             let colour = self.colour(det.class_id);
             let [x1, y1, x2, y2] = det.bbox.map(|v| v.round() as i32);
             for t in 0..THICKNESS {
@@ -81,31 +131,72 @@ impl Overlay {
                     colour,
                 );
             }
-            if let Some(font) = &self.font {
-                let label = self.labels.get(det.class_id).map_or("?", String::as_str);
-                let text = format!("{label} {:.2}", det.score);
-                let (tw, th) = text_size(PxScale::from(TEXT_SCALE), font, &text);
-                let tag_h = th as i32 + 4;
-                let tag_y = if y1 - tag_h >= 0 { y1 - tag_h } else { y1 };
-                // Keep the tag inside the frame when the box touches the right edge.
-                let tag_x = x1.min(image.width() as i32 - (tw as i32 + 6)).max(0);
-                draw_filled_rect_mut(
-                    image,
-                    Rect::at(tag_x, tag_y).of_size(tw + 6, tag_h as u32),
-                    colour,
-                );
-                draw_text_mut(
-                    image,
-                    Rgb([0, 0, 0]),
-                    tag_x + 3,
-                    tag_y + 2,
-                    PxScale::from(TEXT_SCALE),
-                    font,
-                    &text,
-                );
-            }
+            let label = self.labels.get(det.class_id).map_or("?", String::as_str);
+            let text = match track_ids.get(i).copied().flatten() {
+                Some(id) => format!("{label} #{id} {:.2}", det.score),
+                None => format!("{label} {:.2}", det.score),
+            };
+            self.tag_above(image, &text, (x1, y1), colour);
         }
     }
+
+    /// A filled tag with `text` whose bottom-left corner is at `at` (below it when
+    /// there is no room above), kept inside the frame.
+    fn tag_above<C: Canvas<Pixel = Rgb<u8>>>(
+        &self,
+        image: &mut C,
+        text: &str,
+        at: (i32, i32),
+        colour: Rgb<u8>,
+    ) {
+        let Some(font) = &self.font else { return };
+        let (_, th) = text_size(PxScale::from(TEXT_SCALE), font, text);
+        let tag_h = th as i32 + 4;
+        let y = if at.1 - tag_h >= 0 {
+            at.1 - tag_h
+        } else {
+            at.1
+        };
+        self.tag(image, text, (at.0, y), colour);
+    }
+
+    /// A filled tag with `text`, top-left at `at`, kept inside the frame.
+    fn tag<C: Canvas<Pixel = Rgb<u8>>>(
+        &self,
+        image: &mut C,
+        text: &str,
+        at: (i32, i32),
+        colour: Rgb<u8>,
+    ) {
+        let Some(font) = &self.font else { return };
+        let (tw, th) = text_size(PxScale::from(TEXT_SCALE), font, text);
+        let tag_h = th as i32 + 4;
+        let x = at.0.min(image.width() as i32 - (tw as i32 + 6)).max(0);
+        let y = at.1.min(image.height() as i32 - tag_h).max(0);
+        draw_filled_rect_mut(image, Rect::at(x, y).of_size(tw + 6, tag_h as u32), colour);
+        draw_text_mut(
+            image,
+            Rgb([0, 0, 0]),
+            x + 3,
+            y + 2,
+            PxScale::from(TEXT_SCALE),
+            font,
+            text,
+        );
+    }
+}
+
+/// A segment two pixels wide.
+fn thick_segment<C: Canvas<Pixel = Rgb<u8>>>(
+    image: &mut C,
+    a: (f32, f32),
+    b: (f32, f32),
+    colour: Rgb<u8>,
+) {
+    let vertical = (b.1 - a.1).abs() > (b.0 - a.0).abs();
+    let (dx, dy) = if vertical { (1.0, 0.0) } else { (0.0, 1.0) };
+    draw_line_segment_mut(image, a, b, colour);
+    draw_line_segment_mut(image, (a.0 + dx, a.1 + dy), (b.0 + dx, b.1 + dy), colour);
 }
 
 /// An imageproc canvas over an I420 frame: reads convert YUV to RGB, writes set
@@ -228,6 +319,34 @@ mod tests {
             "inside stays untouched"
         );
         assert_ne!(overlay.colour(1), PEDESTRIAN);
+    }
+
+    #[test]
+    fn draws_lines_zones_and_trails() {
+        let overlay = Overlay::new(&["person".to_string()]);
+        let mut img = RgbImage::new(200, 100);
+        let scene = Scene {
+            lines: vec![([(10.0, 50.0), (190.0, 50.0)], "door in 1 out 0".into())],
+            zones: vec![(
+                vec![(100.0, 10.0), (150.0, 10.0), (150.0, 40.0)],
+                "queue 1".into(),
+            )],
+            trails: vec![(0, vec![(20.0, 90.0), (60.0, 90.0)])],
+        };
+        overlay.draw_scene(&mut img, &[], &[], &scene);
+        assert_eq!(*img.get_pixel(120, 50), LINE_COLOUR, "the line");
+        assert_eq!(
+            *img.get_pixel(150, 25),
+            ZONE_COLOUR,
+            "the zone's right edge"
+        );
+        assert_eq!(*img.get_pixel(40, 90), PEDESTRIAN, "the trail");
+        // Shapes past the frame are clipped, not a panic.
+        let off = Scene {
+            lines: vec![([(-50.0, -5.0), (500.0, 300.0)], "x".into())],
+            ..Default::default()
+        };
+        overlay.draw_scene(&mut img, &[], &[], &off);
     }
 
     #[test]

@@ -1,0 +1,305 @@
+//! People over time: line crossings and zone occupancy from tracked objects.
+//!
+//! Data flow, per stream, in the post stage: the tracker's confirmed objects of a
+//! frame (id, class, box) and the tracks that ended go into that stream's
+//! [`StreamAnalytics`]; out come [`EventKind`]s for the frame's record, and the
+//! running counts that the overlay, the metrics and the summary show.
+//! [`rules`] checks the configured lines and zones, [`line`] and [`zone`] hold the
+//! state of one rule each, [`geometry`] is the plane geometry.
+//!
+//! Depends on `config` (rule settings), `model` (boxes) and `track` (objects).
+
+pub mod event;
+pub mod geometry;
+pub mod line;
+pub mod rules;
+pub mod zone;
+
+use std::collections::BTreeMap;
+
+pub use event::{Event, EventKind};
+pub use rules::{RuleError, Rules};
+
+use crate::config::rules::Anchor;
+use crate::model::BBox;
+use geometry::Point;
+use line::LineCounter;
+use zone::{ZoneChange, ZoneMonitor};
+
+/// The anchor point of a box.
+pub fn anchor_point(bbox: &BBox, anchor: Anchor) -> Point {
+    let cx = (bbox[0] + bbox[2]) / 2.0;
+    match anchor {
+        Anchor::BottomCenter => Point::new(cx, bbox[3]),
+        Anchor::Center => Point::new(cx, (bbox[1] + bbox[3]) / 2.0),
+        Anchor::TopCenter => Point::new(cx, bbox[1]),
+    }
+}
+
+/// Hysteresis margin in pixels for a box: a fraction of its height, at least 1 px.
+fn margin(bbox: &BBox, fraction: f32) -> f32 {
+    ((bbox[3] - bbox[1]) * fraction).max(1.0)
+}
+
+/// A confirmed track seen in a frame: what the analytics need of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observed {
+    pub track_id: u64,
+    pub class_id: usize,
+    /// The detection's box, in source pixels.
+    pub bbox: BBox,
+}
+
+/// One line of one stream: its rule, geometry in pixels and counts.
+#[derive(Debug)]
+pub struct LineState {
+    pub rule: rules::LineRule,
+    /// The two ends in pixels, once the frame size is known.
+    pub ends: Option<[Point; 2]>,
+    counter: LineCounter,
+    /// Crossings per direction (0, 1) and class id.
+    pub counts: BTreeMap<(usize, usize), u64>,
+}
+
+impl LineState {
+    /// Crossings in direction `d`, every class.
+    pub fn total(&self, d: usize) -> u64 {
+        self.counts
+            .iter()
+            .filter(|((dir, _), _)| *dir == d)
+            .map(|(_, n)| n)
+            .sum()
+    }
+}
+
+/// One zone of one stream.
+#[derive(Debug)]
+pub struct ZoneState {
+    pub rule: rules::ZoneRule,
+    pub polygon: Option<Vec<Point>>,
+    monitor: ZoneMonitor,
+    pub entered: u64,
+    pub left: u64,
+    /// Dwell seconds summed over the tracks that left.
+    pub dwell_total_s: f64,
+}
+
+impl ZoneState {
+    /// Tracks inside now, every class.
+    pub fn inside(&self) -> usize {
+        self.monitor.occupancy().values().sum()
+    }
+}
+
+/// The lines and zones of one stream, and their state.
+#[derive(Debug)]
+pub struct StreamAnalytics {
+    stream: u32,
+    labels: Vec<String>,
+    pub lines: Vec<LineState>,
+    pub zones: Vec<ZoneState>,
+    frame_size: Option<(u32, u32)>,
+}
+
+impl StreamAnalytics {
+    /// The analytics of stream `stream` with the run's `rules` (those for other
+    /// streams are left out) and the model's labels.
+    pub fn new(stream: u32, rules: &Rules, labels: &[String]) -> Self {
+        let mine = rules.for_stream(stream);
+        Self {
+            stream,
+            labels: labels.to_vec(),
+            lines: mine
+                .lines
+                .into_iter()
+                .map(|rule| LineState {
+                    rule,
+                    ends: None,
+                    counter: LineCounter::default(),
+                    counts: BTreeMap::new(),
+                })
+                .collect(),
+            zones: mine
+                .zones
+                .into_iter()
+                .map(|rule| ZoneState {
+                    rule,
+                    polygon: None,
+                    monitor: ZoneMonitor::default(),
+                    entered: 0,
+                    left: 0,
+                    dwell_total_s: 0.0,
+                })
+                .collect(),
+            frame_size: None,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lines.is_empty() && self.zones.is_empty()
+    }
+
+    /// Puts the rules in pixels for this frame size (again when the size changes).
+    fn resolve(&mut self, width: u32, height: u32) -> Result<(), RuleError> {
+        if self.frame_size == Some((width, height)) {
+            return Ok(());
+        }
+        for l in &mut self.lines {
+            let p = l.rule.common.resolve(true, self.stream, width, height)?;
+            l.ends = Some([p[0], p[1]]);
+        }
+        for z in &mut self.zones {
+            z.polygon = Some(z.rule.common.resolve(false, self.stream, width, height)?);
+        }
+        self.frame_size = Some((width, height));
+        Ok(())
+    }
+
+    fn label(&self, class_id: usize) -> String {
+        self.labels
+            .get(class_id)
+            .cloned()
+            .unwrap_or_else(|| class_id.to_string())
+    }
+
+    /// One frame: the confirmed objects seen in it, the tracks that ended, and the
+    /// frame's size and time. Returns the events, lines first, in object order.
+    pub fn observe(
+        &mut self,
+        (width, height): (u32, u32),
+        time_s: f64,
+        objects: &[Observed],
+        ended: &[(u64, usize)],
+    ) -> Result<Vec<EventKind>, RuleError> {
+        if self.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.resolve(width, height)?;
+        let mut events = Vec::new();
+        for l in &mut self.lines {
+            let Some([a, b]) = l.ends else { continue };
+            for o in objects {
+                let bbox = &o.bbox;
+                if !l.rule.common.watches(o.class_id) {
+                    continue;
+                }
+                let p = anchor_point(bbox, l.rule.common.anchor);
+                let m = margin(bbox, l.rule.common.hysteresis);
+                if let Some(d) = l.counter.observe(a, b, o.track_id, p, m) {
+                    *l.counts.entry((d, o.class_id)).or_default() += 1;
+                    events.push(EventKind::LineCrossed {
+                        line: l.rule.common.name.clone(),
+                        direction: l.rule.directions[d].clone(),
+                        track_id: o.track_id,
+                        class: self.labels.get(o.class_id).cloned().unwrap_or_default(),
+                    });
+                }
+            }
+            for (id, _) in ended {
+                l.counter.forget(*id);
+            }
+        }
+        for zi in 0..self.zones.len() {
+            let z = &mut self.zones[zi];
+            let Some(polygon) = z.polygon.as_deref() else {
+                continue;
+            };
+            let mut changes = Vec::new();
+            for o in objects {
+                let bbox = &o.bbox;
+                if !z.rule.common.watches(o.class_id) {
+                    continue;
+                }
+                let p = anchor_point(bbox, z.rule.common.anchor);
+                let m = margin(bbox, z.rule.common.hysteresis);
+                if let Some(c) = z
+                    .monitor
+                    .observe(polygon, o.track_id, o.class_id, p, m, time_s)
+                {
+                    changes.push((o.track_id, o.class_id, c));
+                }
+            }
+            for &(id, class) in ended {
+                if let Some(dwell) = z.monitor.forget(id) {
+                    changes.push((id, class, ZoneChange::Left(dwell)));
+                }
+            }
+            let name = z.rule.common.name.clone();
+            for (track_id, class_id, change) in changes {
+                let class = self.label(class_id);
+                let z = &mut self.zones[zi];
+                events.push(match change {
+                    ZoneChange::Entered => {
+                        z.entered += 1;
+                        EventKind::ZoneEntered {
+                            zone: name.clone(),
+                            track_id,
+                            class,
+                        }
+                    }
+                    ZoneChange::Left(dwell) => {
+                        z.left += 1;
+                        z.dwell_total_s += dwell;
+                        EventKind::ZoneLeft {
+                            zone: name.clone(),
+                            track_id,
+                            class,
+                            dwell_s: (dwell * 1e3).round() / 1e3,
+                        }
+                    }
+                });
+            }
+        }
+        Ok(events)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::rules::{LineConfig, ZoneConfig};
+    use crate::model::classes::ClassFilter;
+
+    fn object(id: u64, x: f32, y_bottom: f32) -> Observed {
+        Observed {
+            track_id: id,
+            class_id: 0,
+            bbox: [x - 10.0, y_bottom - 50.0, x + 10.0, y_bottom],
+        }
+    }
+
+    #[test]
+    fn a_walk_through_a_door_into_a_zone() {
+        let lines = [LineConfig::parse_shorthand("door:0,100,200,100:down,up").unwrap()];
+        let zones = [ZoneConfig::parse_shorthand("hall:0,155,200,155,200,250,0,250").unwrap()];
+        let labels = vec!["person".to_string()];
+        let rules = Rules::validate(&lines, &zones, 1, &labels, &ClassFilter::only([0])).unwrap();
+        let mut a = StreamAnalytics::new(0, &rules, &labels);
+        let mut all = Vec::new();
+        // Walks down 10 px per frame from y=60 to y=200, then the track ends.
+        for i in 0..15 {
+            let y = 60.0 + 10.0 * i as f32;
+            all.extend(
+                a.observe((200, 300), i as f64 * 0.1, &[object(4, 50.0, y)], &[])
+                    .unwrap(),
+            );
+        }
+        all.extend(a.observe((200, 300), 1.5, &[], &[(4, 0)]).unwrap());
+        let kinds: Vec<&str> = all
+            .iter()
+            .map(|e| match e {
+                EventKind::LineCrossed { direction, .. } => direction.as_str(),
+                EventKind::ZoneEntered { .. } => "entered",
+                EventKind::ZoneLeft { .. } => "left",
+            })
+            .collect();
+        assert_eq!(kinds, ["down", "entered", "left"]);
+        assert_eq!(a.lines[0].total(0), 1);
+        // In at y=160 (frame 10), last seen at frame 14: 0.4 s.
+        let EventKind::ZoneLeft { dwell_s, .. } = &all[2] else {
+            panic!()
+        };
+        assert!((dwell_s - 0.4).abs() < 1e-9, "{dwell_s}");
+        assert_eq!(a.zones[0].inside(), 0);
+    }
+}
