@@ -48,7 +48,7 @@ fn annotated_mp4_and_jsonl_match_the_input_and_the_reference() {
         "one line per frame, frames without detections included"
     );
     for (i, line) in ours.iter().enumerate() {
-        assert_eq!(line["schema_version"], 1);
+        assert_eq!(line["schema_version"], 2);
         assert_eq!(line["stream_id"], 0);
         assert_eq!(line["frame_index"], i as u64);
         assert_eq!(line["pts_ns"], i as u64 * 100_000_000, "10 fps");
