@@ -127,6 +127,56 @@ fn file_to_mp4_example_runs() {
 }
 
 #[test]
+fn door_counter_example_counts_what_its_events_say() {
+    let dir = scratch();
+    let video = format!("{}/{{name}}.mp4", dir.path().display());
+    let meta = join(dir.path(), "counted.jsonl");
+    let stdout = ok(&pedvision(&[
+        "run",
+        "--config",
+        &example("door-counter.toml"),
+        "-i",
+        CLIP,
+        "-o",
+        &video,
+        "-m",
+        path_str(&meta),
+    ]));
+    assert_eq!(probe(&join(dir.path(), "vtest-40.mp4")).0, CLIP_FRAMES);
+    let lines = read_jsonl(&meta);
+    assert_eq!(lines.len(), CLIP_FRAMES);
+    let events: Vec<&serde_json::Value> = lines
+        .iter()
+        .flat_map(|l| l["events"].as_array().unwrap())
+        .collect();
+    let count = |kind: &str, key: &str, value: &str| {
+        events
+            .iter()
+            .filter(|e| e["type"] == kind && e[key] == value)
+            .count()
+    };
+    // The summary's counts are the events' counts.
+    let summary = format!(
+        "line walkway (stream 0): down {}, up {}",
+        count("line_crossed", "direction", "down"),
+        count("line_crossed", "direction", "up")
+    );
+    assert!(stdout.contains(&summary), "{summary}\n{stdout}");
+    let entered = count("zone_entered", "zone", "corner");
+    let left = count("zone_left", "zone", "corner");
+    let zone = format!("zone corner (stream 0): {entered} entered, {left} left, {} inside", entered - left);
+    assert!(stdout.contains(&zone), "{zone}\n{stdout}");
+    // Every event names a track that some detection of the run carries.
+    for e in &events {
+        let id = e["track_id"].as_u64().unwrap();
+        assert!(
+            lines.iter().flat_map(|l| l["detections"].as_array().unwrap()).any(|d| d["track_id"] == id),
+            "{e}"
+        );
+    }
+}
+
+#[test]
 fn camera_display_example_runs_with_a_stand_in_camera_and_window() {
     let dir = scratch();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_pedvision"))
