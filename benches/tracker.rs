@@ -11,10 +11,11 @@
 
 use std::time::Instant;
 
-use pedvision::analytics::{Observed, Rules, StreamAnalytics};
+use pedvision::analytics::{Rules, StreamAnalytics};
 use pedvision::config::rules::{LineConfig, ZoneConfig};
 use pedvision::model::Detection;
 use pedvision::model::classes::ClassFilter;
+use pedvision::pipeline::people::observed;
 use pedvision::track::{Tracker, TrackerSettings};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -80,15 +81,7 @@ fn main() {
         dets.sort_by(|a, b| b.score.total_cmp(&a.score));
         let started = Instant::now();
         let t = tracker.update(frame as f64 / FPS, &dets);
-        let observed: Vec<Observed> = t
-            .objects
-            .iter()
-            .map(|o| Observed {
-                track_id: o.track_id,
-                class_id: o.class_id,
-                bbox: dets[o.detection].bbox,
-            })
-            .collect();
+        let observed = observed(&t, &dets);
         events += analytics
             .observe((1920, 1080), frame as f64 / FPS, &observed, &t.ended)
             .unwrap()

@@ -103,15 +103,15 @@ fn unknown_keys_and_bad_values_name_the_key_and_line() {
     );
 }
 
-#[test]
-fn file_to_mp4_example_runs() {
-    let dir = scratch();
-    let video = format!("{}/{{name}}.mp4", dir.path().display());
-    let meta = join(dir.path(), "clip.jsonl");
-    ok(&pedvision(&[
+/// Runs example `name` on the test clip with its outputs in `dir`; checks the MP4
+/// and the JSONL have every frame; returns stdout and the JSONL lines.
+fn run_example_on_clip(name: &str, dir: &std::path::Path) -> (String, Vec<serde_json::Value>) {
+    let video = format!("{}/{{name}}.mp4", dir.display());
+    let meta = join(dir, "clip.jsonl");
+    let stdout = ok(&pedvision(&[
         "run",
         "--config",
-        &example("file-to-mp4.toml"),
+        &example(name),
         "-i",
         CLIP,
         "-o",
@@ -119,9 +119,16 @@ fn file_to_mp4_example_runs() {
         "-m",
         path_str(&meta),
     ]));
-    assert_eq!(probe(&join(dir.path(), "vtest-40.mp4")).0, CLIP_FRAMES);
+    assert_eq!(probe(&join(dir, "vtest-40.mp4")).0, CLIP_FRAMES);
     let lines = read_jsonl(&meta);
     assert_eq!(lines.len(), CLIP_FRAMES);
+    (stdout, lines)
+}
+
+#[test]
+fn file_to_mp4_example_runs() {
+    let dir = scratch();
+    let (_, lines) = run_example_on_clip("file-to-mp4.toml", dir.path());
     // classes = "person" from the file.
     assert!(lines.iter().flat_map(detections).all(|d| d.0 == 0));
 }
@@ -129,22 +136,7 @@ fn file_to_mp4_example_runs() {
 #[test]
 fn door_counter_example_counts_what_its_events_say() {
     let dir = scratch();
-    let video = format!("{}/{{name}}.mp4", dir.path().display());
-    let meta = join(dir.path(), "counted.jsonl");
-    let stdout = ok(&pedvision(&[
-        "run",
-        "--config",
-        &example("door-counter.toml"),
-        "-i",
-        CLIP,
-        "-o",
-        &video,
-        "-m",
-        path_str(&meta),
-    ]));
-    assert_eq!(probe(&join(dir.path(), "vtest-40.mp4")).0, CLIP_FRAMES);
-    let lines = read_jsonl(&meta);
-    assert_eq!(lines.len(), CLIP_FRAMES);
+    let (stdout, lines) = run_example_on_clip("door-counter.toml", dir.path());
     let events: Vec<&serde_json::Value> = lines
         .iter()
         .flat_map(|l| l["events"].as_array().unwrap())
@@ -164,13 +156,19 @@ fn door_counter_example_counts_what_its_events_say() {
     assert!(stdout.contains(&summary), "{summary}\n{stdout}");
     let entered = count("zone_entered", "zone", "corner");
     let left = count("zone_left", "zone", "corner");
-    let zone = format!("zone corner (stream 0): {entered} entered, {left} left, {} inside", entered - left);
+    let zone = format!(
+        "zone corner (stream 0): {entered} entered, {left} left, {} inside",
+        entered - left
+    );
     assert!(stdout.contains(&zone), "{zone}\n{stdout}");
     // Every event names a track that some detection of the run carries.
     for e in &events {
         let id = e["track_id"].as_u64().unwrap();
         assert!(
-            lines.iter().flat_map(|l| l["detections"].as_array().unwrap()).any(|d| d["track_id"] == id),
+            lines
+                .iter()
+                .flat_map(|l| l["detections"].as_array().unwrap())
+                .any(|d| d["track_id"] == id),
             "{e}"
         );
     }

@@ -46,9 +46,8 @@ impl LineCounter {
         } else {
             return None;
         };
-        let Some(prev) = self.sides.insert(track, Side { sign, at: p }) else {
-            return None;
-        };
+        // The first known side is where the track starts, not a crossing.
+        let prev = self.sides.insert(track, Side { sign, at: p })?;
         if prev.sign == sign || !crosses_within(a, b, prev.at, p) {
             return None;
         }

@@ -126,6 +126,7 @@ pub fn execute(args: BenchArgs) -> anyhow::Result<()> {
         .then(|| tracking_plans(&plan))
         .transpose()?;
     let mut tracking_ratios = Vec::new();
+    let mut tracking_cpu_ratios = Vec::new();
     // Alternate inference-only and end-to-end passes; each round's ratio divides
     // its end-to-end fps by the mean of the inference-only passes around it, so a
     // change in machine load hits both sides of a ratio alike.
@@ -211,12 +212,33 @@ pub fn execute(args: BenchArgs) -> anyhow::Result<()> {
             );
         }
         if let Some((with_plan, without_plan)) = &tracking_plans {
-            let stop = Arc::new(AtomicBool::new(false));
-            let without = pipeline::run(without_plan, &mut model.detector, &stop);
-            let _ = std::fs::remove_dir_all(&dir);
-            let with = pipeline::run(with_plan, &mut model.detector, &stop);
-            let _ = std::fs::remove_dir_all(&dir);
-            let (with, without) = (with?, without?);
+            // A run raises its stop flag when it ends: each run gets its own. The
+            // order alternates per round, so drifting load hits both sides alike.
+            let mut timed = |p: &RunPlan| {
+                let before = cpu_time();
+                let r = pipeline::run(p, &mut model.detector, &Arc::new(AtomicBool::new(false)));
+                let cpu = cpu_time().zip(before).map(|(a, b)| a - b);
+                let _ = std::fs::remove_dir_all(&dir);
+                r.map(|r| (r, cpu))
+            };
+            let ((with, with_cpu), (without, without_cpu)) = if round % 2 == 1 {
+                let with = timed(with_plan)?;
+                (with, timed(without_plan)?)
+            } else {
+                let without = timed(without_plan)?;
+                (timed(with_plan)?, without)
+            };
+            if let (Some(a), Some(b)) = (with_cpu, without_cpu) {
+                tracking_cpu_ratios.push(a.as_secs_f64() / b.as_secs_f64().max(1e-9));
+            }
+            for r in [&with, &without] {
+                anyhow::ensure!(
+                    r.frames == frames.len() as u64,
+                    "the tracking comparison processed {} of {} frames",
+                    r.frames,
+                    frames.len()
+                );
+            }
             let crossings: u64 = with.streams[0]
                 .lines
                 .iter()
@@ -268,6 +290,15 @@ pub fn execute(args: BenchArgs) -> anyhow::Result<()> {
             tracking_ratios[tracking_ratios.len() - 1],
             tracking_ratios.len()
         );
+        tracking_cpu_ratios.sort_by(f64::total_cmp);
+        if !tracking_cpu_ratios.is_empty() {
+            out!(
+                "CPU time with / without tracking + analytics: median {:.3} (min {:.3}, max {:.3})",
+                tracking_cpu_ratios[tracking_cpu_ratios.len() / 2],
+                tracking_cpu_ratios[0],
+                tracking_cpu_ratios[tracking_cpu_ratios.len() - 1]
+            );
+        }
     }
     if let Some(infer_cpu) = infer_cpu {
         let per_frame = |d: Duration, n: usize| d.as_secs_f64() * 1e3 / n as f64;

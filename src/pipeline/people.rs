@@ -17,7 +17,7 @@ use super::Frame;
 use crate::analytics::{Event, Observed, RuleError, Rules, StreamAnalytics, geometry::Point};
 use crate::model::Detection;
 use crate::sinks::overlay::Scene;
-use crate::track::{Tracker, TrackerKind, TrackerSettings};
+use crate::track::{FrameTracks, Tracker, TrackerKind, TrackerSettings};
 
 /// Anchor points kept per track for its trail.
 const TRAIL_POINTS: usize = 24;
@@ -32,6 +32,21 @@ pub struct FrameAnalysis {
     /// Per reported detection: its confirmed track.
     pub track_ids: Vec<Option<u64>>,
     pub events: Vec<Event>,
+}
+
+/// What the analytics see of a frame's tracks: each confirmed object with the box
+/// of the detection it was matched to (where the person was seen, not the filter's
+/// estimate).
+pub fn observed(tracks: &FrameTracks, detections: &[Detection]) -> Vec<Observed> {
+    tracks
+        .objects
+        .iter()
+        .map(|o| Observed {
+            track_id: o.track_id,
+            class_id: o.class_id,
+            bbox: detections[o.detection].bbox,
+        })
+        .collect()
 }
 
 /// One stream's tracker, lines and zones, and trails.
@@ -99,15 +114,7 @@ impl StreamPeople {
             })
         });
         let tracks = tracker.update(time_s, &detections);
-        let observed: Vec<Observed> = tracks
-            .objects
-            .iter()
-            .map(|o| Observed {
-                track_id: o.track_id,
-                class_id: o.class_id,
-                bbox: detections[o.detection].bbox,
-            })
-            .collect();
+        let observed = observed(&tracks, &detections);
         let kinds = self.analytics.observe(
             (frame.width, frame.height),
             time_s,

@@ -149,15 +149,21 @@ impl Overlay {
         at: (i32, i32),
         colour: Rgb<u8>,
     ) {
-        let Some(font) = &self.font else { return };
-        let (_, th) = text_size(PxScale::from(TEXT_SCALE), font, text);
-        let tag_h = th as i32 + 4;
+        let Some((_, tag_h)) = self.tag_size(text) else {
+            return;
+        };
         let y = if at.1 - tag_h >= 0 {
             at.1 - tag_h
         } else {
             at.1
         };
         self.tag(image, text, (at.0, y), colour);
+    }
+
+    /// Width and height of a tag holding `text`; `None` without a font.
+    fn tag_size(&self, text: &str) -> Option<(i32, i32)> {
+        let (tw, th) = text_size(PxScale::from(TEXT_SCALE), self.font.as_ref()?, text);
+        Some((tw as i32 + 6, th as i32 + 4))
     }
 
     /// A filled tag with `text`, top-left at `at`, kept inside the frame.
@@ -168,12 +174,16 @@ impl Overlay {
         at: (i32, i32),
         colour: Rgb<u8>,
     ) {
-        let Some(font) = &self.font else { return };
-        let (tw, th) = text_size(PxScale::from(TEXT_SCALE), font, text);
-        let tag_h = th as i32 + 4;
-        let x = at.0.min(image.width() as i32 - (tw as i32 + 6)).max(0);
+        let (Some(font), Some((tag_w, tag_h))) = (&self.font, self.tag_size(text)) else {
+            return;
+        };
+        let x = at.0.min(image.width() as i32 - tag_w).max(0);
         let y = at.1.min(image.height() as i32 - tag_h).max(0);
-        draw_filled_rect_mut(image, Rect::at(x, y).of_size(tw + 6, tag_h as u32), colour);
+        draw_filled_rect_mut(
+            image,
+            Rect::at(x, y).of_size(tag_w as u32, tag_h as u32),
+            colour,
+        );
         draw_text_mut(
             image,
             Rgb([0, 0, 0]),

@@ -275,16 +275,15 @@ impl Step<'_> {
             _ => Vec::new(),
         };
         let mut matched = vec![false; tracks.len()];
-        let mut high_left = high.clone();
-        if s.kind == TrackerKind::Sort {
+        let high_left = if s.kind == TrackerKind::Sort {
             let pool: Vec<usize> = (0..tracks.len()).collect();
-            high_left = self.associate(tracks, &pool, &high, SORT_MATCH_COST, false, &mut matched);
+            self.associate(tracks, &pool, &high, SORT_MATCH_COST, false, &mut matched)
         } else {
             // First stage: confirmed (tracked or lost) tracks, confident detections.
             let pool: Vec<usize> = (0..tracks.len())
                 .filter(|&t| tracks[t].state != State::Tentative)
                 .collect();
-            high_left = self.associate(tracks, &pool, &high_left, s.match_cost, true, &mut matched);
+            let left = self.associate(tracks, &pool, &high, s.match_cost, true, &mut matched);
             // Second stage: tracks seen last frame and still unmatched, weak detections.
             let pool: Vec<usize> = (0..tracks.len())
                 .filter(|&t| !matched[t] && tracks[t].state == State::Tracked)
@@ -294,15 +293,15 @@ impl Step<'_> {
             let pool: Vec<usize> = (0..tracks.len())
                 .filter(|&t| tracks[t].state == State::Tentative)
                 .collect();
-            high_left = self.associate(
+            self.associate(
                 tracks,
                 &pool,
-                &high_left,
+                &left,
                 s.tentative_match_cost,
                 true,
                 &mut matched,
-            );
-        }
+            )
+        };
         // Matched tracks: confirm, report.
         for (t, track) in tracks.iter_mut().enumerate() {
             if !matched[t] {

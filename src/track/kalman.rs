@@ -181,12 +181,14 @@ mod tests {
     }
 
     /// The textbook 8×8 filter (ByteTrack's `KalmanFilter`), written out with dense
-    /// matrices, as an independent check of the per-axis arithmetic.
+    /// matrices, as an independent check of the per-axis arithmetic. Index loops on
+    /// purpose: they read like the formulas.
     struct Dense {
         mean: [f64; 8],
         cov: [[f64; 8]; 8],
     }
 
+    #[allow(clippy::needless_range_loop)]
     impl Dense {
         fn new(b: &BBox) -> Self {
             let z = to_xyah(b).map(f64::from);
@@ -275,6 +277,7 @@ mod tests {
     }
 
     /// Gauss-Jordan inverse of a 4×4 matrix.
+    #[allow(clippy::needless_range_loop)]
     fn invert4(m: [[f64; 4]; 4]) -> [[f64; 4]; 4] {
         let mut a = [[0.0; 8]; 4];
         for i in 0..4 {
