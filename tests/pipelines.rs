@@ -33,13 +33,13 @@ fn every_example_parses_and_prints_back() {
         .filter(|p| p.extension().is_some_and(|e| e == "toml"))
         .collect();
     files.sort();
-    assert_eq!(files.len(), 4, "{files:?}");
+    assert_eq!(files.len(), 5, "{files:?}");
     for file in &files {
         let effective = print_config(&["--config", path_str(file)]);
         let inputs = effective["inputs"].as_array().unwrap();
         assert!(!inputs.is_empty(), "{}", file.display());
         // Every section is there, filled in.
-        for section in ["model", "batching", "outputs", "rtsp", "reconnect"] {
+        for section in ["model", "batching", "outputs", "rtsp", "reconnect", "tracking"] {
             assert!(
                 effective[section].is_table(),
                 "{}: no [{section}]",
