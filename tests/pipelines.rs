@@ -39,7 +39,14 @@ fn every_example_parses_and_prints_back() {
         let inputs = effective["inputs"].as_array().unwrap();
         assert!(!inputs.is_empty(), "{}", file.display());
         // Every section is there, filled in.
-        for section in ["model", "batching", "outputs", "rtsp", "reconnect", "tracking"] {
+        for section in [
+            "model",
+            "batching",
+            "outputs",
+            "rtsp",
+            "reconnect",
+            "tracking",
+        ] {
             assert!(
                 effective[section].is_table(),
                 "{}: no [{section}]",

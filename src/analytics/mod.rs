@@ -155,13 +155,6 @@ impl StreamAnalytics {
         Ok(())
     }
 
-    fn label(&self, class_id: usize) -> String {
-        self.labels
-            .get(class_id)
-            .cloned()
-            .unwrap_or_else(|| class_id.to_string())
-    }
-
     /// One frame: the confirmed objects seen in it, the tracks that ended, and the
     /// frame's size and time. Returns the events, lines first, in object order.
     pub fn observe(
@@ -177,80 +170,108 @@ impl StreamAnalytics {
         self.resolve(width, height)?;
         let mut events = Vec::new();
         for l in &mut self.lines {
-            let Some([a, b]) = l.ends else { continue };
-            for o in objects {
-                let bbox = &o.bbox;
-                if !l.rule.common.watches(o.class_id) {
-                    continue;
-                }
-                let p = anchor_point(bbox, l.rule.common.anchor);
-                let m = margin(bbox, l.rule.common.hysteresis);
-                if let Some(d) = l.counter.observe(a, b, o.track_id, p, m) {
-                    *l.counts.entry((d, o.class_id)).or_default() += 1;
-                    events.push(EventKind::LineCrossed {
-                        line: l.rule.common.name.clone(),
-                        direction: l.rule.directions[d].clone(),
-                        track_id: o.track_id,
-                        class: self.labels.get(o.class_id).cloned().unwrap_or_default(),
-                    });
-                }
-            }
-            for (id, _) in ended {
-                l.counter.forget(*id);
-            }
+            l.observe(objects, ended, &self.labels, &mut events);
         }
-        for zi in 0..self.zones.len() {
-            let z = &mut self.zones[zi];
-            let Some(polygon) = z.polygon.as_deref() else {
-                continue;
-            };
-            let mut changes = Vec::new();
-            for o in objects {
-                let bbox = &o.bbox;
-                if !z.rule.common.watches(o.class_id) {
-                    continue;
-                }
-                let p = anchor_point(bbox, z.rule.common.anchor);
-                let m = margin(bbox, z.rule.common.hysteresis);
-                if let Some(c) = z
-                    .monitor
-                    .observe(polygon, o.track_id, o.class_id, p, m, time_s)
-                {
-                    changes.push((o.track_id, o.class_id, c));
-                }
-            }
-            for &(id, class) in ended {
-                if let Some(dwell) = z.monitor.forget(id) {
-                    changes.push((id, class, ZoneChange::Left(dwell)));
-                }
-            }
-            let name = z.rule.common.name.clone();
-            for (track_id, class_id, change) in changes {
-                let class = self.label(class_id);
-                let z = &mut self.zones[zi];
-                events.push(match change {
-                    ZoneChange::Entered => {
-                        z.entered += 1;
-                        EventKind::ZoneEntered {
-                            zone: name.clone(),
-                            track_id,
-                            class,
-                        }
-                    }
-                    ZoneChange::Left(dwell) => {
-                        z.left += 1;
-                        z.dwell_total_s += dwell;
-                        EventKind::ZoneLeft {
-                            zone: name.clone(),
-                            track_id,
-                            class,
-                            dwell_s: (dwell * 1e3).round() / 1e3,
-                        }
-                    }
+        for z in &mut self.zones {
+            z.observe(objects, ended, time_s, &self.labels, &mut events);
+        }
+        Ok(events)
+    }
+}
+
+/// The label of a class id (its number when the model has no such label).
+fn label(labels: &[String], class_id: usize) -> String {
+    labels
+        .get(class_id)
+        .cloned()
+        .unwrap_or_else(|| class_id.to_string())
+}
+
+impl LineState {
+    /// One frame's objects and ended tracks against this line; crossings are
+    /// counted and pushed to `events`.
+    fn observe(
+        &mut self,
+        objects: &[Observed],
+        ended: &[(u64, usize)],
+        labels: &[String],
+        events: &mut Vec<EventKind>,
+    ) {
+        let Some([a, b]) = self.ends else { return };
+        let rule = &self.rule.common;
+        for o in objects.iter().filter(|o| rule.watches(o.class_id)) {
+            let p = anchor_point(&o.bbox, rule.anchor);
+            let m = margin(&o.bbox, rule.hysteresis);
+            if let Some(d) = self.counter.observe(a, b, o.track_id, p, m) {
+                *self.counts.entry((d, o.class_id)).or_default() += 1;
+                events.push(EventKind::LineCrossed {
+                    line: rule.name.clone(),
+                    direction: self.rule.directions[d].clone(),
+                    track_id: o.track_id,
+                    class: label(labels, o.class_id),
                 });
             }
         }
-        Ok(events)
+        for (id, _) in ended {
+            self.counter.forget(*id);
+        }
+    }
+}
+
+impl ZoneState {
+    /// One frame's objects and ended tracks against this zone; entries and exits
+    /// are counted and pushed to `events`.
+    fn observe(
+        &mut self,
+        objects: &[Observed],
+        ended: &[(u64, usize)],
+        time_s: f64,
+        labels: &[String],
+        events: &mut Vec<EventKind>,
+    ) {
+        let Some(polygon) = self.polygon.as_deref() else {
+            return;
+        };
+        let rule = &self.rule.common;
+        let mut changes = Vec::new();
+        for o in objects.iter().filter(|o| rule.watches(o.class_id)) {
+            let p = anchor_point(&o.bbox, rule.anchor);
+            let m = margin(&o.bbox, rule.hysteresis);
+            if let Some(c) = self
+                .monitor
+                .observe(polygon, o.track_id, o.class_id, p, m, time_s)
+            {
+                changes.push((o.track_id, o.class_id, c));
+            }
+        }
+        for &(id, class) in ended {
+            if let Some(dwell) = self.monitor.forget(id) {
+                changes.push((id, class, ZoneChange::Left(dwell)));
+            }
+        }
+        for (track_id, class_id, change) in changes {
+            let (zone, class) = (rule.name.clone(), label(labels, class_id));
+            events.push(match change {
+                ZoneChange::Entered => {
+                    self.entered += 1;
+                    EventKind::ZoneEntered {
+                        zone,
+                        track_id,
+                        class,
+                    }
+                }
+                ZoneChange::Left(dwell) => {
+                    self.left += 1;
+                    self.dwell_total_s += dwell;
+                    EventKind::ZoneLeft {
+                        zone,
+                        track_id,
+                        class,
+                        dwell_s: (dwell * 1e3).round() / 1e3,
+                    }
+                }
+            });
+        }
     }
 }
 
@@ -266,6 +287,19 @@ mod tests {
             class_id: 0,
             bbox: [x - 10.0, y_bottom - 50.0, x + 10.0, y_bottom],
         }
+    }
+
+    #[test]
+    fn rules_follow_a_change_of_frame_size() {
+        let lines = [LineConfig::parse_shorthand("door:0.1,0.5,0.9,0.5").unwrap()];
+        let labels = vec!["person".to_string()];
+        let rules = Rules::validate(&lines, &[], 1, &labels, &ClassFilter::only([0])).unwrap();
+        let mut a = StreamAnalytics::new(0, &rules, &labels);
+        a.observe((200, 100), 0.0, &[], &[]).unwrap();
+        assert_eq!(a.lines[0].ends.unwrap()[1], Point::new(180.0, 50.0));
+        // A camera that comes back at another size: the line moves with the frame.
+        a.observe((400, 300), 0.1, &[], &[]).unwrap();
+        assert_eq!(a.lines[0].ends.unwrap()[1], Point::new(360.0, 150.0));
     }
 
     #[test]

@@ -136,12 +136,7 @@ pub struct StreamReport {
 }
 
 /// The counts of a stream's lines and zones at the end of a run.
-fn people_summary(
-    people: Option<&people::StreamPeople>,
-) -> (u64, Vec<LineSummary>, Vec<ZoneSummary>) {
-    let Some(p) = people else {
-        return (0, Vec::new(), Vec::new());
-    };
+fn people_summary(p: &people::StreamPeople) -> (u64, Vec<LineSummary>, Vec<ZoneSummary>) {
     let lines = p
         .analytics
         .lines
@@ -234,17 +229,16 @@ pub fn run(
             .as_deref()
             .map(StagedFile::create)
             .transpose()?;
-        streams.push(stages::StreamOutputs {
+        streams.push(stages::StreamOutputs::new(
             staged,
-            people: Some(people::StreamPeople::new(
+            people::StreamPeople::new(
                 i as u32,
                 &plan.tracking,
                 plan.post.conf,
                 &plan.rules,
                 &plan.post.labels,
-            )),
-            ..Default::default()
-        });
+            ),
+        ));
     }
     let n = plan.sources.len() as u32;
     let rtsp_out = match &plan.rtsp_out {
@@ -378,7 +372,7 @@ pub fn run(
         let video = stages::finish_video(out, complete)?;
         let mut lat = std::mem::take(&mut out.latencies_ms);
         lat.sort_by(f64::total_cmp);
-        let (tracks, lines, zones) = people_summary(out.people.as_ref());
+        let (tracks, lines, zones) = people_summary(&out.people);
         report.streams.push(StreamReport {
             id: spec.id,
             name: spec.name(),

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crossbeam_channel::{Receiver, Sender};
 use ndarray::ArrayView4;
 
-use super::people::{FrameAnalysis, StreamPeople};
+use super::people::StreamPeople;
 use super::{Frame, Inferred, PreparedBatch};
 use crate::analytics::{Event, EventKind};
 use crate::config::InputSpec;
@@ -136,7 +136,6 @@ pub fn infer(
 }
 
 /// One stream's outputs, owned by the post stage.
-#[derive(Default)]
 pub struct StreamOutputs {
     /// Where the MP4 goes, until the first frame tells its size.
     pub staged: Option<StagedFile>,
@@ -152,10 +151,25 @@ pub struct StreamOutputs {
     /// Frames processed at the last fps update.
     pub frames_at_last_rate: u64,
     /// The stream's tracker, lines and zones.
-    pub people: Option<StreamPeople>,
+    pub people: StreamPeople,
 }
 
 impl StreamOutputs {
+    /// A stream's outputs before its first frame: its MP4 (if any) and its tracker.
+    pub fn new(staged: Option<StagedFile>, people: StreamPeople) -> Self {
+        Self {
+            staged,
+            encoder: None,
+            rtsp: None,
+            display: None,
+            frames: 0,
+            latencies_ms: Vec::new(),
+            metrics: StreamMetrics::default(),
+            frames_at_last_rate: 0,
+            people,
+        }
+    }
+
     fn draws(&self) -> bool {
         self.staged.is_some()
             || self.encoder.is_some()
@@ -193,37 +207,19 @@ pub fn post(
         let Some(out) = streams.get_mut(frame.stream_id as usize) else {
             continue;
         };
-        let analysis = match &mut out.people {
-            Some(people) => people.step(&frame, detections)?,
-            None => FrameAnalysis {
-                track_ids: Vec::new(),
-                detections,
-                events: Vec::new(),
-            },
-        };
+        let analysis = out.people.step(&frame, detections)?;
         if metadata.is_some() || mqtt.is_some() {
-            let json = FrameRecord::new(
+            let record = FrameRecord::new(
                 &frame,
                 &analysis.detections,
                 &analysis.track_ids,
                 &options.labels,
                 &analysis.events,
-            )
-            .to_json();
-            if let Some(m) = metadata.as_deref_mut() {
-                m.write_line(&json)?;
-            }
-            if let Some(sink) = mqtt {
-                sink.send(frame.stream_id, json);
-                for event in &analysis.events {
-                    sink.send_event(frame.stream_id, event.to_json());
-                }
-            }
+            );
+            publish(&record, &analysis.events, metadata.as_deref_mut(), mqtt)?;
         }
         count_events(&out.metrics, &analysis.events);
-        if let Some(people) = &out.people {
-            out.metrics.tracks_live.set(people.tracks_live() as i64);
-        }
+        out.metrics.tracks_live.set(out.people.tracks_live() as i64);
         if let Some(captured) = frame.captured_unix_ns {
             let ms = now_unix_ns().saturating_sub(captured) as f64 / 1e6;
             out.latencies_ms.push(ms);
@@ -234,37 +230,14 @@ pub fn post(
         if let Some(overlay) = &overlay
             && out.draws()
         {
-            let scene = out
-                .people
-                .as_ref()
-                .map(StreamPeople::scene)
-                .unwrap_or_default();
+            let scene = out.people.scene();
             overlay.draw_scene(
                 &mut I420Canvas::new(&mut frame),
                 &analysis.detections,
                 &analysis.track_ids,
                 &scene,
             );
-            if let Some(rtsp) = &out.rtsp {
-                rtsp.push(&frame);
-            }
-            if let Some(display) = &mut out.display {
-                display.push(&frame);
-            }
-            if out.encoder.is_none()
-                && let Some(staged) = out.staged.take()
-            {
-                out.encoder = Some(Mp4Encoder::create(
-                    staged,
-                    frame.width,
-                    frame.height,
-                    frame.fps,
-                    frame.colour,
-                )?);
-            }
-            if let Some(encoder) = &mut out.encoder {
-                encoder.push(frame)?;
-            }
+            show(out, frame)?;
         }
         progress.update(streams);
         if last_rate.elapsed() >= Duration::from_secs(1) {
@@ -284,6 +257,53 @@ pub fn post(
                 tracing::info!(stream = id, frames = s.frames, fps = %format!("{:.1}", s.frames as f64 / secs), "progress");
             }
         }
+    }
+    Ok(())
+}
+
+/// Writes a frame's record to the metadata file and sends it, and each of its
+/// events, to the MQTT sink.
+fn publish(
+    record: &FrameRecord<'_>,
+    events: &[Event],
+    metadata: Option<&mut MetadataWriter>,
+    mqtt: Option<&crate::sinks::mqtt::MqttSink>,
+) -> crate::Result<()> {
+    let json = record.to_json();
+    if let Some(m) = metadata {
+        m.write_line(&json)?;
+    }
+    if let Some(sink) = mqtt {
+        sink.send(record.stream_id, json);
+        for event in events {
+            sink.send_event(record.stream_id, event.to_json());
+        }
+    }
+    Ok(())
+}
+
+/// Hands an annotated frame to the stream's RTSP re-stream, window and MP4 (the
+/// encoder starts on the first frame, which tells the size).
+fn show(out: &mut StreamOutputs, frame: Frame) -> crate::Result<()> {
+    if let Some(rtsp) = &out.rtsp {
+        rtsp.push(&frame);
+    }
+    if let Some(display) = &mut out.display {
+        display.push(&frame);
+    }
+    if out.encoder.is_none()
+        && let Some(staged) = out.staged.take()
+    {
+        out.encoder = Some(Mp4Encoder::create(
+            staged,
+            frame.width,
+            frame.height,
+            frame.fps,
+            frame.colour,
+        )?);
+    }
+    if let Some(encoder) = &mut out.encoder {
+        encoder.push(frame)?;
     }
     Ok(())
 }

@@ -259,7 +259,6 @@ struct Step<'a> {
 
 impl Step<'_> {
     fn run(&self, tracks: &mut Vec<Track>, next_id: &mut u64, out: &mut FrameTracks) {
-        let s = self.settings;
         for t in tracks.iter_mut() {
             t.detection = None;
             if t.state != State::Tracked {
@@ -267,65 +266,71 @@ impl Step<'_> {
             }
             t.filter.predict(self.dt as f32);
         }
+        let unmatched = self.associate_all(tracks);
+        self.settle(tracks, next_id, out);
+        self.remove_duplicates(tracks, out);
+        self.start_tracks(tracks, &unmatched, next_id);
+        for track in tracks.iter() {
+            if track.state == State::Tracked
+                && track.last_seen_s == self.now
+                && let Some(id) = track.id
+                && let Some(i) = track.detection
+            {
+                out.ids[i] = Some(id);
+                out.objects.push(self.object(id, track, i));
+            }
+        }
+    }
+
+    /// Every association stage of the tracker's kind; matched tracks are updated.
+    /// Returns the confident detections nobody took.
+    fn associate_all(&self, tracks: &mut [Track]) -> Vec<usize> {
+        let s = self.settings;
         let score = |i: usize| self.detections[i].score;
         let (high, low): (Vec<usize>, Vec<usize>) =
             self.indices.iter().partition(|&&i| score(i) >= s.high);
-        let low: Vec<usize> = match s.kind {
-            TrackerKind::Bytetrack => low.into_iter().filter(|&i| score(i) >= s.low).collect(),
-            _ => Vec::new(),
-        };
         let mut matched = vec![false; tracks.len()];
-        let high_left = if s.kind == TrackerKind::Sort {
-            let pool: Vec<usize> = (0..tracks.len()).collect();
-            self.associate(tracks, &pool, &high, SORT_MATCH_COST, false, &mut matched)
-        } else {
-            // First stage: confirmed (tracked or lost) tracks, confident detections.
-            let pool: Vec<usize> = (0..tracks.len())
-                .filter(|&t| tracks[t].state != State::Tentative)
-                .collect();
-            let left = self.associate(tracks, &pool, &high, s.match_cost, true, &mut matched);
-            // Second stage: tracks seen last frame and still unmatched, weak detections.
-            let pool: Vec<usize> = (0..tracks.len())
-                .filter(|&t| !matched[t] && tracks[t].state == State::Tracked)
-                .collect();
-            self.associate(tracks, &pool, &low, s.low_match_cost, false, &mut matched);
-            // Tentative tracks, the confident detections left.
-            let pool: Vec<usize> = (0..tracks.len())
-                .filter(|&t| tracks[t].state == State::Tentative)
-                .collect();
-            self.associate(
-                tracks,
-                &pool,
-                &left,
-                s.tentative_match_cost,
-                true,
-                &mut matched,
-            )
+        let pool = |tracks: &[Track], matched: &[bool], keep: fn(State) -> bool| -> Vec<usize> {
+            (0..tracks.len())
+                .filter(|&t| !matched[t] && keep(tracks[t].state))
+                .collect()
         };
-        // Matched tracks: confirm, report.
-        for (t, track) in tracks.iter_mut().enumerate() {
-            if !matched[t] {
-                continue;
-            }
-            if track.id.is_none() && track.hits >= s.min_hits.max(1) {
-                track.id = Some(*next_id);
-                *next_id += 1;
-            }
-            if track.id.is_some() {
-                track.state = State::Tracked;
-            }
+        if s.kind == TrackerKind::Sort {
+            let all = pool(tracks, &matched, |_| true);
+            return self.associate(tracks, &all, &high, SORT_MATCH_COST, false, &mut matched);
         }
-        // Unmatched: tentative tracks end, confirmed ones are lost, old lost ones end.
-        let buffer = s.buffer_s;
+        // First stage: confirmed (tracked or lost) tracks, confident detections.
+        let confirmed = pool(tracks, &matched, |st| st != State::Tentative);
+        let left = self.associate(tracks, &confirmed, &high, s.match_cost, true, &mut matched);
+        // Second stage: tracks seen last frame and still unmatched, weak detections.
+        let weak: Vec<usize> = low.into_iter().filter(|&i| score(i) >= s.low).collect();
+        let seen = pool(tracks, &matched, |st| st == State::Tracked);
+        self.associate(tracks, &seen, &weak, s.low_match_cost, false, &mut matched);
+        // Tentative tracks, the confident detections left.
+        let tentative = pool(tracks, &matched, |st| st == State::Tentative);
+        let limit = s.tentative_match_cost;
+        self.associate(tracks, &tentative, &left, limit, true, &mut matched)
+    }
+
+    /// After association: tracks seen now are confirmed once they have enough hits;
+    /// tentative tracks not seen end, confirmed ones are lost, and lost ones older
+    /// than the buffer end.
+    fn settle(&self, tracks: &mut Vec<Track>, next_id: &mut u64, out: &mut FrameTracks) {
+        let s = self.settings;
         let now = self.now;
         tracks.retain_mut(|t| {
-            if t.state == State::Tentative && t.last_seen_s < now {
-                return false;
+            let seen = t.last_seen_s == now;
+            if seen && t.id.is_none() && t.hits >= s.min_hits.max(1) {
+                t.id = Some(*next_id);
+                *next_id += 1;
             }
-            if t.state == State::Tracked && t.last_seen_s < now {
-                t.state = State::Lost;
+            match (t.state, seen) {
+                (State::Tentative, false) => return false,
+                (_, true) if t.id.is_some() => t.state = State::Tracked,
+                (State::Tracked, false) => t.state = State::Lost,
+                _ => {}
             }
-            if t.state == State::Lost && now - t.last_seen_s > buffer {
+            if t.state == State::Lost && now - t.last_seen_s > s.buffer_s {
                 if let Some(id) = t.id {
                     out.ended.push((id, self.class));
                 }
@@ -333,9 +338,13 @@ impl Step<'_> {
             }
             true
         });
-        self.remove_duplicates(tracks, out);
-        // New tracks from confident detections nobody took.
-        for &i in &high_left {
+    }
+
+    /// New tentative tracks from confident detections nobody took (confirmed at once
+    /// on a stream's first frame, as ByteTrack does, or when one hit is enough).
+    fn start_tracks(&self, tracks: &mut Vec<Track>, unmatched: &[usize], next_id: &mut u64) {
+        let s = self.settings;
+        for &i in unmatched {
             let d = &self.detections[i];
             if d.score < s.new_track {
                 continue;
@@ -345,27 +354,16 @@ impl Step<'_> {
                 filter: BoxFilter::new(&d.bbox, s.interval_s as f32),
                 state: State::Tentative,
                 hits: 1,
-                started_s: now,
-                last_seen_s: now,
+                started_s: self.now,
+                last_seen_s: self.now,
                 detection: Some(i),
             };
-            // Like ByteTrack, what is there on a stream's first frame is confirmed.
             if self.first_frame || s.min_hits <= 1 {
                 track.id = Some(*next_id);
                 *next_id += 1;
                 track.state = State::Tracked;
             }
             tracks.push(track);
-        }
-        for track in tracks.iter() {
-            if track.state == State::Tracked
-                && track.last_seen_s == now
-                && let Some(id) = track.id
-                && let Some(i) = track.detection
-            {
-                out.ids[i] = Some(id);
-                out.objects.push(self.object(id, track, i));
-            }
         }
     }
 
