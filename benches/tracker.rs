@@ -81,7 +81,7 @@ fn main() {
         dets.sort_by(|a, b| b.score.total_cmp(&a.score));
         let started = Instant::now();
         let t = tracker.update(frame as f64 / FPS, &dets);
-        let observed = observed(&t, &dets);
+        let observed = observed(&t, &dets, 0.35);
         events += analytics
             .observe((1920, 1080), frame as f64 / FPS, &observed, &t.ended)
             .unwrap()

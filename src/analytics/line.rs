@@ -55,9 +55,11 @@ impl LineCounter {
         self.counted.insert((track, direction)).then_some(direction)
     }
 
-    /// Forgets an ended track.
+    /// Forgets an ended track (ids are never reused, so nothing of it is needed).
     pub fn forget(&mut self, track: u64) {
         self.sides.remove(&track);
+        self.counted.remove(&(track, 0));
+        self.counted.remove(&(track, 1));
     }
 }
 
@@ -84,6 +86,11 @@ mod tests {
         assert_eq!(walk(&mut c, 1, &[110.0, 90.0, 80.0]), vec![1]);
         // Down again: already counted in that direction.
         assert!(walk(&mut c, 1, &[120.0]).is_empty());
+        c.forget(1);
+        assert!(
+            c.sides.is_empty() && c.counted.is_empty(),
+            "nothing kept of ended tracks"
+        );
     }
 
     #[test]

@@ -77,6 +77,9 @@ impl LineState {
 pub struct ZoneState {
     pub rule: rules::ZoneRule,
     pub polygon: Option<Vec<Point>>,
+    /// The largest hysteresis margin this zone allows, in pixels: a quarter of its
+    /// bounding box's smaller side, so a narrow zone can still be entered.
+    max_margin: f32,
     monitor: ZoneMonitor,
     pub entered: u64,
     pub left: u64,
@@ -125,6 +128,7 @@ impl StreamAnalytics {
                 .map(|rule| ZoneState {
                     rule,
                     polygon: None,
+                    max_margin: f32::INFINITY,
                     monitor: ZoneMonitor::default(),
                     entered: 0,
                     left: 0,
@@ -140,16 +144,39 @@ impl StreamAnalytics {
     }
 
     /// Puts the rules in pixels for this frame size (again when the size changes).
+    /// Pixel points outside the first frame are an error; after a change of size
+    /// (a camera that came back smaller), a rule that no longer fits is skipped with
+    /// a warning until the size fits again, and the other rules go on.
     fn resolve(&mut self, width: u32, height: u32) -> Result<(), RuleError> {
         if self.frame_size == Some((width, height)) {
             return Ok(());
         }
+        let first = self.frame_size.is_none();
+        let stream = self.stream;
+        let fits = |r: Result<Vec<Point>, RuleError>| match r {
+            Ok(points) => Ok(Some(points)),
+            Err(e) if first => Err(e),
+            Err(e) => {
+                tracing::warn!(stream, error = %e, "rule skipped while the frame is {width}x{height}");
+                Ok(None)
+            }
+        };
         for l in &mut self.lines {
-            let p = l.rule.common.resolve(true, self.stream, width, height)?;
-            l.ends = Some([p[0], p[1]]);
+            let points = fits(l.rule.common.resolve(true, stream, width, height))?;
+            l.ends = points.map(|p| [p[0], p[1]]);
         }
         for z in &mut self.zones {
-            z.polygon = Some(z.rule.common.resolve(false, self.stream, width, height)?);
+            z.polygon = fits(z.rule.common.resolve(false, stream, width, height))?;
+            if let Some(p) = &z.polygon {
+                let span = |f: fn(&Point) -> f32| {
+                    let (lo, hi) = p
+                        .iter()
+                        .map(f)
+                        .fold((f32::MAX, f32::MIN), |(lo, hi), v| (lo.min(v), hi.max(v)));
+                    hi - lo
+                };
+                z.max_margin = (span(|q| q.x).min(span(|q| q.y)) / 4.0).max(1.0);
+            }
         }
         self.frame_size = Some((width, height));
         Ok(())
@@ -236,7 +263,7 @@ impl ZoneState {
         let mut changes = Vec::new();
         for o in objects.iter().filter(|o| rule.watches(o.class_id)) {
             let p = anchor_point(&o.bbox, rule.anchor);
-            let m = margin(&o.bbox, rule.hysteresis);
+            let m = margin(&o.bbox, rule.hysteresis).min(self.max_margin);
             if let Some(c) = self
                 .monitor
                 .observe(polygon, o.track_id, o.class_id, p, m, time_s)
@@ -287,6 +314,43 @@ mod tests {
             class_id: 0,
             bbox: [x - 10.0, y_bottom - 50.0, x + 10.0, y_bottom],
         }
+    }
+
+    #[test]
+    fn a_narrow_zone_can_be_entered_by_a_tall_box() {
+        // 20 px wide, people 200 px tall: a 10% margin (20 px) would never fit.
+        let zones = [ZoneConfig::parse_shorthand("gap:100,0,120,0,120,300,100,300").unwrap()];
+        let labels = vec!["person".to_string()];
+        let rules = Rules::validate(&[], &zones, 1, &labels, &ClassFilter::only([0])).unwrap();
+        let mut a = StreamAnalytics::new(0, &rules, &labels);
+        let tall = |x: f32| Observed {
+            track_id: 1,
+            class_id: 0,
+            bbox: [x - 10.0, 50.0, x + 10.0, 250.0],
+        };
+        let mut kinds = Vec::new();
+        for (i, x) in [90.0, 104.0, 110.0, 116.0, 130.0].iter().enumerate() {
+            kinds.extend(a.observe((300, 300), i as f64, &[tall(*x)], &[]).unwrap());
+        }
+        assert_eq!(kinds.len(), 2, "{kinds:?}");
+    }
+
+    #[test]
+    fn pixel_rules_that_stop_fitting_are_skipped_not_fatal() {
+        let lines = [LineConfig::parse_shorthand("door:10,50,300,50").unwrap()];
+        let labels = vec!["person".to_string()];
+        let rules = Rules::validate(&lines, &[], 1, &labels, &ClassFilter::only([0])).unwrap();
+        let mut a = StreamAnalytics::new(0, &rules, &labels);
+        assert!(
+            a.observe((200, 100), 0.0, &[], &[]).is_err(),
+            "first frame: an error"
+        );
+        let mut b = StreamAnalytics::new(0, &rules, &labels);
+        b.observe((320, 240), 0.0, &[], &[]).unwrap();
+        b.observe((200, 100), 0.1, &[], &[]).unwrap();
+        assert!(b.lines[0].ends.is_none(), "skipped while it does not fit");
+        b.observe((320, 240), 0.2, &[], &[]).unwrap();
+        assert!(b.lines[0].ends.is_some());
     }
 
     #[test]

@@ -27,20 +27,24 @@ const FALLBACK_INTERVAL_S: f64 = 1.0 / 30.0;
 /// What one frame gives its outputs.
 #[derive(Debug, Default)]
 pub struct FrameAnalysis {
-    /// The detections to report (score at least the run's threshold), best first.
+    /// The detections to report (score above the run's threshold, as the decoder
+    /// applies it), best first.
     pub detections: Vec<Detection>,
     /// Per reported detection: its confirmed track.
     pub track_ids: Vec<Option<u64>>,
     pub events: Vec<Event>,
 }
 
-/// What the analytics see of a frame's tracks: each confirmed object with the box
-/// of the detection it was matched to (where the person was seen, not the filter's
-/// estimate).
-pub fn observed(tracks: &FrameTracks, detections: &[Detection]) -> Vec<Observed> {
+/// What the analytics see of a frame's tracks: each confirmed object matched to a
+/// detection scoring above `conf` (one the frame's record reports), with that
+/// detection's box (where the person was seen, not the filter's estimate). Weak
+/// matches only keep tracks alive: the box of a half-hidden person is shorter, and
+/// its feet would seem to move.
+pub fn observed(tracks: &FrameTracks, detections: &[Detection], conf: f32) -> Vec<Observed> {
     tracks
         .objects
         .iter()
+        .filter(|o| detections[o.detection].score > conf)
         .map(|o| Observed {
             track_id: o.track_id,
             class_id: o.class_id,
@@ -97,7 +101,7 @@ impl StreamPeople {
         let conf = self.conf;
         if self.settings.kind == TrackerKind::None {
             let detections: Vec<Detection> =
-                detections.into_iter().filter(|d| d.score >= conf).collect();
+                detections.into_iter().filter(|d| d.score > conf).collect();
             return Ok(FrameAnalysis {
                 track_ids: vec![None; detections.len()],
                 detections,
@@ -114,17 +118,17 @@ impl StreamPeople {
             })
         });
         let tracks = tracker.update(time_s, &detections);
-        let observed = observed(&tracks, &detections);
+        let observed = observed(&tracks, &detections, conf);
         let kinds = self.analytics.observe(
             (frame.width, frame.height),
-            time_s,
+            tracks.time_s,
             &observed,
             &tracks.ended,
         )?;
         self.update_trails(&observed, &tracks.ended);
         let mut analysis = FrameAnalysis::default();
         for (det, id) in detections.into_iter().zip(tracks.ids) {
-            if det.score >= conf {
+            if det.score > conf {
                 analysis.detections.push(det);
                 analysis.track_ids.push(id);
             }

@@ -4,11 +4,11 @@
 //! One call of [`Tracker::update`] per frame, with the frame's detections (every
 //! score down to the low threshold) and its time:
 //!
-//! 1. every track's box is predicted to the frame's time ([`BoxFilter`]);
-//! 2. **first stage**: confirmed and lost tracks against detections scoring at
-//!    least `high`, cost `1 - IoU × score`, optimal assignment below `match_cost`;
+//! 1. every confirmed track's box is predicted to the frame's time ([`BoxFilter`]);
+//! 2. **first stage**: confirmed and lost tracks against detections scoring above
+//!    `high`, cost `1 - IoU × score`, optimal assignment below `match_cost`;
 //! 3. **second stage** (ByteTrack only): the confirmed tracks still unmatched
-//!    against detections in `[low, high)`, cost `1 - IoU`, below `low_match_cost`.
+//!    against detections in `(low, high]`, cost `1 - IoU`, below `low_match_cost`.
 //!    This keeps a partly hidden person's track alive on weak detections;
 //! 4. tentative tracks against the confident detections left, below
 //!    `tentative_match_cost`; a tentative track that misses a frame is dropped, one
@@ -66,9 +66,9 @@ impl std::fmt::Display for TrackerKind {
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrackerSettings {
     pub kind: TrackerKind,
-    /// Detections scoring at least this take part in the first association.
+    /// Detections scoring above this take part in the first association.
     pub high: f32,
-    /// ByteTrack's second association uses detections in `[low, high)`.
+    /// ByteTrack's second association uses detections scoring in `(low, high]`.
     pub low: f32,
     /// An unmatched detection scoring at least this starts a track.
     pub new_track: f32,
@@ -155,6 +155,9 @@ pub struct FrameTracks {
     /// Confirmed tracks that ended in this frame (lost for longer than the buffer,
     /// or merged into a duplicate), with their class.
     pub ended: Vec<(u64, usize)>,
+    /// The frame's time on the tracker's clock, in seconds: the frame's own time,
+    /// except that it always moves forward (see [`Tracker::update`]).
+    pub time_s: f64,
 }
 
 /// One stream's tracker.
@@ -211,6 +214,7 @@ impl Tracker {
         let first_frame = self.frames == 1;
         let mut out = FrameTracks {
             ids: vec![None; detections.len()],
+            time_s: now,
             ..Default::default()
         };
         let mut by_class: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
@@ -259,12 +263,20 @@ struct Step<'a> {
 
 impl Step<'_> {
     fn run(&self, tracks: &mut Vec<Track>, next_id: &mut u64, out: &mut FrameTracks) {
+        // A track lost for longer than the buffer ends before it can be matched:
+        // after a long gap between frames (a stalled camera) it is someone new.
+        self.end_expired(tracks, out);
         for t in tracks.iter_mut() {
             t.detection = None;
-            if t.state != State::Tracked {
+            // As in ByteTrack: a lost box keeps its height, and a tentative track is
+            // matched where it was last seen (ByteTrack predicts only confirmed
+            // tracks). SORT predicts every track.
+            if t.state == State::Lost {
                 t.filter.freeze_height();
             }
-            t.filter.predict(self.dt as f32);
+            if t.state != State::Tentative || self.settings.kind == TrackerKind::Sort {
+                t.filter.predict(self.dt as f32);
+            }
         }
         let unmatched = self.associate_all(tracks);
         self.settle(tracks, next_id, out);
@@ -288,7 +300,7 @@ impl Step<'_> {
         let s = self.settings;
         let score = |i: usize| self.detections[i].score;
         let (high, low): (Vec<usize>, Vec<usize>) =
-            self.indices.iter().partition(|&&i| score(i) >= s.high);
+            self.indices.iter().partition(|&&i| score(i) > s.high);
         let mut matched = vec![false; tracks.len()];
         let pool = |tracks: &[Track], matched: &[bool], keep: fn(State) -> bool| -> Vec<usize> {
             (0..tracks.len())
@@ -303,7 +315,7 @@ impl Step<'_> {
         let confirmed = pool(tracks, &matched, |st| st != State::Tentative);
         let left = self.associate(tracks, &confirmed, &high, s.match_cost, true, &mut matched);
         // Second stage: tracks seen last frame and still unmatched, weak detections.
-        let weak: Vec<usize> = low.into_iter().filter(|&i| score(i) >= s.low).collect();
+        let weak: Vec<usize> = low.into_iter().filter(|&i| score(i) > s.low).collect();
         let seen = pool(tracks, &matched, |st| st == State::Tracked);
         self.associate(tracks, &seen, &weak, s.low_match_cost, false, &mut matched);
         // Tentative tracks, the confident detections left.
@@ -330,13 +342,20 @@ impl Step<'_> {
                 (State::Tracked, false) => t.state = State::Lost,
                 _ => {}
             }
-            if t.state == State::Lost && now - t.last_seen_s > s.buffer_s {
-                if let Some(id) = t.id {
-                    out.ended.push((id, self.class));
-                }
-                return false;
-            }
             true
+        });
+        self.end_expired(tracks, out);
+    }
+
+    /// Ends the lost tracks not seen for longer than the buffer.
+    fn end_expired(&self, tracks: &mut Vec<Track>, out: &mut FrameTracks) {
+        let (now, buffer) = (self.now, self.settings.buffer_s);
+        tracks.retain(|t| {
+            let expired = t.state == State::Lost && now - t.last_seen_s > buffer;
+            if expired && let Some(id) = t.id {
+                out.ended.push((id, self.class));
+            }
+            !expired
         });
     }
 

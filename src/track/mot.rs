@@ -13,6 +13,11 @@
 
 use crate::model::{BBox, Detection};
 
+/// The highest frame number accepted: about 9 hours at 30 fps. Frames are stepped
+/// one by one (empty ones too), so a typo such as 4294967295 must not allocate
+/// billions of them.
+pub const MAX_FRAME: u32 = 1_000_000;
+
 /// A line of a detections file that cannot be used.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("line {line}: {message}")]
@@ -50,11 +55,11 @@ pub fn parse_detections(text: &str) -> Result<Vec<MotFrame>, MotParseError> {
         let frame: u32 = fields[0]
             .parse::<f64>()
             .ok()
-            .filter(|f| f.fract() == 0.0 && *f >= 1.0 && *f <= f64::from(u32::MAX))
+            .filter(|f| f.fract() == 0.0 && *f >= 1.0 && *f <= f64::from(MAX_FRAME))
             .map(|f| f as u32)
             .ok_or_else(|| {
                 err(format!(
-                    "frame {:?} is not a whole number from 1",
+                    "frame {:?} is not a whole number from 1 to {MAX_FRAME}",
                     fields[0]
                 ))
             })?;
@@ -133,6 +138,10 @@ mod tests {
                 "line 2: expected at least 7",
             ),
             ("0,-1,10,20,30,40,0.9\n", "line 1: frame \"0\""),
+            (
+                "4294967295,-1,0,0,1,1,0.9\n",
+                "line 1: frame \"4294967295\" is not a whole number from 1 to 1000000",
+            ),
             ("1,-1,10,20,-3,40,0.9\n", "line 1: the box has no area"),
             ("1,-1,10,x,30,40,0.9\n", "line 1: top \"x\" is not a number"),
             ("1,-1,10,20,30,40,nan\n", "line 1: score \"nan\""),
