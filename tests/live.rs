@@ -441,15 +441,28 @@ fn prometheus_metrics_move_and_agree_with_the_frames_written() {
         "--metrics",
         &port.to_string(),
         "--duration",
-        "8",
+        "60",
         "--no-video",
         "-m",
         path_str(&meta),
     ]);
     std::thread::sleep(Duration::from_secs(3));
     let first = scrape(port);
-    std::thread::sleep(Duration::from_secs(2));
-    let second = scrape(port);
+    // The second scrape waits for the file to be done (at most 30 s): how long that
+    // takes depends on the machine and on the tests running beside this one, and
+    // the test is about what the metrics say, not about speed.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let second = loop {
+        std::thread::sleep(Duration::from_millis(500));
+        let s = scrape(port);
+        let file_done = s.iter().any(|(k, v)| {
+            k.starts_with("pedvision_source_up") && k.contains("stream=\"1\"") && *v == 0.0
+        }) && series(&s, "pedvision_frames_processed_total", 1)
+            >= CLIP_FRAMES as f64;
+        if file_done || std::time::Instant::now() > deadline {
+            break s;
+        }
+    };
     let _ = Command::new("kill")
         .args(["-INT", &run.id().to_string()])
         .status();
