@@ -46,6 +46,10 @@ pub struct TrackingSection {
     pub low_score: Option<f32>,
 }
 
+// Lines and zones repeat their common fields instead of sharing a flattened struct:
+// serde's `flatten` does not work with `deny_unknown_fields`, and a misspelt key in
+// a rule must stay an error that names it.
+
 /// `[[lines]]`: counts tracks whose anchor crosses a line, per direction.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
