@@ -17,6 +17,7 @@
 pub mod analytics;
 pub mod config;
 pub mod error;
+pub mod frame;
 pub mod infer;
 pub mod model;
 pub mod pipeline;

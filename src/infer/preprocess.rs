@@ -9,7 +9,7 @@
 //! taken as centred in their 2×2 block.
 
 use crate::config::{ChannelOrder, InputSpec};
-use crate::pipeline::{Frame, chroma_size};
+use crate::frame::{Frame, chroma_size};
 
 /// Precomputed tap positions and weights along one axis.
 #[derive(Debug, Clone)]
@@ -160,7 +160,7 @@ impl Preprocessor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::{colour::ColourSpace, i420_len};
+    use crate::frame::{colour::ColourSpace, i420_len};
 
     fn spec(w: u32, h: u32, order: ChannelOrder) -> InputSpec {
         InputSpec {

@@ -18,12 +18,12 @@
 //! otherwise what was processed is finalised and kept as `*.incomplete.*`.
 
 pub mod batcher;
-pub mod colour;
-mod frame;
+mod handoff;
 pub mod people;
 mod stages;
 
-pub use frame::{Frame, Inferred, PreparedBatch, chroma_size, i420_len};
+pub use crate::frame::{Frame, chroma_size, colour, i420_len};
+pub use handoff::{Inferred, PreparedBatch};
 pub use stages::{InferStats, PostOptions};
 
 use std::path::PathBuf;

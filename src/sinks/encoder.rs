@@ -13,8 +13,8 @@ use gstreamer_app as gst_app;
 use gstreamer_video as gst_video;
 
 use super::{SinkError, staging::StagedFile};
-use crate::pipeline::colour::{ColourSpace, Matrix};
-use crate::pipeline::{Frame, chroma_size};
+use crate::frame::colour::{ColourSpace, Matrix};
+use crate::frame::{Frame, chroma_size};
 
 /// How long the muxer may take to finish after EOS.
 const FINISH_TIMEOUT: Duration = Duration::from_secs(60);

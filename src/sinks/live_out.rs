@@ -17,7 +17,7 @@ use gstreamer_rtsp_server::prelude::*;
 use gstreamer_video as gst_video;
 
 use super::SinkError;
-use crate::pipeline::Frame;
+use crate::frame::Frame;
 
 /// The appsrc of a mount's current media, if a client is watching.
 type Slot = Arc<Mutex<Option<gst_app::AppSrc>>>;

@@ -10,8 +10,8 @@ use serde::Serialize;
 
 use super::{SinkError, staging::StagedFile};
 use crate::analytics::Event;
+use crate::frame::Frame;
 use crate::model::{BBox, Detection};
-use crate::pipeline::Frame;
 
 /// Version of the metadata schema; bumped on any incompatible change.
 pub const SCHEMA_VERSION: u32 = 2;

@@ -18,8 +18,8 @@ use imageproc::drawing::{
 };
 use imageproc::rect::Rect;
 
+use crate::frame::{Frame, chroma_size, colour::ColourSpace};
 use crate::model::Detection;
-use crate::pipeline::{Frame, chroma_size, colour::ColourSpace};
 
 const FONT_PATHS: [&str; 2] = [
     "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf",
@@ -286,7 +286,7 @@ fn load_font() -> Option<FontArc> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::i420_len;
+    use crate::frame::i420_len;
     use image::RgbImage;
 
     #[test]

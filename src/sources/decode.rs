@@ -24,7 +24,7 @@ use gstreamer_video::prelude::*;
 
 use super::queue::{Closed, StreamQueue};
 use super::spec::{RtspOptions, RtspTransport, SourceKind, SourceSpec};
-use crate::pipeline::{Frame, chroma_size, colour::ColourSpace, i420_len};
+use crate::frame::{Frame, chroma_size, colour::ColourSpace, i420_len};
 
 /// How long opening a file (preroll) may take.
 const PREROLL_TIMEOUT: Duration = Duration::from_secs(20);

@@ -1,5 +1,5 @@
 //! Sources: GStreamer decode branches that end in an appsink and hand out
-//! [`crate::pipeline::Frame`]s into a per-stream queue. [`spec`] says what an
+//! [`crate::frame::Frame`]s into a per-stream queue. [`spec`] says what an
 //! `--input` is, [`decode`] runs one pipeline, [`supervisor`] keeps a source alive
 //! across failures, [`queue`] applies the per-stream full-policy.
 

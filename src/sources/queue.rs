@@ -4,7 +4,7 @@
 
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 
-use crate::pipeline::Frame;
+use crate::frame::Frame;
 use crate::telemetry::StreamMetrics;
 
 /// The sending side of a stream's queue.
@@ -80,7 +80,7 @@ impl StreamQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::colour::ColourSpace;
+    use crate::frame::colour::ColourSpace;
 
     fn frame(index: u64) -> Frame {
         Frame::from_i420(0, index, 2, 2, ColourSpace::default(), vec![0; 6])

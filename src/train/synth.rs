@@ -16,9 +16,9 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::TrainError;
+use crate::frame::{Frame, chroma_size};
 use crate::model::BBox;
 use crate::model::geometry::iou;
-use crate::pipeline::{Frame, chroma_size};
 
 /// The classes the generator draws.
 pub const CLASSES: [&str; 2] = ["ball", "sign"];

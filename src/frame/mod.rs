@@ -1,9 +1,10 @@
-//! The units that travel between stages: a decoded [`Frame`] (I420, as the decoder
-//! gives it), then the same frame with its network input ([`Prepared`]), then with
-//! its raw outputs ([`Inferred`]).
+//! The decoded video frame every stage shares: [`Frame`] (I420, as the decoder gives
+//! it) and its colour space ([`colour`]). A leaf module: sources make frames,
+//! infer, sinks, train and the pipeline read them, and it imports none of them.
 
-use super::colour::ColourSpace;
-use crate::infer::FrameOutputs;
+pub mod colour;
+
+use colour::ColourSpace;
 
 /// One decoded video frame in planar YUV 4:2:0 (I420), planes packed without row
 /// padding: Y (`width × height`), then U and V (`ceil(width/2) × ceil(height/2)`).
@@ -102,19 +103,4 @@ impl Frame {
         let (u, v) = rest.split_at_mut(cw * ch);
         (y, u, v)
     }
-}
-
-/// A batch of frames (from any streams) and their network input, `[N, 3, H, W]`
-/// floats back to back.
-#[derive(Debug)]
-pub struct PreparedBatch {
-    pub frames: Vec<Frame>,
-    pub tensor: Vec<f32>,
-}
-
-/// A frame and the detector's raw outputs for it.
-#[derive(Debug)]
-pub struct Inferred {
-    pub frame: Frame,
-    pub outputs: FrameOutputs,
 }
