@@ -63,6 +63,32 @@ pub struct PeopleMetrics {
     pub tracks_live: Family<StreamLabels, Gauge>,
 }
 
+impl PeopleMetrics {
+    /// Adds the families to `registry` (prefixed `pedvision_` by it).
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "line_crossings",
+            "Tracks that crossed a line, per stream, line, direction and class",
+            self.line_crossings.clone(),
+        );
+        registry.register(
+            "zone_occupancy",
+            "Tracks inside a zone now, per stream, zone and class",
+            self.zone_occupancy.clone(),
+        );
+        registry.register(
+            "zone_dwell_seconds",
+            "Time tracks stayed in a zone, observed as they leave",
+            self.zone_dwell.clone(),
+        );
+        registry.register(
+            "tracks_live",
+            "Confirmed tracks alive (seen or briefly lost), per stream",
+            self.tracks_live.clone(),
+        );
+    }
+}
+
 impl Default for PeopleMetrics {
     fn default() -> Self {
         Self {
@@ -240,27 +266,7 @@ impl Metrics {
             "Frames per inference call",
             metrics.batch_size.clone(),
         );
-        let p = &metrics.people;
-        registry.register(
-            "line_crossings",
-            "Tracks that crossed a line, per stream, line, direction and class",
-            p.line_crossings.clone(),
-        );
-        registry.register(
-            "zone_occupancy",
-            "Tracks inside a zone now, per stream, zone and class",
-            p.zone_occupancy.clone(),
-        );
-        registry.register(
-            "zone_dwell_seconds",
-            "Time tracks stayed in a zone, observed as they leave",
-            p.zone_dwell.clone(),
-        );
-        registry.register(
-            "tracks_live",
-            "Confirmed tracks alive (seen or briefly lost), per stream",
-            p.tracks_live.clone(),
-        );
+        metrics.people.register(&mut registry);
         let m = &metrics.mqtt;
         for (name, help, counter) in [
             (

@@ -89,6 +89,16 @@ pub fn distance_to_edges(polygon: &[Point], p: Point) -> f32 {
         .fold(f32::INFINITY, f32::min)
 }
 
+/// Signed area of a polygon (shoelace formula): positive when its corners run
+/// clockwise in the picture (y down).
+pub fn polygon_area(polygon: &[Point]) -> f32 {
+    let n = polygon.len();
+    (0..n)
+        .map(|i| polygon[i].cross(polygon[(i + 1) % n]))
+        .sum::<f32>()
+        / 2.0
+}
+
 /// Whether segments `a`–`b` and `c`–`d` share a point.
 pub fn segments_intersect(a: Point, b: Point, c: Point, d: Point) -> bool {
     let o = |p: Point, q: Point, r: Point| q.sub(p).cross(r.sub(p));
@@ -159,6 +169,7 @@ mod tests {
         assert!(!inside(&square, P(15.0, 5.0)));
         assert!((distance_to_edges(&square, P(5.0, 2.0)) - 2.0).abs() < 1e-6);
         assert_eq!(self_intersection(&square), None);
+        assert_eq!(polygon_area(&square), 100.0);
         let bowtie = [P(0.0, 0.0), P(10.0, 10.0), P(10.0, 0.0), P(0.0, 10.0)];
         assert_eq!(self_intersection(&bowtie), Some((0, 2)));
         let triangle = [P(0.0, 0.0), P(10.0, 0.0), P(5.0, 8.0)];

@@ -4,7 +4,7 @@
 //!
 //! Every error names its rule.
 
-use super::geometry::{Point, self_intersection};
+use super::geometry::{Point, polygon_area, self_intersection};
 use crate::config::rules::{Anchor, LineConfig, Units, ZoneConfig};
 use crate::model::classes::ClassFilter;
 
@@ -165,9 +165,99 @@ impl Raw<'_> {
     }
 }
 
+/// What rules are checked against: the run's inputs, the model's labels and the
+/// classes the run keeps.
+struct RunContext<'a> {
+    streams: u32,
+    labels: &'a [String],
+    kept: &'a ClassFilter,
+}
+
+impl<'a> From<&'a LineConfig> for Raw<'a> {
+    fn from(l: &'a LineConfig) -> Self {
+        Raw {
+            kind: Kind::Line,
+            name: &l.name,
+            stream: l.stream,
+            points: &l.points,
+            units: l.units,
+            classes: l.classes.as_deref(),
+            anchor: l.anchor,
+            hysteresis: l.hysteresis,
+        }
+    }
+}
+
+impl<'a> From<&'a ZoneConfig> for Raw<'a> {
+    fn from(z: &'a ZoneConfig) -> Self {
+        Raw {
+            kind: Kind::Zone,
+            name: &z.name,
+            stream: z.stream,
+            points: &z.points,
+            units: z.units,
+            classes: z.classes.as_deref(),
+            anchor: z.anchor,
+            hysteresis: z.hysteresis,
+        }
+    }
+}
+
+impl LineRule {
+    /// A line's own checks: two distinct points, two distinct direction names.
+    fn check(l: &LineConfig, run: &RunContext<'_>) -> Result<Self, RuleError> {
+        let common = Raw::from(l).check(run.streams, run.labels, run.kept)?;
+        let err = |m: String| error(Kind::Line, &l.name, m);
+        let p = &common.points;
+        if p.len() != 2 {
+            return Err(err(format!("a line has 2 points, got {}", p.len())));
+        }
+        if p[0] == p[1] {
+            return Err(err(
+                "its two points are the same (a line of zero length)".into()
+            ));
+        }
+        let directions = l.directions.clone().unwrap_or(["in".into(), "out".into()]);
+        if directions.iter().any(|d| d.trim().is_empty()) || directions[0] == directions[1] {
+            return Err(err(
+                "the two directions need two different, non-empty names".into(),
+            ));
+        }
+        Ok(LineRule { common, directions })
+    }
+}
+
+impl ZoneRule {
+    /// A zone's own checks: a simple polygon of at least 3 points, with an area.
+    fn check(z: &ZoneConfig, run: &RunContext<'_>) -> Result<Self, RuleError> {
+        let common = Raw::from(z).check(run.streams, run.labels, run.kept)?;
+        let err = |m: String| error(Kind::Zone, &z.name, m);
+        let p = &common.points;
+        if p.len() < 3 {
+            return Err(err(format!(
+                "a polygon needs at least 3 points, got {}",
+                p.len()
+            )));
+        }
+        if let Some((i, j)) = self_intersection(p) {
+            return Err(err(format!(
+                "the polygon crosses itself (edge {} to {} touches edge {} to {}); list the corners in order around it",
+                i + 1,
+                i + 2,
+                j + 1,
+                (j + 1) % p.len() + 1
+            )));
+        }
+        if polygon_area(p).abs() < 1e-9 {
+            return Err(err("the polygon has no area".into()));
+        }
+        Ok(ZoneRule { common })
+    }
+}
+
 impl Rules {
     /// Checks the rules of a run with `streams` inputs, a model with `labels`, and
-    /// the classes the run keeps.
+    /// the classes the run keeps. Names must be unique among lines and among zones.
     pub fn validate(
         lines: &[LineConfig],
         zones: &[ZoneConfig],
@@ -175,85 +265,41 @@ impl Rules {
         labels: &[String],
         kept: &ClassFilter,
     ) -> Result<Self, RuleError> {
+        let run = RunContext {
+            streams,
+            labels,
+            kept,
+        };
         let mut rules = Rules::default();
         for l in lines {
-            let raw = Raw {
-                kind: Kind::Line,
-                name: &l.name,
-                stream: l.stream,
-                points: &l.points,
-                units: l.units,
-                classes: l.classes.as_deref(),
-                anchor: l.anchor,
-                hysteresis: l.hysteresis,
-            };
-            let common = raw.check(streams, labels, kept)?;
-            let err = |m: String| error(Kind::Line, &l.name, m);
-            if common.points.len() != 2 {
-                return Err(err(format!(
-                    "a line has 2 points, got {}",
-                    common.points.len()
-                )));
-            }
-            if common.points[0] == common.points[1] {
-                return Err(err(
-                    "its two points are the same (a line of zero length)".into()
+            let line = LineRule::check(l, &run)?;
+            if rules
+                .lines
+                .iter()
+                .any(|o| o.common.name == line.common.name)
+            {
+                return Err(error(
+                    Kind::Line,
+                    &l.name,
+                    "another line has the same name".into(),
                 ));
             }
-            let directions = l.directions.clone().unwrap_or(["in".into(), "out".into()]);
-            if directions.iter().any(|d| d.trim().is_empty()) || directions[0] == directions[1] {
-                return Err(err(
-                    "the two directions need two different, non-empty names".into(),
-                ));
-            }
-            if rules.lines.iter().any(|o| o.common.name == common.name) {
-                return Err(err("another line has the same name".into()));
-            }
-            rules.lines.push(LineRule { common, directions });
+            rules.lines.push(line);
         }
         for z in zones {
-            let raw = Raw {
-                kind: Kind::Zone,
-                name: &z.name,
-                stream: z.stream,
-                points: &z.points,
-                units: z.units,
-                classes: z.classes.as_deref(),
-                anchor: z.anchor,
-                hysteresis: z.hysteresis,
-            };
-            let common = raw.check(streams, labels, kept)?;
-            let err = |m: String| error(Kind::Zone, &z.name, m);
-            let p = &common.points;
-            if p.len() < 3 {
-                return Err(err(format!(
-                    "a polygon needs at least 3 points, got {}",
-                    p.len()
-                )));
+            let zone = ZoneRule::check(z, &run)?;
+            if rules
+                .zones
+                .iter()
+                .any(|o| o.common.name == zone.common.name)
+            {
+                return Err(error(
+                    Kind::Zone,
+                    &z.name,
+                    "another zone has the same name".into(),
+                ));
             }
-            if let Some((i, j)) = self_intersection(p) {
-                return Err(err(format!(
-                    "the polygon crosses itself (edge {} to {} touches edge {} to {}); list the corners in order around it",
-                    i + 1,
-                    i + 2,
-                    j + 1,
-                    (j + 1) % p.len() + 1
-                )));
-            }
-            let area: f32 = (0..p.len())
-                .map(|i| {
-                    let (a, b) = (p[i], p[(i + 1) % p.len()]);
-                    a.x * b.y - b.x * a.y
-                })
-                .sum::<f32>()
-                / 2.0;
-            if area.abs() < 1e-9 {
-                return Err(err("the polygon has no area".into()));
-            }
-            if rules.zones.iter().any(|o| o.common.name == common.name) {
-                return Err(err("another zone has the same name".into()));
-            }
-            rules.zones.push(ZoneRule { common });
+            rules.zones.push(zone);
         }
         Ok(rules)
     }

@@ -11,12 +11,12 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use ndarray::ArrayView4;
 use pedvision::infer::{Detector, preprocess::Preprocessor};
-use pedvision::pipeline::{self, Frame, RunPlan};
+use pedvision::pipeline::{self, Frame, RunPlan, RunReport};
 use pedvision::sources::{ReconnectPolicy, RtspOptions, SourceSpec};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use super::common::{DEMO_CLIP, DetectorArgs};
+use super::common::{DEMO_CLIP, DetectorArgs, LoadedModel};
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -52,38 +52,88 @@ pub fn execute(args: BenchArgs) -> anyhow::Result<()> {
     let input = args.input.clone().unwrap_or_else(|| DEMO_CLIP.to_string());
     let (manifest, classes) = args.detector.manifest_and_classes()?;
     let mut model = args.detector.load(manifest, classes)?;
-    let batch = usize::from(args.detector.batch);
-
-    let decode_started = Instant::now();
-    let frames = decode_all(&input)?;
-    let decode_time = decode_started.elapsed();
-    let (w, h) = (frames[0].width, frames[0].height);
-    let mut pre = Preprocessor::new(w, h, &model.manifest.input);
-    let prep_started = Instant::now();
-    let inputs: Vec<Vec<f32>> = frames
-        .iter()
-        .map(|f| {
-            let mut v = vec![0.0; pre.input_len()];
-            pre.run(f, &mut v);
-            v
-        })
-        .collect();
-    let prep_time = prep_started.elapsed();
-    let batches: Vec<Vec<f32>> = inputs.chunks(batch).map(|c| c.concat()).collect();
-    let shape = |b: &Vec<f32>| {
-        (
-            b.len() / pre.input_len(),
-            3,
-            model.post.input.height as usize,
-            model.post.input.width as usize,
-        )
+    let work = Workload::prepare(&input, &model, usize::from(args.detector.batch))?;
+    for b in work.batches.iter().cycle().take(args.warmup) {
+        model.detector.run(work.view(b)?)?;
+    }
+    print_header(&args, &input, &work);
+    let dir = std::env::temp_dir().join(format!("pedvision-bench-{}", std::process::id()));
+    let plan = base_plan(&input, &model, work.batch, &dir)?;
+    let sinks = args
+        .with_sinks
+        .as_deref()
+        .map(|url| sinks_plan(url, &plan, &dir))
+        .transpose()?;
+    let tracking = args
+        .compare_tracking
+        .then(|| tracking_plans(&plan))
+        .transpose()?;
+    let mut runner = Runner {
+        detector: &mut model.detector,
+        dir: &dir,
+        frames: work.frames,
     };
-    for b in batches.iter().cycle().take(args.warmup) {
-        model.detector.run(ArrayView4::from_shape(shape(b), b)?)?;
+    // Alternate inference-only and end-to-end passes; each round's ratio divides
+    // its end-to-end fps by the mean of the inference-only passes around it, so a
+    // change in machine load hits both sides of a ratio alike.
+    let cpu_before = cpu_time();
+    let mut infer_fps = vec![work.inference_only_fps(runner.detector)?];
+    let infer_cpu = cpu_time().zip(cpu_before).map(|(a, b)| a - b);
+    let (mut e2e_cpu, mut ratios) = (Duration::ZERO, Vec::new());
+    let (mut sink_ratios, mut tracking_ratios, mut tracking_cpu) = (vec![], vec![], vec![]);
+    for round in 1..=usize::from(args.rounds) {
+        let (report, cpu) = runner.run(&plan, "end-to-end run")?;
+        e2e_cpu += cpu.unwrap_or_default();
+        infer_fps.push(work.inference_only_fps(runner.detector)?);
+        if let Some(sinks) = &sinks {
+            sink_ratios.push(runner.sinks_round(round, sinks, &report)?);
+        }
+        if let Some((with, without)) = &tracking {
+            let (fps, cpu) = runner.tracking_round(round, with, without)?;
+            tracking_ratios.push(fps);
+            tracking_cpu.extend(cpu);
+        }
+        let around = (infer_fps[round - 1] + infer_fps[round]) / 2.0;
+        ratios.push(report.fps() / around);
+        out!(
+            "round {round}: end to end {:6.2} fps, inference only {:6.2} / {:6.2} fps, ratio {:.3}",
+            report.fps(),
+            infer_fps[round - 1],
+            infer_fps[round],
+            report.fps() / around
+        );
+    }
+    summarise("ratio end-to-end / inference-only", &mut ratios);
+    summarise("ratio with / without metrics + MQTT", &mut sink_ratios);
+    summarise(
+        "ratio with / without tracking + analytics",
+        &mut tracking_ratios,
+    );
+    summarise(
+        "CPU time with / without tracking + analytics",
+        &mut tracking_cpu,
+    );
+    if let Some(infer_cpu) = infer_cpu {
+        out!(
+            "CPU time per frame: inference only {:.1} ms, end to end {:.1} ms",
+            work.per_frame_ms(infer_cpu),
+            work.per_frame_ms(e2e_cpu) / f64::from(args.rounds)
+        );
     }
     out!(
-        "pedvision bench: {input}: {} frames {w}x{h}, batch {batch}, threads {}, device {}",
-        frames.len(),
+        "(end to end = decode, preprocess, inference, NMS, tracking, overlay, H.264/MP4 encode, JSON Lines)"
+    );
+    Ok(())
+}
+
+/// What is measured, and the single-threaded costs of decoding and preprocessing.
+fn print_header(args: &BenchArgs, input: &str, work: &Workload) {
+    out!(
+        "pedvision bench: {input}: {} frames {}x{}, batch {}, threads {}, device {}",
+        work.frames,
+        work.size.0,
+        work.size.1,
+        work.batch,
         if args.detector.runtime.threads == 0 {
             "auto".to_string()
         } else {
@@ -91,17 +141,191 @@ pub fn execute(args: BenchArgs) -> anyhow::Result<()> {
         },
         args.detector.runtime.device
     );
-
-    let per_frame = |d: Duration| d.as_secs_f64() * 1e3 / frames.len() as f64;
     out!(
         "single-threaded costs:    decode {:.2} ms/frame, preprocess {:.2} ms/frame",
-        per_frame(decode_time),
-        per_frame(prep_time)
+        work.per_frame_ms(work.decode_time),
+        work.per_frame_ms(work.prep_time)
     );
-    let dir = std::env::temp_dir().join(format!("pedvision-bench-{}", std::process::id()));
-    let source = SourceSpec::parse(0, &input)?;
-    let plan = RunPlan {
-        sources: vec![source.clone()],
+}
+
+/// Prints the median, min and max of some per-round ratios (nothing when empty).
+fn summarise(what: &str, ratios: &mut [f64]) {
+    if ratios.is_empty() {
+        return;
+    }
+    ratios.sort_by(f64::total_cmp);
+    out!(
+        "{what}: median {:.3} (min {:.3}, max {:.3}) over {} rounds",
+        ratios[ratios.len() / 2],
+        ratios[0],
+        ratios[ratios.len() - 1],
+        ratios.len()
+    );
+}
+
+/// The frames of the input, decoded and preprocessed beforehand, in batches.
+struct Workload {
+    frames: usize,
+    size: (u32, u32),
+    batch: usize,
+    batches: Vec<Vec<f32>>,
+    /// Floats of one frame's network input, and the input's height and width.
+    input_len: usize,
+    input_hw: (usize, usize),
+    decode_time: Duration,
+    prep_time: Duration,
+}
+
+impl Workload {
+    fn prepare(input: &str, model: &LoadedModel, batch: usize) -> anyhow::Result<Self> {
+        let started = Instant::now();
+        let frames = decode_all(input)?;
+        let decode_time = started.elapsed();
+        let size = (frames[0].width, frames[0].height);
+        let mut pre = Preprocessor::new(size.0, size.1, &model.manifest.input);
+        let started = Instant::now();
+        let inputs: Vec<Vec<f32>> = frames
+            .iter()
+            .map(|f| {
+                let mut v = vec![0.0; pre.input_len()];
+                pre.run(f, &mut v);
+                v
+            })
+            .collect();
+        Ok(Self {
+            frames: frames.len(),
+            size,
+            batch,
+            batches: inputs.chunks(batch).map(|c| c.concat()).collect(),
+            input_len: pre.input_len(),
+            input_hw: (
+                model.post.input.height as usize,
+                model.post.input.width as usize,
+            ),
+            decode_time,
+            prep_time: started.elapsed(),
+        })
+    }
+
+    fn per_frame_ms(&self, d: Duration) -> f64 {
+        d.as_secs_f64() * 1e3 / self.frames as f64
+    }
+
+    /// A batch as the detector's input tensor.
+    fn view<'a>(&self, b: &'a [f32]) -> anyhow::Result<ArrayView4<'a, f32>> {
+        let shape = (
+            b.len() / self.input_len,
+            3,
+            self.input_hw.0,
+            self.input_hw.1,
+        );
+        Ok(ArrayView4::from_shape(shape, b)?)
+    }
+
+    /// One pass of inference alone over every batch, in frames per second.
+    fn inference_only_fps(&self, detector: &mut Detector) -> anyhow::Result<f64> {
+        let started = Instant::now();
+        for b in &self.batches {
+            detector.run(self.view(b)?)?;
+        }
+        Ok(self.frames as f64 / started.elapsed().as_secs_f64().max(1e-9))
+    }
+}
+
+/// Runs whole pipelines on the input, each with its own stop flag (a run raises
+/// its flag when it ends), removing their outputs afterwards.
+struct Runner<'a> {
+    detector: &'a mut Detector,
+    dir: &'a std::path::Path,
+    frames: usize,
+}
+
+impl Runner<'_> {
+    /// One run of `plan`, its report and the CPU time it took; every frame must
+    /// come through.
+    fn run(&mut self, plan: &RunPlan, what: &str) -> anyhow::Result<(RunReport, Option<Duration>)> {
+        let before = cpu_time();
+        let report = pipeline::run(plan, self.detector, &Arc::new(AtomicBool::new(false)));
+        let cpu = cpu_time().zip(before).map(|(a, b)| a - b);
+        let _ = std::fs::remove_dir_all(self.dir);
+        let report = report?;
+        anyhow::ensure!(
+            report.frames == self.frames as u64,
+            "{what} processed {} of {} frames",
+            report.frames,
+            self.frames
+        );
+        Ok((report, cpu))
+    }
+
+    /// The run with metrics and MQTT against the plain one; their fps ratio.
+    fn sinks_round(
+        &mut self,
+        round: usize,
+        plan: &RunPlan,
+        plain: &RunReport,
+    ) -> anyhow::Result<f64> {
+        let (with, _) = self.run(plan, "the run with metrics + MQTT")?;
+        let mqtt = with.mqtt.clone().unwrap_or_default();
+        anyhow::ensure!(
+            mqtt.acknowledged == self.frames as u64,
+            "the MQTT broker acknowledged {} of {} frames",
+            mqtt.acknowledged,
+            self.frames
+        );
+        let ratio = with.fps() / plain.fps();
+        out!(
+            "round {round}: with metrics + MQTT {:6.2} fps, without {:6.2} fps, ratio {ratio:.3}",
+            with.fps(),
+            plain.fps()
+        );
+        Ok(ratio)
+    }
+
+    /// Tracking with a line and a zone against no tracking, in alternating order so
+    /// drifting load hits both sides alike; their fps and CPU-time ratios.
+    fn tracking_round(
+        &mut self,
+        round: usize,
+        with_plan: &RunPlan,
+        without_plan: &RunPlan,
+    ) -> anyhow::Result<(f64, Option<f64>)> {
+        let what = "the tracking comparison";
+        let ((with, with_cpu), (without, without_cpu)) = if round % 2 == 1 {
+            let with = self.run(with_plan, what)?;
+            (with, self.run(without_plan, what)?)
+        } else {
+            let without = self.run(without_plan, what)?;
+            (self.run(with_plan, what)?, without)
+        };
+        let cpu = with_cpu
+            .zip(without_cpu)
+            .map(|(a, b)| a.as_secs_f64() / b.as_secs_f64().max(1e-9));
+        let crossings: u64 = with.streams[0]
+            .lines
+            .iter()
+            .map(|l| l.counts[0].1 + l.counts[1].1)
+            .sum();
+        let ratio = with.fps() / without.fps();
+        out!(
+            "round {round}: with tracking + line + zone {:6.2} fps ({} tracks, {crossings} crossings), without tracking {:6.2} fps, ratio {ratio:.3}",
+            with.fps(),
+            with.streams[0].tracks,
+            without.fps()
+        );
+        Ok((ratio, cpu))
+    }
+}
+
+/// `run`'s defaults on one file: MP4 and JSONL into `dir`, ByteTrack, no rules.
+fn base_plan(
+    input: &str,
+    model: &LoadedModel,
+    batch: usize,
+    dir: &std::path::Path,
+) -> anyhow::Result<RunPlan> {
+    Ok(RunPlan {
+        sources: vec![SourceSpec::parse(0, input)?],
         rtsp: RtspOptions::default(),
         reconnect: ReconnectPolicy::default(),
         videos: vec![Some(dir.join("bench.mp4"))],
@@ -120,198 +344,31 @@ pub fn execute(args: BenchArgs) -> anyhow::Result<()> {
             ..Default::default()
         },
         rules: Default::default(),
-    };
-    let tracking_plans = args
-        .compare_tracking
-        .then(|| tracking_plans(&plan))
-        .transpose()?;
-    let mut tracking_ratios = Vec::new();
-    let mut tracking_cpu_ratios = Vec::new();
-    // Alternate inference-only and end-to-end passes; each round's ratio divides
-    // its end-to-end fps by the mean of the inference-only passes around it, so a
-    // change in machine load hits both sides of a ratio alike.
-    let cpu_before = cpu_time();
-    let mut infer_fps = vec![fps(
-        frames.len(),
-        inference_only(&mut model.detector, &batches, shape)?,
-    )];
-    let infer_cpu = cpu_time()
-        .zip(cpu_before)
-        .map(|(after, before)| after - before);
-    let mut e2e_cpu = Duration::ZERO;
-    let mut ratios = Vec::new();
-    let sinks_plan = match &args.with_sinks {
-        Some(url) => {
-            let (host, port, tls) = pedvision::sinks::mqtt::MqttSettings::parse_url(url)
-                .map_err(|e| anyhow::anyhow!("--with-sinks: {e}"))?;
-            let mut p = plan.clone();
-            p.metrics = Some("127.0.0.1:0".into());
-            p.mqtt = Some(pedvision::sinks::mqtt::MqttSettings {
-                host,
-                port,
-                tls,
-                topic_prefix: "pedvision-bench".into(),
-                client_id: format!("pedvision-bench-{}", std::process::id()),
-                username: None,
-                password: None,
-                tls_ca: None,
-                tls_client: None,
-                spool_dir: dir.join("spool"),
-                spool_max_bytes: 256 << 20,
-                drain_timeout: Duration::from_secs(10),
-                keep_alive: Duration::from_secs(15),
-            });
-            Some(p)
-        }
-        None => None,
-    };
-    let mut sink_ratios = Vec::new();
-    for round in 1..=usize::from(args.rounds) {
-        let cpu_before = cpu_time();
-        let report = pipeline::run(
-            &plan,
-            &mut model.detector,
-            &Arc::new(AtomicBool::new(false)),
-        );
-        e2e_cpu += cpu_time()
-            .zip(cpu_before)
-            .map_or(Duration::ZERO, |(after, before)| after - before);
-        let _ = std::fs::remove_dir_all(&dir);
-        let report = report?;
-        anyhow::ensure!(
-            report.frames == frames.len() as u64,
-            "end-to-end run processed {} of {} frames",
-            report.frames,
-            frames.len()
-        );
-        infer_fps.push(fps(
-            frames.len(),
-            inference_only(&mut model.detector, &batches, shape)?,
-        ));
-        if let Some(sinks_plan) = &sinks_plan {
-            let with = pipeline::run(
-                sinks_plan,
-                &mut model.detector,
-                &Arc::new(AtomicBool::new(false)),
-            );
-            let _ = std::fs::remove_dir_all(&dir);
-            let with = with?;
-            let mqtt = with.mqtt.clone().unwrap_or_default();
-            anyhow::ensure!(
-                mqtt.acknowledged == frames.len() as u64,
-                "the MQTT broker acknowledged {} of {} frames",
-                mqtt.acknowledged,
-                frames.len()
-            );
-            sink_ratios.push(with.fps() / report.fps());
-            out!(
-                "round {round}: with metrics + MQTT {:6.2} fps, without {:6.2} fps, ratio {:.3}",
-                with.fps(),
-                report.fps(),
-                with.fps() / report.fps()
-            );
-        }
-        if let Some((with_plan, without_plan)) = &tracking_plans {
-            // A run raises its stop flag when it ends: each run gets its own. The
-            // order alternates per round, so drifting load hits both sides alike.
-            let mut timed = |p: &RunPlan| {
-                let before = cpu_time();
-                let r = pipeline::run(p, &mut model.detector, &Arc::new(AtomicBool::new(false)));
-                let cpu = cpu_time().zip(before).map(|(a, b)| a - b);
-                let _ = std::fs::remove_dir_all(&dir);
-                r.map(|r| (r, cpu))
-            };
-            let ((with, with_cpu), (without, without_cpu)) = if round % 2 == 1 {
-                let with = timed(with_plan)?;
-                (with, timed(without_plan)?)
-            } else {
-                let without = timed(without_plan)?;
-                (timed(with_plan)?, without)
-            };
-            if let (Some(a), Some(b)) = (with_cpu, without_cpu) {
-                tracking_cpu_ratios.push(a.as_secs_f64() / b.as_secs_f64().max(1e-9));
-            }
-            for r in [&with, &without] {
-                anyhow::ensure!(
-                    r.frames == frames.len() as u64,
-                    "the tracking comparison processed {} of {} frames",
-                    r.frames,
-                    frames.len()
-                );
-            }
-            let crossings: u64 = with.streams[0]
-                .lines
-                .iter()
-                .map(|l| l.counts[0].1 + l.counts[1].1)
-                .sum();
-            tracking_ratios.push(with.fps() / without.fps());
-            out!(
-                "round {round}: with tracking + line + zone {:6.2} fps ({} tracks, {crossings} crossings), without tracking {:6.2} fps, ratio {:.3}",
-                with.fps(),
-                with.streams[0].tracks,
-                without.fps(),
-                with.fps() / without.fps()
-            );
-        }
-        let around = (infer_fps[round - 1] + infer_fps[round]) / 2.0;
-        ratios.push(report.fps() / around);
-        out!(
-            "round {round}: end to end {:6.2} fps, inference only {:6.2} / {:6.2} fps, ratio {:.3}",
-            report.fps(),
-            infer_fps[round - 1],
-            infer_fps[round],
-            report.fps() / around
-        );
-    }
-    ratios.sort_by(f64::total_cmp);
-    out!(
-        "ratio end-to-end / inference-only: median {:.3} (min {:.3}, max {:.3}) over {} rounds",
-        ratios[ratios.len() / 2],
-        ratios[0],
-        ratios[ratios.len() - 1],
-        ratios.len()
-    );
-    if !sink_ratios.is_empty() {
-        sink_ratios.sort_by(f64::total_cmp);
-        out!(
-            "ratio with / without metrics + MQTT: median {:.3} (min {:.3}, max {:.3}) over {} rounds",
-            sink_ratios[sink_ratios.len() / 2],
-            sink_ratios[0],
-            sink_ratios[sink_ratios.len() - 1],
-            sink_ratios.len()
-        );
-    }
-    if !tracking_ratios.is_empty() {
-        tracking_ratios.sort_by(f64::total_cmp);
-        out!(
-            "ratio with / without tracking + analytics: median {:.3} (min {:.3}, max {:.3}) over {} rounds",
-            tracking_ratios[tracking_ratios.len() / 2],
-            tracking_ratios[0],
-            tracking_ratios[tracking_ratios.len() - 1],
-            tracking_ratios.len()
-        );
-        tracking_cpu_ratios.sort_by(f64::total_cmp);
-        if !tracking_cpu_ratios.is_empty() {
-            out!(
-                "CPU time with / without tracking + analytics: median {:.3} (min {:.3}, max {:.3})",
-                tracking_cpu_ratios[tracking_cpu_ratios.len() / 2],
-                tracking_cpu_ratios[0],
-                tracking_cpu_ratios[tracking_cpu_ratios.len() - 1]
-            );
-        }
-    }
-    if let Some(infer_cpu) = infer_cpu {
-        let per_frame = |d: Duration, n: usize| d.as_secs_f64() * 1e3 / n as f64;
-        out!(
-            "CPU time per frame: inference only {:.1} ms, end to end {:.1} ms",
-            per_frame(infer_cpu, frames.len()),
-            per_frame(e2e_cpu, frames.len() * usize::from(args.rounds))
-        );
-    }
-    out!(
-        "(end to end = decode, preprocess, inference, NMS, overlay, H.264/MP4 encode, JSON Lines)"
-    );
-    Ok(())
+    })
+}
+
+/// The plan with metrics on a loopback port and MQTT to the broker at `url`.
+fn sinks_plan(url: &str, plan: &RunPlan, dir: &std::path::Path) -> anyhow::Result<RunPlan> {
+    let (host, port, tls) = pedvision::sinks::mqtt::MqttSettings::parse_url(url)
+        .map_err(|e| anyhow::anyhow!("--with-sinks: {e}"))?;
+    let mut p = plan.clone();
+    p.metrics = Some("127.0.0.1:0".into());
+    p.mqtt = Some(pedvision::sinks::mqtt::MqttSettings {
+        host,
+        port,
+        tls,
+        topic_prefix: "pedvision-bench".into(),
+        client_id: format!("pedvision-bench-{}", std::process::id()),
+        username: None,
+        password: None,
+        tls_ca: None,
+        tls_client: None,
+        spool_dir: dir.join("spool"),
+        spool_max_bytes: 256 << 20,
+        drain_timeout: Duration::from_secs(10),
+        keep_alive: Duration::from_secs(15),
+    });
+    Ok(p)
 }
 
 /// The plan with ByteTrack, a counting line across the middle and a zone on the
@@ -345,22 +402,6 @@ fn cpu_time() -> Option<Duration> {
     let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
     // Linux reports these in USER_HZ, which is 100 on every mainstream platform.
     Some(Duration::from_millis(ticks * 10))
-}
-
-fn fps(frames: usize, took: Duration) -> f64 {
-    frames as f64 / took.as_secs_f64().max(1e-9)
-}
-
-fn inference_only(
-    detector: &mut Detector,
-    batches: &[Vec<f32>],
-    shape: impl Fn(&Vec<f32>) -> (usize, usize, usize, usize),
-) -> anyhow::Result<Duration> {
-    let started = Instant::now();
-    for b in batches {
-        detector.run(ArrayView4::from_shape(shape(b), b)?)?;
-    }
-    Ok(started.elapsed())
 }
 
 /// Decodes the whole input into memory.

@@ -150,124 +150,175 @@ pub(super) fn choice<T: ValueEnum>(key: &str, value: &str) -> anyhow::Result<T> 
     })
 }
 
+/// Sets `$target` to the file's `$value` unless option `$id` was on the command line
+/// (`m` is the ArgMatches in scope).
+macro_rules! fill {
+    ($m:expr, $target:expr, $id:literal, $value:expr) => {
+        if !given($m, $id) {
+            if let Some(v) = $value {
+                $target = v;
+            }
+        }
+    };
+}
+
 /// Fills every option of `args` that the command line did not give from `file`.
 pub fn apply(args: &mut RunArgs, file: &PipelineConfig, m: &ArgMatches) -> anyhow::Result<()> {
-    macro_rules! fill {
-        ($target:expr, $id:literal, $value:expr) => {
-            if !given(m, $id) {
-                if let Some(v) = $value {
-                    $target = v;
-                }
-            }
-        };
-    }
     if !given(m, "input") && !file.inputs.is_empty() {
         args.input = file.inputs.clone();
     }
-    fill!(args.duration, "duration", file.duration_s.map(Some));
+    apply_model(args, file, m)?;
+    apply_outputs(args, file, m);
+    apply_network(args, file, m)?;
+    apply_tracking(args, file, m);
+    if let Some(q) = &file.mqtt {
+        apply_mqtt(&mut args.mqtt, q, m);
+    }
+    Ok(())
+}
+
+/// `duration_s`, `[model]` and `[batching]`.
+fn apply_model(args: &mut RunArgs, file: &PipelineConfig, m: &ArgMatches) -> anyhow::Result<()> {
+    fill!(m, args.duration, "duration", file.duration_s.map(Some));
     let d = &mut args.detector;
     let fm = &file.model;
-    fill!(d.model, "model", fm.path.clone());
-    fill!(d.classes, "classes", fm.classes.clone());
-    fill!(d.conf, "conf", fm.conf);
-    fill!(d.iou, "iou", fm.iou);
-    fill!(d.runtime.threads, "threads", fm.threads);
-    fill!(d.runtime.ort_lib, "ort_lib", fm.ort_lib.clone().map(Some));
+    fill!(m, d.model, "model", fm.path.clone());
+    fill!(m, d.classes, "classes", fm.classes.clone());
+    fill!(m, d.conf, "conf", fm.conf);
+    fill!(m, d.iou, "iou", fm.iou);
+    fill!(m, d.runtime.threads, "threads", fm.threads);
+    fill!(
+        m,
+        d.runtime.ort_lib,
+        "ort_lib",
+        fm.ort_lib.clone().map(Some)
+    );
     if let Some(device) = &fm.device {
         fill!(
+            m,
             d.runtime.device,
             "device",
             Some(choice("[model] device", device)?)
         );
     }
-    fill!(d.batch, "batch", file.batching.size);
+    fill!(m, d.batch, "batch", file.batching.size);
     fill!(
+        m,
         args.batch_timeout,
         "batch_timeout",
         file.batching.timeout_ms.map(Some)
     );
+    Ok(())
+}
+
+/// `[outputs]`.
+fn apply_outputs(args: &mut RunArgs, file: &PipelineConfig, m: &ArgMatches) {
     let o = &file.outputs;
-    fill!(args.output, "output", o.video.clone().map(Some));
+    fill!(m, args.output, "output", o.video.clone().map(Some));
     // A file's `no_video` does not silence a video the command line asks for.
     if !given(m, "output") {
-        fill!(args.no_video, "no_video", o.no_video);
+        fill!(m, args.no_video, "no_video", o.no_video);
     }
-    fill!(args.metadata, "metadata", o.metadata.clone().map(Some));
+    fill!(m, args.metadata, "metadata", o.metadata.clone().map(Some));
     if !given(m, "metadata") {
-        fill!(args.no_metadata, "no_metadata", o.no_metadata);
+        fill!(m, args.no_metadata, "no_metadata", o.no_metadata);
     }
-    fill!(args.rtsp_out, "rtsp_out", o.rtsp.clone().map(Some));
-    fill!(args.display, "display", o.display);
-    fill!(args.metrics, "metrics", o.metrics.clone().map(Some));
-    fill!(args.rtsp_latency, "rtsp_latency", file.rtsp.latency_ms);
+    fill!(m, args.rtsp_out, "rtsp_out", o.rtsp.clone().map(Some));
+    fill!(m, args.display, "display", o.display);
+    fill!(m, args.metrics, "metrics", o.metrics.clone().map(Some));
+}
+
+/// `[rtsp]` and `[reconnect]`.
+fn apply_network(args: &mut RunArgs, file: &PipelineConfig, m: &ArgMatches) -> anyhow::Result<()> {
+    fill!(m, args.rtsp_latency, "rtsp_latency", file.rtsp.latency_ms);
     if let Some(t) = &file.rtsp.transport {
         fill!(
+            m,
             args.rtsp_transport,
             "rtsp_transport",
             Some(choice("[rtsp] transport", t)?)
         );
     }
     fill!(
+        m,
         args.rtsp_udp_timeout,
         "rtsp_udp_timeout",
         file.rtsp.udp_timeout_ms
     );
     let r = &file.reconnect;
-    fill!(args.reconnect_delay, "reconnect_delay", r.delay_ms);
+    fill!(m, args.reconnect_delay, "reconnect_delay", r.delay_ms);
     fill!(
+        m,
         args.reconnect_max_delay,
         "reconnect_max_delay",
         r.max_delay_s
     );
-    fill!(args.reconnect_attempts, "reconnect_attempts", r.attempts);
-    fill!(args.stall_timeout, "stall_timeout", r.stall_timeout_s);
+    fill!(m, args.reconnect_attempts, "reconnect_attempts", r.attempts);
+    fill!(m, args.stall_timeout, "stall_timeout", r.stall_timeout_s);
+    Ok(())
+}
+
+/// `[tracking]`, `[[lines]]` and `[[zones]]` (the file's lines and zones are used
+/// when no `--line`/`--zone` is given).
+fn apply_tracking(args: &mut RunArgs, file: &PipelineConfig, m: &ArgMatches) {
     let t = &mut args.tracking;
     let ft = &file.tracking;
-    fill!(t.tracker, "tracker", ft.tracker);
-    fill!(t.track_buffer, "track_buffer", ft.buffer_s);
-    fill!(t.track_min_hits, "track_min_hits", ft.min_hits);
-    fill!(t.track_low, "track_low", ft.low_score);
+    fill!(m, t.tracker, "tracker", ft.tracker);
+    fill!(m, t.track_buffer, "track_buffer", ft.buffer_s);
+    fill!(m, t.track_min_hits, "track_min_hits", ft.min_hits);
+    fill!(m, t.track_low, "track_low", ft.low_score);
     t.file_lines = file.lines.clone();
     t.file_zones = file.zones.clone();
-    if let Some(q) = &file.mqtt {
-        let a = &mut args.mqtt;
-        fill!(a.mqtt, "mqtt", q.url.clone().map(Some));
-        fill!(
-            a.mqtt_topic_prefix,
-            "mqtt_topic_prefix",
-            q.topic_prefix.clone()
-        );
-        fill!(
-            a.mqtt_client_id,
-            "mqtt_client_id",
-            q.client_id.clone().map(Some)
-        );
-        fill!(
-            a.mqtt_username,
-            "mqtt_username",
-            q.username.clone().map(Some)
-        );
-        fill!(
-            a.mqtt_password_env,
-            "mqtt_password_env",
-            q.password_env.clone().map(Some)
-        );
-        fill!(a.mqtt_tls_ca, "mqtt_tls_ca", q.tls_ca.clone().map(Some));
-        fill!(
-            a.mqtt_tls_cert,
-            "mqtt_tls_cert",
-            q.tls_cert.clone().map(Some)
-        );
-        fill!(a.mqtt_tls_key, "mqtt_tls_key", q.tls_key.clone().map(Some));
-        fill!(a.mqtt_spool, "mqtt_spool", q.spool_dir.clone());
-        fill!(a.mqtt_spool_max_mb, "mqtt_spool_max_mb", q.spool_max_mb);
-        fill!(
-            a.mqtt_drain_timeout,
-            "mqtt_drain_timeout",
-            q.drain_timeout_s
-        );
-    }
-    Ok(())
+}
+
+/// `[mqtt]`.
+fn apply_mqtt(a: &mut MqttArgs, q: &MqttSection, m: &ArgMatches) {
+    fill!(m, a.mqtt, "mqtt", q.url.clone().map(Some));
+    fill!(
+        m,
+        a.mqtt_topic_prefix,
+        "mqtt_topic_prefix",
+        q.topic_prefix.clone()
+    );
+    fill!(
+        m,
+        a.mqtt_client_id,
+        "mqtt_client_id",
+        q.client_id.clone().map(Some)
+    );
+    fill!(
+        m,
+        a.mqtt_username,
+        "mqtt_username",
+        q.username.clone().map(Some)
+    );
+    fill!(
+        m,
+        a.mqtt_password_env,
+        "mqtt_password_env",
+        q.password_env.clone().map(Some)
+    );
+    fill!(m, a.mqtt_tls_ca, "mqtt_tls_ca", q.tls_ca.clone().map(Some));
+    fill!(
+        m,
+        a.mqtt_tls_cert,
+        "mqtt_tls_cert",
+        q.tls_cert.clone().map(Some)
+    );
+    fill!(
+        m,
+        a.mqtt_tls_key,
+        "mqtt_tls_key",
+        q.tls_key.clone().map(Some)
+    );
+    fill!(m, a.mqtt_spool, "mqtt_spool", q.spool_dir.clone());
+    fill!(m, a.mqtt_spool_max_mb, "mqtt_spool_max_mb", q.spool_max_mb);
+    fill!(
+        m,
+        a.mqtt_drain_timeout,
+        "mqtt_drain_timeout",
+        q.drain_timeout_s
+    );
 }
 
 /// The effective options as a pipeline file (every field filled in).

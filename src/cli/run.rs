@@ -322,6 +322,55 @@ pub fn execute(mut args: RunArgs, matches: &clap::ArgMatches) -> anyhow::Result<
     Ok(())
 }
 
+/// Per stream, when there are several or any is live: frames, drops, reconnects,
+/// tracks and latency.
+fn print_streams(report: &RunReport) {
+    let live = report
+        .streams
+        .iter()
+        .any(|s| s.latency_p50_ms.is_some() || s.dropped > 0 || s.reconnects > 0);
+    if report.streams.len() > 1 || live {
+        for s in &report.streams {
+            let latency = match (s.latency_p50_ms, s.latency_p99_ms) {
+                (Some(p50), Some(p99)) => format!(", latency p50 {p50:.0} ms p99 {p99:.0} ms"),
+                _ => String::new(),
+            };
+            out!(
+                "stream {} ({}): {} frames processed, {} dropped, {} reconnects, {} tracks{latency}",
+                s.id,
+                s.name,
+                s.processed,
+                s.dropped,
+                s.reconnects,
+                s.tracks
+            );
+        }
+    }
+}
+
+/// What every line and zone counted.
+fn print_counts(report: &RunReport) {
+    for s in &report.streams {
+        for l in &s.lines {
+            let [(a, na), (b, nb)] = &l.counts;
+            out!("line {} (stream {}): {a} {na}, {b} {nb}", l.name, s.id);
+        }
+        for z in &s.zones {
+            let dwell = z
+                .mean_dwell_s
+                .map_or(String::new(), |d| format!(", mean dwell {d:.1} s"));
+            out!(
+                "zone {} (stream {}): {} entered, {} left, {} inside at the end{dwell}",
+                z.name,
+                s.id,
+                z.entered,
+                z.left,
+                z.inside
+            );
+        }
+    }
+}
+
 fn print_summary(report: &RunReport) {
     let mut written: Vec<String> = report
         .streams
@@ -346,46 +395,8 @@ fn print_summary(report: &RunReport) {
     if tracks > 0 {
         out!("tracks: {tracks} confirmed");
     }
-    let live = report
-        .streams
-        .iter()
-        .any(|s| s.latency_p50_ms.is_some() || s.dropped > 0 || s.reconnects > 0);
-    if report.streams.len() > 1 || live {
-        for s in &report.streams {
-            let latency = match (s.latency_p50_ms, s.latency_p99_ms) {
-                (Some(p50), Some(p99)) => format!(", latency p50 {p50:.0} ms p99 {p99:.0} ms"),
-                _ => String::new(),
-            };
-            out!(
-                "stream {} ({}): {} frames processed, {} dropped, {} reconnects, {} tracks{latency}",
-                s.id,
-                s.name,
-                s.processed,
-                s.dropped,
-                s.reconnects,
-                s.tracks
-            );
-        }
-    }
-    for s in &report.streams {
-        for l in &s.lines {
-            let [(a, na), (b, nb)] = &l.counts;
-            out!("line {} (stream {}): {a} {na}, {b} {nb}", l.name, s.id);
-        }
-        for z in &s.zones {
-            let dwell = z
-                .mean_dwell_s
-                .map_or(String::new(), |d| format!(", mean dwell {d:.1} s"));
-            out!(
-                "zone {} (stream {}): {} entered, {} left, {} inside at the end{dwell}",
-                z.name,
-                s.id,
-                z.entered,
-                z.left,
-                z.inside
-            );
-        }
-    }
+    print_streams(report);
+    print_counts(report);
     for (id, url) in report.rtsp_urls.iter().enumerate() {
         out!("stream {id} was served at {url}");
     }

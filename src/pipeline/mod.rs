@@ -205,6 +205,48 @@ fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
     Some(sorted[rank.min(sorted.len() - 1)])
 }
 
+/// Each stream's outputs before its first frame: its staged MP4, its tracker, its
+/// RTSP outlet and window; and the RTSP server that serves the outlets.
+fn open_stream_outputs(
+    plan: &RunPlan,
+) -> crate::Result<(Vec<stages::StreamOutputs>, Option<RtspOut>)> {
+    let mut streams = Vec::new();
+    for i in 0..plan.sources.len() {
+        let staged = plan
+            .videos
+            .get(i)
+            .cloned()
+            .flatten()
+            .as_deref()
+            .map(StagedFile::create)
+            .transpose()?;
+        let people = people::StreamPeople::new(
+            i as u32,
+            &plan.tracking,
+            plan.post.conf,
+            &plan.rules,
+            &plan.post.labels,
+        );
+        streams.push(stages::StreamOutputs::new(staged, people));
+    }
+    let rtsp_out = match &plan.rtsp_out {
+        Some(bind) => {
+            let (server, outlets) = RtspOut::start(bind, plan.sources.len() as u32)?;
+            for (s, outlet) in streams.iter_mut().zip(outlets) {
+                s.rtsp = Some(outlet);
+            }
+            Some(server)
+        }
+        None => None,
+    };
+    if plan.display {
+        for s in &mut streams {
+            s.display = Some(Display::open()?);
+        }
+    }
+    Ok((streams, rtsp_out))
+}
+
 /// Runs the whole pipeline with an already-loaded detector until every source
 /// ends, or `stop` is raised (the sources stop; everything queued still drains
 /// and every output is finalised).
@@ -219,43 +261,8 @@ pub fn run(
         .as_deref()
         .map(MetadataWriter::create)
         .transpose()?;
-    let mut streams: Vec<stages::StreamOutputs> = Vec::new();
-    for (i, _) in plan.sources.iter().enumerate() {
-        let staged = plan
-            .videos
-            .get(i)
-            .cloned()
-            .flatten()
-            .as_deref()
-            .map(StagedFile::create)
-            .transpose()?;
-        streams.push(stages::StreamOutputs::new(
-            staged,
-            people::StreamPeople::new(
-                i as u32,
-                &plan.tracking,
-                plan.post.conf,
-                &plan.rules,
-                &plan.post.labels,
-            ),
-        ));
-    }
+    let (mut streams, rtsp_out) = open_stream_outputs(plan)?;
     let n = plan.sources.len() as u32;
-    let rtsp_out = match &plan.rtsp_out {
-        Some(bind) => {
-            let (server, outlets) = RtspOut::start(bind, n)?;
-            for (s, outlet) in streams.iter_mut().zip(outlets) {
-                s.rtsp = Some(outlet);
-            }
-            Some(server)
-        }
-        None => None,
-    };
-    if plan.display {
-        for s in &mut streams {
-            s.display = Some(Display::open()?);
-        }
-    }
 
     let started = Instant::now();
     let metrics = Arc::new(Metrics::new(&plan.model_name));

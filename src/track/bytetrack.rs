@@ -182,10 +182,6 @@ impl Tracker {
         }
     }
 
-    pub fn settings(&self) -> &TrackerSettings {
-        &self.settings
-    }
-
     /// Tracks confirmed so far (ids given).
     pub fn confirmed(&self) -> u64 {
         self.next_id - 1
