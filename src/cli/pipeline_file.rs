@@ -264,8 +264,8 @@ fn apply_tracking(args: &mut RunArgs, file: &PipelineConfig, m: &ArgMatches) {
     let t = &mut args.tracking;
     let ft = &file.tracking;
     fill!(m, t.tracker, "tracker", ft.tracker);
-    fill!(m, t.track_buffer, "track_buffer", ft.buffer_s);
-    fill!(m, t.track_min_hits, "track_min_hits", ft.min_hits);
+    fill!(m, t.life.track_buffer, "track_buffer", ft.buffer_s);
+    fill!(m, t.life.track_min_hits, "track_min_hits", ft.min_hits);
     fill!(m, t.track_low, "track_low", ft.low_score);
     t.file_lines = file.lines.clone();
     t.file_zones = file.zones.clone();
@@ -380,8 +380,8 @@ pub fn effective(args: &RunArgs, inputs: &[String]) -> anyhow::Result<PipelineCo
         }),
         tracking: TrackingSection {
             tracker: Some(t.tracker),
-            buffer_s: Some(t.track_buffer),
-            min_hits: Some(t.track_min_hits),
+            buffer_s: Some(t.life.track_buffer),
+            min_hits: Some(t.life.track_min_hits),
             low_score: Some(t.track_low),
         },
         lines: t.lines()?,

@@ -34,14 +34,8 @@ pub struct TrackArgs {
     #[arg(long, value_enum, default_value_t = TrackerKind::Bytetrack)]
     pub tracker: TrackerKind,
 
-    /// How long a lost track is kept, in seconds (ByteTrack's 30 frames at 30 fps).
-    #[arg(long, default_value_t = 1.0, value_name = "S")]
-    pub track_buffer: f64,
-
-    /// Consecutive detections that confirm a new track.
-    #[arg(long, default_value_t = 2, value_name = "N",
-          value_parser = clap::value_parser!(u32).range(1..=100))]
-    pub track_min_hits: u32,
+    #[command(flatten)]
+    pub life: super::tracking::TrackLifeArgs,
 
     /// Detections from this score take part in the first association.
     #[arg(long, default_value_t = 0.5, value_name = "SCORE")]
@@ -85,10 +79,6 @@ pub fn execute(args: TrackArgs) -> anyhow::Result<()> {
     ] {
         anyhow::ensure!((0.0..=1.0).contains(&v), "{name} {v} is not within [0, 1]");
     }
-    anyhow::ensure!(
-        args.track_buffer.is_finite() && args.track_buffer >= 0.0,
-        "--track-buffer must be a number of seconds, 0 or more"
-    );
     let text = std::fs::read_to_string(&args.detections)
         .with_context(|| format!("cannot read {}", args.detections.display()))?;
     let frames =
@@ -98,8 +88,8 @@ pub fn execute(args: TrackArgs) -> anyhow::Result<()> {
         high: args.track_high,
         low: args.track_low,
         new_track: args.new_track.unwrap_or(args.track_high + 0.1),
-        buffer_s: args.track_buffer,
-        min_hits: args.track_min_hits,
+        buffer_s: args.life.buffer_s()?,
+        min_hits: args.life.track_min_hits,
         interval_s: 1.0 / fps,
         ..TrackerSettings::default()
     };

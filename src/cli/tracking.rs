@@ -6,6 +6,27 @@ use clap::Args;
 use pedvision::config::rules::{LineConfig, ZoneConfig};
 use pedvision::track::{TrackerKind, TrackerSettings};
 
+/// How tracks begin and end: shared by `run` and `track`.
+#[derive(Debug, Clone, Args)]
+pub struct TrackLifeArgs {
+    /// How long a track that is not seen is kept, in seconds: a person hidden for
+    /// less than this keeps their id (ByteTrack's 30 frames at 30 fps).
+    #[arg(long, default_value_t = 1.0, value_name = "S")]
+    pub track_buffer: f64,
+
+    /// Consecutive detections that confirm a new track and give it an id.
+    #[arg(long, default_value_t = 2, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub track_min_hits: u32,
+}
+
+impl TrackLifeArgs {
+    /// The lost-track buffer in seconds, checked.
+    pub fn buffer_s(&self) -> anyhow::Result<f64> {
+        Ok(self.track_buffer)
+    }
+}
+
 /// Tracking and counting options.
 #[derive(Debug, Clone, Args)]
 pub struct TrackingArgs {
@@ -15,15 +36,8 @@ pub struct TrackingArgs {
     #[arg(long, value_enum, default_value_t = TrackerKind::Bytetrack)]
     pub tracker: TrackerKind,
 
-    /// How long a track that is not seen is kept, in seconds: a person hidden for
-    /// less than this keeps their id.
-    #[arg(long, default_value_t = 1.0, value_name = "S")]
-    pub track_buffer: f64,
-
-    /// Consecutive detections that confirm a new track and give it an id.
-    #[arg(long, default_value_t = 2, value_name = "N",
-          value_parser = clap::value_parser!(u32).range(1..=100))]
-    pub track_min_hits: u32,
+    #[command(flatten)]
+    pub life: TrackLifeArgs,
 
     /// ByteTrack's second stage: detections down to this score keep existing
     /// tracks alive. They never start a track and are not reported.
@@ -57,10 +71,6 @@ impl TrackingArgs {
     /// start from any detection the run reports.
     pub fn settings(&self, conf: f32) -> anyhow::Result<TrackerSettings> {
         anyhow::ensure!(
-            self.track_buffer.is_finite() && self.track_buffer >= 0.0,
-            "--track-buffer must be a number of seconds, 0 or more"
-        );
-        anyhow::ensure!(
             self.track_low > 0.0 && self.track_low < 1.0,
             "--track-low {} is not between 0 and 1 (exclusive)",
             self.track_low
@@ -70,8 +80,8 @@ impl TrackingArgs {
             high: conf,
             low: self.track_low,
             new_track: conf,
-            buffer_s: self.track_buffer,
-            min_hits: self.track_min_hits,
+            buffer_s: self.life.buffer_s()?,
+            min_hits: self.life.track_min_hits,
             ..TrackerSettings::default()
         })
     }
