@@ -15,8 +15,9 @@ run: setup
 	./target/release/pedvision run $(RUN_ARGS)
 
 ## Unit and integration tests (real GStreamer, real ONNX Runtime, real media).
+## fault-injection lets the tests make a stage fail or panic (PEDVISION_FAULT).
 test: setup
-	$(CARGO) test --locked
+	$(CARGO) test --locked --features fault-injection
 
 ## End-to-end vs inference-only fps on the demo clip (release build).
 bench: setup
@@ -29,7 +30,7 @@ golden:
 
 lint:
 	$(CARGO) fmt --check
-	$(CARGO) clippy --all-targets --locked -- -D warnings
+	$(CARGO) clippy --all-targets --locked --features fault-injection -- -D warnings
 
 clean:
 	rm -rf out target .ort

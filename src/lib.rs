@@ -21,6 +21,7 @@ pub mod frame;
 pub mod infer;
 pub mod model;
 pub mod pipeline;
+pub mod redact;
 pub mod sinks;
 pub mod sources;
 pub mod telemetry;

@@ -17,6 +17,7 @@ fn main() -> ExitCode {
         Err(e) => e.exit(),
     };
     init_logging(&args.log_level, args.log_format);
+    quiet_panics();
     let result = match args.command {
         cli::Command::Run(a) => {
             let run_matches = matches
@@ -43,6 +44,29 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// A panic becomes one log line (thread, place, message) instead of a dump; the
+/// pipeline turns a stage's panic into the run's `error:` line. `RUST_BACKTRACE`
+/// brings the standard report back for debugging.
+fn quiet_panics() {
+    if std::env::var_os("RUST_BACKTRACE").is_some() {
+        return;
+    }
+    std::panic::set_hook(Box::new(|info| {
+        let thread = std::thread::current();
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        tracing::error!(
+            thread = thread.name().unwrap_or("?"),
+            at = %info.location().map_or(String::new(), |l| l.to_string()),
+            "panic: {message}"
+        );
+    }));
 }
 
 /// The error and its causes on one line, skipping causes whose text the line

@@ -6,7 +6,8 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -327,27 +328,8 @@ fn camera_branch_is_real_and_a_missing_camera_is_a_clear_error() {
 fn http_file_is_not_live_and_loses_nothing() {
     // A real HTTP server (Python's http.server) serving the committed clip: a
     // progressive download prerolls, so pedvision treats it like a file.
-    let port = free_port();
     let media = concat!(env!("CARGO_MANIFEST_DIR"), "/media");
-    let mut server = Command::new("/usr/bin/python3")
-        .args([
-            "-m",
-            "http.server",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--directory",
-            media,
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "http.server did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (mut server, port) = http_server(Path::new(media));
     let dir = scratch();
     let meta = dir.path().join("m.jsonl");
     let url = format!("http://127.0.0.1:{port}/vtest-40.avi");

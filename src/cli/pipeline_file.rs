@@ -366,7 +366,7 @@ pub fn effective(args: &RunArgs, inputs: &[String]) -> anyhow::Result<PipelineCo
             stall_timeout_s: Some(args.stall_timeout),
         },
         mqtt: a.mqtt.as_ref().map(|url| MqttSection {
-            url: Some(url.clone()),
+            url: Some(pedvision::redact::url(url)),
             topic_prefix: Some(a.mqtt_topic_prefix.clone()),
             client_id: a.mqtt_client_id.clone(),
             username: a.mqtt_username.clone(),

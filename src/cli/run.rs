@@ -282,7 +282,7 @@ pub fn execute(mut args: RunArgs, matches: &clap::ArgMatches) -> anyhow::Result<
         let inputs: Vec<String> = args
             .inputs()?
             .iter()
-            .map(|i| pedvision::sources::spec::redact(i))
+            .map(|i| pedvision::redact::url(i))
             .collect();
         let effective = super::pipeline_file::effective(&args, &inputs)?;
         out!(

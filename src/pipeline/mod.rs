@@ -16,9 +16,20 @@
 //! request (SIGINT/SIGTERM) ends the sources, and the rest drains the same way. The
 //! outputs are then committed under their final names if their stream succeeded;
 //! otherwise what was processed is finalised and kept as `*.incomplete.*`.
+//!
+//! [`run`] has three phases: [`build`] opens every output and queue before the
+//! first frame (an unwritable destination fails in milliseconds), [`spawn`] runs
+//! the stages until the inputs end or a stop, and [`finish`] decides, per stream,
+//! whether its outputs are complete. A stream is complete only when its source
+//! ended by end-of-stream or a user stop ([`SourceEnd::is_complete`]) and every
+//! later stage processed what it was sent. A stage that fails or panics raises the
+//! pipeline's abort flag (a drop guard does it for panics), so the sources stop
+//! within a poll interval instead of running on while nothing takes their frames.
 
 pub mod batcher;
+mod fault;
 mod handoff;
+pub mod latency;
 pub mod people;
 mod stages;
 
@@ -26,6 +37,7 @@ pub use crate::frame::{Frame, chroma_size, colour, i420_len};
 pub use handoff::{Inferred, PreparedBatch};
 pub use stages::{InferStats, PostOptions};
 
+use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -39,14 +51,18 @@ use crate::sinks::{
     metadata::MetadataWriter,
     staging::StagedFile,
 };
-use crate::sources::{ReconnectPolicy, RtspOptions, SourceSpec, StreamQueue, run_source};
-use crate::telemetry::{Metrics, MetricsServer};
+use crate::sources::{
+    ReconnectPolicy, RtspOptions, SourceEnd, SourceSpec, StopFlags, StreamQueue, run_source,
+};
+use crate::telemetry::{Metrics, MetricsServer, StreamMetrics};
 
 /// Errors of the wiring itself, and failures that leave partial outputs behind.
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
-    #[error("the {0} stage panicked")]
-    Panicked(&'static str),
+    #[error(transparent)]
+    Fault(#[from] fault::InjectedFault),
+    #[error("internal error: the {stage} stage panicked: {message}")]
+    Panicked { stage: String, message: String },
     #[error("{source}; the {frames} frames processed before that are kept in {kept}")]
     Partial {
         source: Box<crate::Error>,
@@ -185,24 +201,66 @@ impl RunReport {
     }
 }
 
+/// Raises the abort flag when the thread it lives on unwinds from a panic, so the
+/// sources stop instead of feeding a pipeline that lost a stage.
+struct AbortOnPanic<'a>(&'a AtomicBool);
+
+impl Drop for AbortOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+/// The text of a panic's payload.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".into())
+}
+
 /// Waits for a stage thread; a thread that could not start or that panicked is a
 /// pipeline error.
 fn join<T>(
     handle: std::io::Result<std::thread::ScopedJoinHandle<'_, T>>,
-    name: &'static str,
-) -> Result<T, PipelineError> {
+    stage: &str,
+) -> Result<T, crate::Error> {
+    let panicked = |message: String| PipelineError::Panicked {
+        stage: stage.to_string(),
+        message,
+    };
     match handle {
-        Ok(h) => h.join().map_err(|_| PipelineError::Panicked(name)),
-        Err(_) => Err(PipelineError::Panicked(name)),
+        Ok(h) => h.join().map_err(|p| panicked(panic_message(&*p)).into()),
+        Err(e) => Err(panicked(format!("cannot start its thread: {e}")).into()),
     }
 }
 
-fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
-    Some(sorted[rank.min(sorted.len() - 1)])
+/// Everything the stages need before the first frame: the outputs, the servers,
+/// the queues.
+struct Built {
+    metadata: Option<MetadataWriter>,
+    streams: Vec<stages::StreamOutputs>,
+    rtsp_out: Option<RtspOut>,
+    metrics: Arc<Metrics>,
+    _metrics_server: Option<MetricsServer>,
+    mqtt: Option<crate::sinks::mqtt::MqttSink>,
+    /// Per stream: its metric handles (the report reads its counters).
+    counters: Vec<StreamMetrics>,
+    queues: Vec<StreamQueue>,
+    receivers: Vec<Receiver<Frame>>,
+    started: Instant,
+}
+
+/// How each stage ended.
+struct Ended {
+    /// Per source, in stream order.
+    sources: Vec<Result<SourceEnd, crate::Error>>,
+    infer: Option<InferStats>,
+    /// Failures of the stages after the sources, in pipeline order.
+    stages: Vec<crate::Error>,
 }
 
 /// Each stream's outputs before its first frame: its staged MP4, its tracker, its
@@ -247,26 +305,17 @@ fn open_stream_outputs(
     Ok((streams, rtsp_out))
 }
 
-/// Runs the whole pipeline with an already-loaded detector until every source
-/// ends, or `stop` is raised (the sources stop; everything queued still drains
-/// and every output is finalised).
-pub fn run(
-    plan: &RunPlan,
-    detector: &mut Detector,
-    stop: &Arc<AtomicBool>,
-) -> crate::Result<RunReport> {
-    // Outputs first: an unwritable destination fails before any decoding.
-    let mut metadata = plan
+/// Opens the outputs (first: an unwritable destination fails before any
+/// decoding), the metrics server, the MQTT sink and the per-stream queues.
+fn build(plan: &RunPlan) -> crate::Result<Built> {
+    let metadata = plan
         .metadata
         .as_deref()
         .map(MetadataWriter::create)
         .transpose()?;
     let (mut streams, rtsp_out) = open_stream_outputs(plan)?;
-    let n = plan.sources.len() as u32;
-
-    let started = Instant::now();
     let metrics = Arc::new(Metrics::new(&plan.model_name));
-    let _metrics_server = plan
+    let metrics_server = plan
         .metrics
         .as_deref()
         .map(|bind| MetricsServer::start(bind, metrics.clone()))
@@ -276,9 +325,7 @@ pub fn run(
         .clone()
         .map(|settings| crate::sinks::mqtt::MqttSink::start(settings, metrics.mqtt.clone()))
         .transpose()?;
-    let mut counters = Vec::new();
-    let mut queues = Vec::new();
-    let mut receivers: Vec<Receiver<Frame>> = Vec::new();
+    let (mut counters, mut queues, mut receivers) = (Vec::new(), Vec::new(), Vec::new());
     for (spec, out) in plan.sources.iter().zip(streams.iter_mut()) {
         let handles = metrics.stream(spec.id, &spec.name());
         out.metrics = handles.clone();
@@ -288,6 +335,23 @@ pub fn run(
         queues.push(queue);
         receivers.push(rx);
     }
+    Ok(Built {
+        metadata,
+        streams,
+        rtsp_out,
+        metrics,
+        _metrics_server: metrics_server,
+        mqtt,
+        counters,
+        queues,
+        receivers,
+        started: Instant::now(),
+    })
+}
+
+/// Runs the stages on named threads (the post stage on this one) until the
+/// inputs end, the user stops the run, or a stage fails.
+fn spawn(plan: &RunPlan, detector: &mut Detector, built: &mut Built, stop: &AtomicBool) -> Ended {
     // Rendezvous hand-offs between batcher, preprocess and infer: a batch is only
     // formed when the next stage is ready for it, so under overload live frames
     // wait in their (one-frame, drop-oldest) queues instead of in stale batches.
@@ -297,7 +361,11 @@ pub fn run(
     let (prep_tx, prep_rx) = bounded::<PreparedBatch>(0);
     let (inf_tx, inf_rx) = bounded::<Inferred>(2 * plan.batch + 2);
     let (recycle_tx, recycle_rx) = bounded::<Vec<f32>>(4);
-
+    let abort = AtomicBool::new(false);
+    let flags = StopFlags {
+        user: stop,
+        abort: &abort,
+    };
     let spec_in = &plan.post.input;
     // Under ByteTrack the detector reports scores down to the tracker's low
     // threshold; only those at or above the run's threshold are reported.
@@ -305,80 +373,121 @@ pub fn run(
         conf: people::StreamPeople::decode_floor(&plan.tracking, plan.post.conf),
         ..plan.post.clone()
     };
-    let (source_results, prep_result, batcher_result, infer_result, post_result) =
-        std::thread::scope(|s| {
-            let spawn = |name: String| std::thread::Builder::new().name(name);
-            let source_threads: Vec<_> = plan
-                .sources
-                .iter()
-                .zip(queues)
-                .map(|(spec, queue)| {
-                    let stop = stop.as_ref();
-                    spawn(format!("source-{}", spec.id)).spawn_scoped(s, move || {
-                        run_source(spec, &plan.rtsp, &plan.reconnect, queue, stop)
-                    })
+    let queues = std::mem::take(&mut built.queues);
+    let receivers = std::mem::take(&mut built.receivers);
+    let metrics = built.metrics.clone();
+    std::thread::scope(|s| {
+        let spawn = |name: String| std::thread::Builder::new().name(name);
+        let guard = || AbortOnPanic(&abort);
+        let source_threads: Vec<_> = plan
+            .sources
+            .iter()
+            .zip(queues)
+            .map(|(spec, queue)| {
+                spawn(format!("source-{}", spec.id)).spawn_scoped(s, move || {
+                    let _guard = guard();
+                    fault::inject("source", spec.id.into())
+                        .map_err(|e| crate::sources::SourceError::Gstreamer(e.to_string()))?;
+                    run_source(spec, &plan.rtsp, &plan.reconnect, queue, flags)
                 })
-                .collect();
-            let (size, timeout) = (plan.batch, plan.batch_timeout);
-            let batcher_thread = spawn("batcher".into())
-                .spawn_scoped(s, move || batcher::run(receivers, batch_tx, size, timeout));
-            let prep_thread = spawn("preprocess".into()).spawn_scoped(s, move || {
-                stages::preprocess(batch_rx, prep_tx, recycle_rx, spec_in)
-            });
-            let infer_thread = spawn("infer".into()).spawn_scoped(s, move || {
-                stages::infer(prep_rx, inf_tx, recycle_tx, detector, &metrics)
-            });
-            let post = stages::post(
+            })
+            .collect();
+        let (size, timeout) = (plan.batch, plan.batch_timeout);
+        let batcher_thread = spawn("batcher".into()).spawn_scoped(s, move || {
+            let _guard = guard();
+            batcher::run(receivers, batch_tx, size, timeout)
+        });
+        let prep_thread = spawn("preprocess".into()).spawn_scoped(s, move || {
+            let _guard = guard();
+            stages::preprocess(batch_rx, prep_tx, recycle_rx, spec_in)
+        });
+        let infer_thread = spawn("infer".into()).spawn_scoped(s, move || {
+            let _guard = guard();
+            stages::infer(prep_rx, inf_tx, recycle_tx, detector, &metrics)
+        });
+        let post = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            stages::post(
                 inf_rx,
                 &decode,
-                &mut streams,
-                metadata.as_mut(),
-                mqtt.as_ref(),
-            );
-            // Whether it finished or failed, nothing downstream takes frames any more:
-            // live sources would otherwise run on.
-            stop.store(true, Ordering::Relaxed);
-            let sources: Vec<_> = source_threads
-                .into_iter()
-                .map(|h| join(h, "source"))
-                .collect();
-            (
-                sources,
-                join(prep_thread, "preprocess"),
-                join(batcher_thread, "batcher"),
-                join(infer_thread, "infer"),
-                post,
+                &mut built.streams,
+                built.metadata.as_mut(),
+                built.mqtt.as_ref(),
             )
-        });
-    prep_result?;
-    batcher_result?;
-    let infer_result = infer_result?;
-
-    let mut failures: Vec<crate::Error> = Vec::new();
-    let mut stream_ok = Vec::new();
-    for result in source_results {
-        match result? {
-            Ok(()) => stream_ok.push(true),
-            Err(e) => {
-                stream_ok.push(false);
-                failures.push(e.into());
+        }));
+        // Whether it finished or failed, nothing downstream takes frames any more:
+        // live sources would otherwise run on. (After a normal end every source
+        // has already ended.)
+        abort.store(true, Ordering::SeqCst);
+        let sources = source_threads
+            .into_iter()
+            .map(|h| join(h, "source").and_then(|r| r.map_err(Into::into)))
+            .collect();
+        let mut stages = Vec::new();
+        for (result, name) in [
+            (join(batcher_thread, "batcher"), "batcher"),
+            (join(prep_thread, "preprocess"), "preprocess"),
+        ] {
+            if let Err(e) = result {
+                tracing::debug!(stage = name, "stage failed");
+                stages.push(e);
             }
         }
-    }
-    let mut report = RunReport::default();
-    match infer_result {
-        Ok(stats) => report.infer = stats,
-        Err(e) => failures.push(e.into()),
-    }
-    if let Err(e) = post_result {
-        failures.push(e);
-    }
-    let all_ok = failures.is_empty();
-    for (i, (spec, out)) in plan.sources.iter().zip(streams.iter_mut()).enumerate() {
-        let complete = all_ok || stream_ok[i];
+        let infer = match join(infer_thread, "infer").and_then(|r| r.map_err(Into::into)) {
+            Ok(stats) => Some(stats),
+            Err(e) => {
+                stages.push(e);
+                None
+            }
+        };
+        let post = match post {
+            Ok(result) => result,
+            Err(p) => Err(PipelineError::Panicked {
+                stage: "post".into(),
+                message: panic_message(&*p),
+            }
+            .into()),
+        };
+        if let Err(e) = post {
+            stages.push(e);
+        }
+        Ended {
+            sources,
+            infer,
+            stages,
+        }
+    })
+}
+
+/// Finalises every output: complete under its final name where the stream
+/// succeeded, `*.incomplete.*` where it did not; and reports.
+fn finish(plan: &RunPlan, built: Built, ended: Ended) -> crate::Result<RunReport> {
+    let Built {
+        metadata,
+        mut streams,
+        rtsp_out,
+        mqtt,
+        counters,
+        started,
+        ..
+    } = built;
+    let stages_ok = ended.stages.is_empty();
+    let mut failures = ended.stages;
+    let mut report = RunReport {
+        infer: ended.infer.unwrap_or_default(),
+        ..RunReport::default()
+    };
+    for (i, ((spec, out), source)) in plan
+        .sources
+        .iter()
+        .zip(streams.iter_mut())
+        .zip(ended.sources)
+        .enumerate()
+    {
+        let complete = stages_ok && matches!(source, Ok(end) if end.is_complete());
+        if let Err(e) = source {
+            failures.push(e);
+        }
         let video = stages::finish_video(out, complete)?;
-        let mut lat = std::mem::take(&mut out.latencies_ms);
-        lat.sort_by(f64::total_cmp);
         let (tracks, lines, zones) = people_summary(&out.people);
         report.streams.push(StreamReport {
             id: spec.id,
@@ -389,8 +498,8 @@ pub fn run(
             reconnects: counters[i].reconnects.get(),
             video,
             error: None,
-            latency_p50_ms: percentile(&lat, 50.0),
-            latency_p99_ms: percentile(&lat, 99.0),
+            latency_p50_ms: out.latency.percentile_ms(50.0),
+            latency_p99_ms: out.latency.percentile_ms(99.0),
             tracks,
             lines,
             zones,
@@ -403,6 +512,7 @@ pub fn run(
             Err(e) => failures.push(e.into()),
         }
     }
+    let all_ok = failures.is_empty();
     // A failed run that processed nothing leaves no files behind at all.
     report.metadata = match metadata {
         Some(m) if all_ok || report.frames > 0 => Some(m.finish(all_ok)?),
@@ -410,13 +520,18 @@ pub fn run(
     };
     report.rtsp_urls = rtsp_out
         .as_ref()
-        .map(|r| (0..n).map(|i| r.url(i)).collect())
+        .map(|r| (0..plan.sources.len() as u32).map(|i| r.url(i)).collect())
         .unwrap_or_default();
     drop(rtsp_out);
     report.elapsed = started.elapsed();
-    if failures.is_empty() {
+    if all_ok {
         return Ok(report);
     }
+    Err(failure(&report, failures))
+}
+
+/// The error of a failed run: its first cause, and what was kept.
+fn failure(report: &RunReport, mut failures: Vec<crate::Error>) -> crate::Error {
     for s in &report.streams {
         tracing::info!(stream = s.id, input = %s.name, processed = s.processed, dropped = s.dropped, "stream summary");
     }
@@ -429,12 +544,25 @@ pub fn run(
         .map(|p| p.display().to_string())
         .collect();
     if report.frames == 0 || kept.is_empty() {
-        return Err(cause);
+        return cause;
     }
-    Err(PipelineError::Partial {
+    PipelineError::Partial {
         source: Box::new(cause),
         frames: report.frames,
         kept: kept.join(" and "),
     }
-    .into())
+    .into()
+}
+
+/// Runs the whole pipeline with an already-loaded detector until every source
+/// ends, or `stop` is raised (the sources stop; everything queued still drains
+/// and every output is finalised).
+pub fn run(
+    plan: &RunPlan,
+    detector: &mut Detector,
+    stop: &Arc<AtomicBool>,
+) -> crate::Result<RunReport> {
+    let mut built = build(plan)?;
+    let ended = spawn(plan, detector, &mut built, stop);
+    finish(plan, built, ended)
 }

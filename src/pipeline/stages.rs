@@ -109,6 +109,8 @@ pub fn infer(
     let mut stats = InferStats::default();
     let (w, h) = detector.layout().input_size;
     for PreparedBatch { frames, tensor } in rx {
+        super::fault::inject("infer", stats.batches)
+            .map_err(|e| RuntimeError::Run(e.to_string()))?;
         let shape = (frames.len(), 3, h as usize, w as usize);
         let view = ArrayView4::from_shape(shape, &tensor)
             .map_err(|e| RuntimeError::Run(format!("batch tensor: {e}")))?;
@@ -144,8 +146,8 @@ pub struct StreamOutputs {
     pub display: Option<Display>,
     /// Frames finished (metadata written, drawn, sent on).
     pub frames: u64,
-    /// For live sources: capture-to-metadata latency of each frame, in ms.
-    pub latencies_ms: Vec<f64>,
+    /// For live sources: capture-to-metadata latency percentiles.
+    pub latency: super::latency::LatencyHistogram,
     /// The stream's metric handles.
     pub metrics: StreamMetrics,
     /// Frames processed at the last fps update.
@@ -163,7 +165,7 @@ impl StreamOutputs {
             rtsp: None,
             display: None,
             frames: 0,
-            latencies_ms: Vec::new(),
+            latency: Default::default(),
             metrics: StreamMetrics::default(),
             frames_at_last_rate: 0,
             people,
@@ -207,6 +209,7 @@ pub fn post(
         let Some(out) = streams.get_mut(frame.stream_id as usize) else {
             continue;
         };
+        super::fault::inject("post", out.frames).map_err(super::PipelineError::from)?;
         let analysis = out.people.step(&frame, detections)?;
         if metadata.is_some() || mqtt.is_some() {
             let record = FrameRecord::new(
@@ -222,7 +225,7 @@ pub fn post(
         out.metrics.tracks_live.set(out.people.tracks_live() as i64);
         if let Some(captured) = frame.captured_unix_ns {
             let ms = now_unix_ns().saturating_sub(captured) as f64 / 1e6;
-            out.latencies_ms.push(ms);
+            out.latency.record_ms(ms);
             out.metrics.latency.observe(ms / 1e3);
         }
         out.frames += 1;

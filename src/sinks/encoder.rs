@@ -1,8 +1,15 @@
-//! The video encoder: `appsrc ! videoconvert ! x264enc ! h264parse ! mp4mux !
-//! filesink`, fed with annotated I420 frames (x264's own format, so `videoconvert`
-//! passes them through). The MP4 is written to a staged name and
+//! The video encoder: `appsrc ! videoscale ! videoconvert ! x264enc ! h264parse !
+//! mp4mux ! filesink`, fed with annotated I420 frames (x264's own format, so
+//! `videoconvert` passes them through). The MP4 is written to a staged name and
 //! finished with a real EOS (the muxer writes its index on EOS), so a file under the
 //! final name is always complete and playable.
+//!
+//! The MP4 keeps the size of the stream's first frame. A camera that comes back at
+//! another size renegotiates the appsrc's caps, and `videoscale` scales its frames
+//! to the first size (letterboxed when the aspect ratio changed): one file per
+//! stream with one timeline, which players and editors handle, where an MP4 whose
+//! track changes size mid-way is something mp4mux cannot write and few players
+//! show. The metadata keeps each frame's own size and pixel coordinates.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -25,7 +32,10 @@ pub struct Mp4Encoder {
     staged: Option<StagedFile>,
     pipeline: gst::Pipeline,
     appsrc: gst_app::AppSrc,
+    /// The caps of the frames pushed now (they follow the input's size).
     info: gst_video::VideoInfo,
+    /// The size written to the file: the first frame's.
+    out_size: (u32, u32),
     frame_ns: u64,
     /// The input declared a frame rate: output timestamps are `n / fps`.
     constant_rate: bool,
@@ -91,9 +101,11 @@ impl Mp4Encoder {
             "Y444"
         };
         // x264 on one thread, ultrafast: on a small machine the encoder's extra threads
-        // would preempt inference, which is the bottleneck.
+        // would preempt inference, which is the bottleneck. videoscale passes frames
+        // of the first size through untouched.
         let pipeline = gst::parse::launch(&format!(
-            "appsrc name=src format=time block=true max-bytes=20000000 ! videoconvert ! video/x-raw,format={format} ! \
+            "appsrc name=src format=time block=true max-bytes=20000000 ! videoscale add-borders=true ! videoconvert ! \
+             video/x-raw,format={format},width={width},height={height},pixel-aspect-ratio=1/1 ! \
              x264enc speed-preset=ultrafast pass=qual quantizer=23 threads=1 ! h264parse ! mp4mux ! filesink name=sink"
         ))
         .map_err(|e| setup(&e))?
@@ -117,6 +129,7 @@ impl Mp4Encoder {
             pipeline,
             appsrc,
             info,
+            out_size: (width, height),
             frame_ns,
             constant_rate,
             last_pts: None,
@@ -129,17 +142,22 @@ impl Mp4Encoder {
         if let Some(err) = self.bus_error() {
             return Err(err);
         }
+        if (frame.width, frame.height) != (self.info.width(), self.info.height()) {
+            self.renegotiate(frame.width, frame.height)?;
+        }
         let data = layout_i420(&self.info, frame.i420, frame.width, frame.height);
         let mut buffer = gst::Buffer::from_mut_slice(data);
         {
             let b = buffer.get_mut().expect("a new buffer is writable");
-            let (pts, duration) = if self.constant_rate {
-                // Output frame n at n / fps: the MP4 keeps the input's frame count and
-                // rate even when the decoder's timestamps have gaps (a damaged input).
+            let (pts, duration) = if self.constant_rate && frame.captured_unix_ns.is_none() {
+                // A file: frame n at n / fps, so the MP4 keeps the input's frame count
+                // and rate even when the decoder's timestamps have gaps (a damaged
+                // input).
                 (self.frames * self.frame_ns, self.frame_ns)
             } else {
-                // A variable-rate (typically live) stream keeps its own timing, made
-                // monotonic: a reconnected source starts its timestamps over.
+                // A live stream follows its capture timeline (see
+                // sources::clock): dropped frames and outages stay gaps instead of
+                // compressing time. Made monotonic for safety.
                 let source = frame.pts_ns.unwrap_or(self.frames * self.frame_ns);
                 let pts = match self.last_pts {
                     Some(last) if source <= last => {
@@ -157,6 +175,29 @@ impl Mp4Encoder {
             .push_buffer(buffer)
             .map_err(|e| self.encode_error(format!("{e:?}")))?;
         self.frames += 1;
+        Ok(())
+    }
+
+    /// New caps on the appsrc for frames of another size (a camera that came back
+    /// at another resolution); downstream scales them to the file's size.
+    fn renegotiate(&mut self, width: u32, height: u32) -> Result<(), SinkError> {
+        let info = gst_video::VideoInfo::builder(gst_video::VideoFormat::I420, width, height)
+            .colorimetry(&self.info.colorimetry())
+            .fps(self.info.fps())
+            .build()
+            .map_err(|e| self.encode_error(e.to_string()))?;
+        let caps = info
+            .to_caps()
+            .map_err(|e| self.encode_error(e.to_string()))?;
+        tracing::warn!(
+            file = %self.staged.as_ref().map_or(String::new(), |s| s.final_path().display().to_string()),
+            from = %format!("{}x{}", self.info.width(), self.info.height()),
+            to = %format!("{width}x{height}"),
+            kept = %format!("{}x{}", self.out_size.0, self.out_size.1),
+            "frame size changed; the video is scaled to its first size"
+        );
+        self.appsrc.set_caps(Some(&caps));
+        self.info = info;
         Ok(())
     }
 

@@ -22,8 +22,14 @@ pub struct FrameRecord<'a> {
     pub schema_version: u32,
     pub stream_id: u32,
     pub frame_index: u64,
-    /// Presentation timestamp in nanoseconds; `null` when the decoder gave none.
+    /// The frame's time on its stream's timeline, in ns: the running time for
+    /// files; for live sources the time since the stream's first captured frame,
+    /// continuing across reconnections. `null` when the decoder gave none.
     pub pts_ns: Option<u64>,
+    /// Live sources: when the frame was captured, Unix time in ns (absent for
+    /// files, as in events).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub captured_unix_ns: Option<u64>,
     pub width: u32,
     pub height: u32,
     pub detections: Vec<DetectionRecord<'a>>,
@@ -64,6 +70,7 @@ impl<'a> FrameRecord<'a> {
             stream_id: frame.stream_id,
             frame_index: frame.index,
             pts_ns: frame.pts_ns,
+            captured_unix_ns: frame.captured_unix_ns,
             width: frame.width,
             height: frame.height,
             detections: detections

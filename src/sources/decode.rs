@@ -22,8 +22,10 @@ use gstreamer_app as gst_app;
 use gstreamer_video as gst_video;
 use gstreamer_video::prelude::*;
 
+use super::clock::StreamClock;
 use super::queue::{Closed, StreamQueue};
 use super::spec::{RtspOptions, RtspTransport, SourceKind, SourceSpec};
+use super::stop::{SourceEnd, StopFlags};
 use crate::frame::{Frame, chroma_size, colour::ColourSpace, i420_len};
 
 /// How long opening a file (preroll) may take.
@@ -57,12 +59,6 @@ pub enum SourceError {
         declared: f64,
         frames: u64,
     },
-    #[error("{input}: frame size changed from {from} to {to} mid-stream, which is not supported")]
-    SizeChanged {
-        input: String,
-        from: String,
-        to: String,
-    },
     #[error("{input}: gave up after {attempts} reconnection attempts; last error: {last}")]
     GaveUp {
         input: String,
@@ -90,15 +86,6 @@ impl SourceInfo {
         let duration = self.duration_ns?;
         (n > 0 && d > 0).then(|| (duration as f64 * n as f64 / (d as f64 * 1e9)).round() as u64)
     }
-}
-
-/// How a pump ended without error.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PumpEnd {
-    /// The stream ended (end of file, or a live stream that ended).
-    Eos,
-    /// The stop flag was raised, or the batcher hung up.
-    Stopped,
 }
 
 /// An opened decoding source.
@@ -278,16 +265,18 @@ impl VideoSource {
             })
     }
 
-    /// Decodes until the end, the stop flag or an error, queueing every frame.
-    /// Frame indices continue from `next_index` (kept across reconnections). A live
-    /// source that gives no frame for `stall` is an error.
+    /// Decodes until the end, a stop flag or an error, queueing every frame.
+    /// Frame indices continue from `next_index` and timestamps follow `clock` (both
+    /// kept across reconnections). A live source that gives no frame for `stall` is
+    /// an error.
     pub fn pump(
         &self,
         queue: &StreamQueue,
         next_index: &mut u64,
-        stop: &AtomicBool,
+        clock: &mut StreamClock,
+        stop: StopFlags<'_>,
         stall: Duration,
-    ) -> Result<PumpEnd, SourceError> {
+    ) -> Result<SourceEnd, SourceError> {
         let first_index = *next_index;
         let mut decoded_until_ns = 0u64;
         let mut last_frame = Instant::now();
@@ -296,8 +285,8 @@ impl VideoSource {
             queue.metrics().frames_expected.set(expected as i64);
         }
         loop {
-            if stop.load(Ordering::Relaxed) {
-                return Ok(PumpEnd::Stopped);
+            if let Some(end) = stop.raised() {
+                return Ok(end);
             }
             let Some(sample) = self
                 .sink
@@ -310,7 +299,7 @@ impl VideoSource {
                     if !self.live {
                         self.check_complete(decoded_until_ns, *next_index - first_index)?;
                     }
-                    return Ok(PumpEnd::Eos);
+                    return Ok(SourceEnd::EndOfStream);
                 }
                 if self.live && last_frame.elapsed() > stall {
                     return Err(SourceError::Stalled {
@@ -320,7 +309,7 @@ impl VideoSource {
                 }
                 continue;
             };
-            let frame = self.frame_from(&sample, *next_index, &mut size)?;
+            let frame = self.frame_from(&sample, *next_index, &mut size, clock)?;
             if let Some(pts) = frame.pts_ns {
                 decoded_until_ns = decoded_until_ns.max(pts + frame.duration_ns.unwrap_or(0));
             }
@@ -333,7 +322,7 @@ impl VideoSource {
             *next_index += 1;
             last_frame = Instant::now();
             if queue.push(frame) == Err(Closed) {
-                return Ok(PumpEnd::Stopped);
+                return Ok(SourceEnd::DownstreamGone);
             }
         }
     }
@@ -363,14 +352,14 @@ impl VideoSource {
         Ok(())
     }
 
-    /// Wall-clock time at which a live buffer with running time `pts` was captured:
-    /// now, minus how far the pipeline clock has run past it.
-    fn captured_at(&self, pts: Option<gst::ClockTime>) -> Option<u64> {
+    /// Wall-clock time at which a live buffer with running time `running` was
+    /// captured: now, minus how far the pipeline clock has run past it.
+    fn captured_at(&self, running: Option<gst::ClockTime>) -> Option<u64> {
         if !self.live {
             return None;
         }
         let running_now = self.pipeline.current_running_time()?;
-        let age = running_now.nseconds().saturating_sub(pts?.nseconds());
+        let age = running_now.nseconds().saturating_sub(running?.nseconds());
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .ok()?
@@ -383,6 +372,7 @@ impl VideoSource {
         sample: &gst::Sample,
         index: u64,
         size: &mut Option<(u32, u32)>,
+        clock: &mut StreamClock,
     ) -> Result<Frame, SourceError> {
         let caps = sample
             .caps()
@@ -390,16 +380,15 @@ impl VideoSource {
         let info =
             gst_video::VideoInfo::from_caps(caps).map_err(|e| self.decode_error(e.to_string()))?;
         let (w, h) = (info.width(), info.height());
-        match *size {
-            Some(expected) if expected != (w, h) => {
-                return Err(SourceError::SizeChanged {
-                    input: self.name.clone(),
-                    from: format!("{}x{}", expected.0, expected.1),
-                    to: format!("{w}x{h}"),
-                });
-            }
-            _ => *size = Some((w, h)),
+        // HLS switching variants, a camera reconfigured: every stage handles a new
+        // size (the MP4 scales to its first one), so it is only logged.
+        if let Some((pw, ph)) = *size
+            && (pw, ph) != (w, h)
+        {
+            tracing::warn!(stream = self.stream_id, input = %self.name, from = %format!("{pw}x{ph}"),
+                to = %format!("{w}x{h}"), "frame size changed");
         }
+        *size = Some((w, h));
         let buffer = sample
             .buffer()
             .ok_or_else(|| self.decode_error("sample without buffer".into()))?;
@@ -419,12 +408,14 @@ impl VideoSource {
                 i420.extend_from_slice(&row[..pw]);
             }
         }
+        let running = running_time(sample, buffer.pts());
+        let captured_unix_ns = self.captured_at(running);
         Ok(Frame {
             stream_id: self.stream_id,
             index,
-            pts_ns: buffer.pts().map(|t| t.nseconds()),
+            pts_ns: clock.stamp(captured_unix_ns, running.map(|t| t.nseconds())),
             duration_ns: buffer.duration().map(|t| t.nseconds()),
-            captured_unix_ns: self.captured_at(buffer.pts()),
+            captured_unix_ns,
             width: w,
             height: h,
             fps: (info.fps().numer(), info.fps().denom()),
@@ -437,6 +428,19 @@ impl VideoSource {
 impl Drop for VideoSource {
     fn drop(&mut self) {
         let _ = self.pipeline.set_state(gst::State::Null);
+    }
+}
+
+/// A buffer's running time through its sample's segment (raw PTS is wrong after a
+/// seek and for HLS); the PTS itself when the segment is not in time format.
+fn running_time(sample: &gst::Sample, pts: Option<gst::ClockTime>) -> Option<gst::ClockTime> {
+    let pts = pts?;
+    match sample
+        .segment()
+        .and_then(|s| s.downcast_ref::<gst::ClockTime>())
+    {
+        Some(segment) => segment.to_running_time(pts).or(Some(pts)),
+        None => Some(pts),
     }
 }
 
@@ -482,7 +486,7 @@ fn error_text(err: &gst::message::Error) -> String {
             text = format!("{text} ({detail})");
         }
     }
-    super::spec::redact_text(&text.replace('\n', " "))
+    crate::redact::text(&text.replace('\n', " "))
 }
 
 /// Decodes a whole file into memory (for benchmarks, tests and tools; a run
@@ -495,7 +499,18 @@ pub fn read_frames(input: &str, limit: Option<usize>) -> Result<Vec<Frame>, Sour
     let stop_pump = stop.clone();
     let pump = std::thread::spawn(move || {
         let mut index = 0;
-        source.pump(&queue, &mut index, &stop_pump, Duration::from_secs(10))
+        let flags = StopFlags {
+            user: &stop_pump,
+            abort: &AtomicBool::new(false),
+        };
+        let mut clock = StreamClock::default();
+        source.pump(
+            &queue,
+            &mut index,
+            &mut clock,
+            flags,
+            Duration::from_secs(10),
+        )
     });
     let mut frames = Vec::new();
     for frame in rx.iter() {

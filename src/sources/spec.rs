@@ -2,9 +2,10 @@
 //! `uridecodebin` reads), a V4L2 camera, or a live test pattern; and how each is
 //! turned into the head of a GStreamer decode pipeline.
 //!
-//! Credentials in URIs (`rtsp://user:pass@host/...`) never leave this module
-//! unredacted except into the GStreamer element itself: [`SourceSpec::name`] is
-//! what logs, errors and file names see.
+//! Credentials in URIs (`rtsp://user:pass@host/...`, `?password=...`) never leave
+//! this module unredacted except into the GStreamer element itself:
+//! [`SourceSpec::name`] (through [`crate::redact`]) is what logs, errors, metrics
+//! and file names see.
 
 use std::path::{Path, PathBuf};
 
@@ -82,43 +83,6 @@ pub struct SourceSpec {
     raw: String,
 }
 
-/// `scheme://user:pass@host/...` -> `scheme://***@host/...`.
-pub fn redact(input: &str) -> String {
-    let Some(scheme_end) = input.find("://") else {
-        return input.to_string();
-    };
-    let rest = &input[scheme_end + 3..];
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{}://***@{}", &input[..scheme_end], &rest[at + 1..]),
-        None => input.to_string(),
-    }
-}
-
-/// [`redact`] for every URI inside a longer text (GStreamer messages quote them).
-pub fn redact_text(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(pos) = rest.find("://") {
-        let authority_start = pos + 3;
-        let authority_len = rest[authority_start..]
-            .find(|c: char| c == '/' || c.is_whitespace() || c == '"' || c == '\'' || c == ')')
-            .unwrap_or(rest.len() - authority_start);
-        let authority = &rest[authority_start..authority_start + authority_len];
-        out.push_str(&rest[..authority_start]);
-        match authority.rfind('@') {
-            Some(at) => {
-                out.push_str("***@");
-                out.push_str(&authority[at + 1..]);
-            }
-            None => out.push_str(authority),
-        }
-        rest = &rest[authority_start + authority_len..];
-    }
-    out.push_str(rest);
-    out
-}
-
 impl SourceSpec {
     /// Parses one `--input`. Local files must exist.
     pub fn parse(id: u32, input: &str) -> Result<Self, SpecError> {
@@ -155,7 +119,7 @@ impl SourceSpec {
 
     /// The input as logs, errors and file names may show it (credentials hidden).
     pub fn name(&self) -> String {
-        redact(&self.raw)
+        crate::redact::url(&self.raw)
     }
 
     /// A short name for output files: the file stem or last path segment.
@@ -303,29 +267,6 @@ fn parse_test(input: &str, rest: &str) -> Result<SourceKind, SpecError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn redacts_credentials_only() {
-        assert_eq!(
-            redact("rtsp://admin:s3cret@10.0.0.5:554/live"),
-            "rtsp://***@10.0.0.5:554/live"
-        );
-        assert_eq!(
-            redact("rtsp://cam/a@b"),
-            "rtsp://cam/a@b",
-            "an @ in the path is not a credential"
-        );
-        assert_eq!(redact("/videos/x.mp4"), "/videos/x.mp4");
-    }
-
-    #[test]
-    fn redacts_uris_inside_messages() {
-        let msg = "Could not open resource (rtsp://admin:pw@cam:554/a): rtsp://other:x@h/b and http://plain/c";
-        assert_eq!(
-            redact_text(msg),
-            "Could not open resource (rtsp://***@cam:554/a): rtsp://***@h/b and http://plain/c"
-        );
-    }
 
     #[test]
     fn parses_every_kind() {

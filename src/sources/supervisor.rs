@@ -1,15 +1,22 @@
 //! Keeps one source running for the life of a run: opens it, pumps it, and when a
-//! network source errors, stalls or ends unexpectedly, reconnects with exponential
-//! backoff up to a cap (forever unless told otherwise), logging each attempt with
-//! the stream id. Frame indices keep increasing across reconnections. Files and
-//! local live sources (cameras, test patterns) run once.
+//! live network source errors, stalls or ends unexpectedly, reconnects with
+//! exponential backoff up to a cap (forever unless told otherwise), logging each
+//! attempt with the stream id. Frame indices and timestamps ([`StreamClock`]) keep
+//! increasing across reconnections.
+//!
+//! Only live inputs reconnect. A network URI that turns out not to be live (an MP4
+//! over HTTP) is a recording: decoding it again from the start would repeat frames
+//! under new indices, and a truncated one would loop forever, so a failure part-way
+//! ends it as incomplete, like a truncated local file. Files and local live sources
+//! (cameras, test patterns) run once.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::decode::{PumpEnd, SourceError, VideoSource};
+use super::clock::StreamClock;
+use super::decode::{SourceError, VideoSource};
 use super::queue::StreamQueue;
 use super::spec::{RtspOptions, SourceSpec};
+use super::stop::{SourceEnd, StopFlags};
 
 /// Reconnection and stall settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,20 +50,19 @@ impl ReconnectPolicy {
     }
 }
 
-/// Runs `spec` until it ends, fails for good, or `stop` is raised.
+/// Runs `spec` until it ends, fails for good, or a stop flag is raised.
 pub fn run_source(
     spec: &SourceSpec,
     rtsp: &RtspOptions,
     policy: &ReconnectPolicy,
     mut queue: StreamQueue,
-    stop: &AtomicBool,
-) -> Result<(), SourceError> {
+    stop: StopFlags<'_>,
+) -> Result<SourceEnd, SourceError> {
     let mut next_index = 0u64;
+    let mut clock = StreamClock::default();
     if !spec.reconnects() {
         let source = VideoSource::open(spec, rtsp)?;
-        let outcome = source
-            .pump(&queue, &mut next_index, stop, policy.stall)
-            .map(|_| ());
+        let outcome = source.pump(&queue, &mut next_index, &mut clock, stop, policy.stall);
         queue.metrics().up.set(0);
         return outcome;
     }
@@ -64,15 +70,16 @@ pub fn run_source(
     let mut failures = 0u32;
     let mut ever_connected = false;
     loop {
-        if stop.load(Ordering::Relaxed) {
-            return Ok(());
+        if let Some(end) = stop.raised() {
+            return Ok(end);
         }
         let frames_before = next_index;
+        // Unknown until it opens: an input that never opened may be live.
         let mut live = true;
         let outcome = VideoSource::open(spec, rtsp).and_then(|s| {
             live = s.is_live();
             queue.set_live(live);
-            s.pump(&queue, &mut next_index, stop, policy.stall)
+            s.pump(&queue, &mut next_index, &mut clock, stop, policy.stall)
         });
         queue.metrics().up.set(0);
         if next_index > frames_before {
@@ -83,10 +90,11 @@ pub fn run_source(
             failures = 0;
         }
         let reason = match outcome {
-            Ok(PumpEnd::Stopped) => return Ok(()),
-            // A recording (an MP4 over HTTP, say) that ends is done.
-            Ok(PumpEnd::Eos) if !live => return Ok(()),
-            Ok(PumpEnd::Eos) => "the stream ended".to_string(),
+            // A recording (an MP4 over HTTP, say) ends, or fails, once.
+            Ok(end) if !live => return Ok(end),
+            Err(e) if !live => return Err(e),
+            Ok(SourceEnd::EndOfStream) => "the stream ended".to_string(),
+            Ok(end) => return Ok(end),
             Err(e) => e.to_string(),
         };
         failures += 1;
@@ -104,9 +112,9 @@ pub fn run_source(
     }
 }
 
-fn sleep_unless_stopped(delay: Duration, stop: &AtomicBool) {
+fn sleep_unless_stopped(delay: Duration, stop: StopFlags<'_>) {
     let until = Instant::now() + delay;
-    while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+    while Instant::now() < until && stop.raised().is_none() {
         std::thread::sleep(
             Duration::from_millis(50).min(until.saturating_duration_since(Instant::now())),
         );

@@ -448,17 +448,8 @@ pub fn first_arrivals(indices: &[u64]) -> Vec<u64> {
 /// Scrapes a Prometheus endpoint with a real HTTP client (Python's urllib) and
 /// returns `metric{labels} value` lines as (series, value).
 pub fn scrape(port: u16) -> Vec<(String, f64)> {
-    let out = Command::new("/usr/bin/python3")
-        .args(["-c", "import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())"])
-        .arg(format!("http://127.0.0.1:{port}/metrics"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "scrape failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
+    scrape_text(port)
+        .expect("the metrics endpoint answers")
         .lines()
         .filter(|l| !l.starts_with('#'))
         .filter_map(|l| {
@@ -466,6 +457,18 @@ pub fn scrape(port: u16) -> Vec<(String, f64)> {
                 .map(|(k, v)| (k.to_string(), v.parse().unwrap_or(f64::NAN)))
         })
         .collect()
+}
+
+/// The metrics endpoint's text exposition, or `None` while it does not answer.
+pub fn scrape_text(port: u16) -> Option<String> {
+    let out = Command::new("/usr/bin/python3")
+        .args(["-c", "import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())"])
+        .arg(format!("http://127.0.0.1:{port}/metrics"))
+        .output()
+        .unwrap();
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// A child process killed (and reaped) when the guard goes, even if a test panics.
@@ -511,4 +514,33 @@ pub fn clip_metadata_args<'a>(meta: &'a Path, extra: &[&'a str]) -> Vec<&'a str>
 pub fn clip_metadata(meta: &Path, extra: &[&str]) -> Vec<serde_json::Value> {
     ok(&pedvision(&clip_metadata_args(meta, extra)));
     read_jsonl(meta)
+}
+
+/// A real HTTP server (Python's http.server) serving `dir` on 127.0.0.1; returns it
+/// and its port once it accepts connections.
+pub fn http_server(dir: &Path) -> (Child, u16) {
+    let port = free_port();
+    let server = Command::new("/usr/bin/python3")
+        .args([
+            "-m",
+            "http.server",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+        ])
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "http.server did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    (server, port)
 }

@@ -1,10 +1,11 @@
 """A real RTSP server for pedvision's tests and benchmarks (GStreamer's RTSP server
 library through python3-gi), bound to 127.0.0.1.
 
-    /usr/bin/python3 rtsp_server.py PORT [--file VIDEO] [--mounts N] [--fps F] [--tcp-only]
+    /usr/bin/python3 rtsp_server.py PORT [--file VIDEO] [--mounts N] [--fps F]
+                                         [--size WxH] [--tcp-only]
 
 Serves H.264 on rtsp://127.0.0.1:PORT/stream0 .. streamN-1: a live test pattern by
-default, or VIDEO decoded, paced in real time and looped (like a camera). Prints
+default (320x240 unless --size says otherwise), or VIDEO decoded, paced in real time and looped (like a camera). Prints
 "ready" on stdout once it listens. Needs Debian's python3-gi,
 gir1.2-gst-rtsp-server-1.0 and the GStreamer plugins (scripts/setup.sh).
 """
@@ -26,6 +27,7 @@ def main():
     ap.add_argument("--file", default=None)
     ap.add_argument("--mounts", type=int, default=1)
     ap.add_argument("--fps", type=int, default=10)
+    ap.add_argument("--size", default="320x240", help="test pattern size, WxH")
     ap.add_argument("--tcp-only", action="store_true", help="refuse UDP transport")
     args = ap.parse_args()
 
@@ -41,7 +43,8 @@ def main():
             f"videorate ! video/x-raw,framerate={args.fps}/1 ! identity sync=true"
         )
     else:
-        source = f"videotestsrc is-live=true pattern=ball ! video/x-raw,width=320,height=240,framerate={args.fps}/1"
+        width, height = (int(v) for v in args.size.split("x"))
+        source = f"videotestsrc is-live=true pattern=ball ! video/x-raw,width={width},height={height},framerate={args.fps}/1"
     for i in range(args.mounts):
         factory = GstRtspServer.RTSPMediaFactory()
         factory.set_launch(f"( {source} ! {encode} )")
