@@ -15,6 +15,7 @@
 //! holds the model manifest; [`cli`] (in the binary's edge) turns flags into a plan.
 
 pub mod analytics;
+pub mod choice;
 pub mod config;
 pub mod error;
 pub mod frame;

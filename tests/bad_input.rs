@@ -61,16 +61,7 @@ fn text_file_named_mp4() {
 #[test]
 fn truncated_video_processes_what_decodes_then_fails() {
     let dir = scratch();
-    let full = dir.path().join("full.mp4");
-    // 50 frames at 10 fps, H.264 in MP4 with the index up front, so a cut file
-    // still declares its full 5 s duration.
-    make_media(
-        &full,
-        "videotestsrc num-buffers=50 pattern=ball ! video/x-raw,width=320,height=240,framerate=10/1 ! x264enc ! mp4mux faststart=true",
-    );
-    let bytes = std::fs::read(&full).unwrap();
-    let cut = dir.path().join("cut.mp4");
-    std::fs::write(&cut, &bytes[..bytes.len() * 6 / 10]).unwrap();
+    let cut = truncated_mp4(dir.path());
 
     let line = run_failing(dir.path(), &["--input", path_str(&cut)]);
     assert!(

@@ -317,13 +317,7 @@ mod faults {
 #[test]
 fn a_truncated_recording_over_http_is_not_reconnected() {
     let dir = scratch();
-    let full = dir.path().join("full.mp4");
-    make_media(
-        &full,
-        "videotestsrc num-buffers=50 pattern=ball ! video/x-raw,width=320,height=240,framerate=10/1 ! x264enc ! mp4mux faststart=true",
-    );
-    let bytes = std::fs::read(&full).unwrap();
-    std::fs::write(dir.path().join("cut.mp4"), &bytes[..bytes.len() * 6 / 10]).unwrap();
+    truncated_mp4(dir.path());
     let (mut server, port) = http_server(dir.path());
     let meta = dir.path().join("m.jsonl");
     let started = Instant::now();

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
-use pedvision::config::Manifest;
+use pedvision::config::{Manifest, defaults};
 use pedvision::infer::{Detector, Device, RuntimeOptions, runtime};
 use pedvision::model::classes::ClassFilter;
 use pedvision::pipeline::PostOptions;
@@ -23,19 +23,25 @@ pub struct DetectorArgs {
 
     /// Classes to keep: `person` (pedestrians), `all`, or labels such as
     /// `person,bicycle,car`.
-    #[arg(long, default_value = "person", value_name = "LIST")]
+    #[arg(long, default_value = defaults::CLASSES, value_name = "LIST")]
     pub classes: String,
 
     /// Minimum class score for a detection, in (0, 1).
-    #[arg(long, default_value_t = 0.35, value_parser = open_unit_interval)]
+    #[arg(long, default_value_t = defaults::CONF, value_parser = open_unit_interval)]
     pub conf: f32,
 
     /// IoU above which non-maximum suppression drops a box of the same class, in (0, 1].
-    #[arg(long, default_value_t = 0.5, value_parser = iou_threshold)]
+    #[arg(long, default_value_t = defaults::IOU, value_parser = iou_threshold)]
     pub iou: f32,
 
+    /// Most detections kept per frame after NMS, best first (COCO's limit).
+    #[arg(long, default_value_t = defaults::MAX_DETECTIONS, value_name = "N",
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000))]
+    pub max_detections: usize,
+
     /// Frames per inference call (1 to 64). Larger batches help GPUs most.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    #[arg(long, default_value_t = defaults::BATCH,
+          value_parser = clap::value_parser!(u16).range(1..=defaults::MAX_BATCH as i64))]
     pub batch: u16,
 
     #[command(flatten)]
@@ -46,7 +52,7 @@ pub struct DetectorArgs {
 #[derive(Debug, Clone, Args)]
 pub struct RuntimeArgs {
     /// Execution provider.
-    #[arg(long, value_enum, default_value_t = Device::Cpu)]
+    #[arg(long, value_parser = super::choice::<Device>(), default_value_t = Device::Cpu)]
     pub device: Device,
 
     /// Inference threads (0: one per core).
@@ -114,6 +120,7 @@ impl DetectorArgs {
             classes,
             conf: self.conf,
             iou: self.iou,
+            max_detections: self.max_detections,
         };
         Ok(LoadedModel {
             manifest,

@@ -34,7 +34,7 @@ pub struct DoctorArgs {
     pub display: bool,
 
     /// The device a run will use; its provider must load.
-    #[arg(long, value_enum, default_value_t = Device::Cpu)]
+    #[arg(long, value_parser = super::choice::<Device>(), default_value_t = Device::Cpu)]
     pub device: Device,
 
     /// Model manifest to check.
@@ -62,7 +62,8 @@ impl DoctorArgs {
         }
         self.rtsp_out |= file.outputs.rtsp.is_some();
         self.display |= file.outputs.display.unwrap_or(false);
-        use super::pipeline_file::{choice, given};
+        use super::run::given;
+        use pedvision::choice::Choice;
         if !given(m, "model")
             && let Some(model) = &file.model.path
         {
@@ -71,7 +72,8 @@ impl DoctorArgs {
         if !given(m, "device")
             && let Some(device) = &file.model.device
         {
-            self.device = choice("[model] device", device)
+            self.device = Device::parse(device)
+                .map_err(|e| anyhow::anyhow!("[model] device {e}"))
                 .with_context(|| format!("pipeline file {}", path.display()))?;
         }
         if self.ort_lib.is_none() {

@@ -21,7 +21,7 @@ pub struct EvalArgs {
     pub data: PathBuf,
 
     /// Label format; guessed from the layout when left out.
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = super::choice::<Format>())]
     pub format: Option<Format>,
 
     /// Where to write the results as JSON.

@@ -15,13 +15,14 @@ pub mod bench;
 pub mod common;
 pub mod doctor;
 pub mod eval;
-pub mod pipeline_file;
+pub mod mqtt;
 pub mod retrain;
 pub mod run;
 pub mod synth;
 pub mod track;
 pub mod tracking;
 
+use clap::builder::TypedValueParser as _;
 use clap::{Parser, Subcommand};
 
 /// Real-time pedestrian detection for video files and streams.
@@ -120,4 +121,18 @@ The same tracker as `run --tracker`, with ByteTrack's published defaults (first
 stage from score 0.5, new tracks from 0.6, second stage from 0.1, 1 s buffer).
 A malformed line is an error naming its number; the output appears only when complete.")]
     Track(track::TrackArgs),
+}
+
+/// clap's parser for a library [`Choice`](pedvision::choice::Choice): its names as
+/// the possible values, each with its one-line help.
+pub fn choice<T>() -> impl clap::builder::TypedValueParser<Value = T>
+where
+    T: pedvision::choice::Choice + Clone + Send + Sync,
+{
+    clap::builder::PossibleValuesParser::new(
+        T::ALL
+            .iter()
+            .map(|v| clap::builder::PossibleValue::new(v.name()).help(v.about())),
+    )
+    .try_map(|s: String| T::parse(&s))
 }

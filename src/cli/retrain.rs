@@ -20,7 +20,7 @@ pub struct RetrainArgs {
     pub data: PathBuf,
 
     /// Label format; guessed from the layout when left out.
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = super::choice::<Format>())]
     pub format: Option<Format>,
 
     /// Output folder for the model, its manifest and the training report. It must

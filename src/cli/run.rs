@@ -1,15 +1,20 @@
 //! `pedvision run`: flags -> a validated [`RunPlan`] -> the pipeline -> a summary.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
-use clap::Args;
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args};
+use pedvision::choice::Choice;
+use pedvision::config::pipeline::ModelSection;
+use pedvision::config::{Layers, Manifest, PipelineConfig};
+use pedvision::infer::{Detector, runtime};
 use pedvision::pipeline::{self, RunPlan, RunReport};
-use pedvision::sources::{ReconnectPolicy, RtspOptions, RtspTransport, SourceSpec};
+use pedvision::redact;
+use pedvision::sources::{ReconnectPolicy, RtspOptions, RtspTransport};
 
-use super::common::{DEMO_CLIP, DetectorArgs};
+use super::common::{DEFAULT_MODEL, DEMO_CLIP, DetectorArgs};
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -71,32 +76,32 @@ pub struct RunArgs {
     pub batch_timeout: Option<u64>,
 
     /// RTSP jitter-buffer latency, in ms.
-    #[arg(long, default_value_t = 200, value_name = "MS")]
+    #[arg(long, default_value_t = RtspOptions::default().latency_ms, value_name = "MS")]
     pub rtsp_latency: u32,
 
     /// RTSP transport: auto (UDP, then TCP when UDP gets nothing), tcp or udp.
-    #[arg(long, value_enum, default_value_t = RtspTransport::Auto)]
+    #[arg(long, value_parser = super::choice::<RtspTransport>(), default_value_t = RtspTransport::Auto)]
     pub rtsp_transport: RtspTransport,
 
     /// With --rtsp-transport auto: how long UDP may get nothing before TCP, in ms.
-    #[arg(long, default_value_t = 3000, value_name = "MS")]
+    #[arg(long, default_value_t = RtspOptions::default().udp_timeout_ms, value_name = "MS")]
     pub rtsp_udp_timeout: u32,
 
     /// First reconnection delay for network sources, in ms; it doubles per failed
     /// attempt up to --reconnect-max-delay.
-    #[arg(long, default_value_t = 500, value_name = "MS")]
+    #[arg(long, default_value_t = ReconnectPolicy::default().initial.as_millis() as u64, value_name = "MS")]
     pub reconnect_delay: u64,
 
     /// Longest delay between reconnection attempts, in seconds.
-    #[arg(long, default_value_t = 30, value_name = "S")]
+    #[arg(long, default_value_t = ReconnectPolicy::default().max.as_secs(), value_name = "S")]
     pub reconnect_max_delay: u64,
 
     /// Failed attempts in a row before a network source gives up (0: never).
-    #[arg(long, default_value_t = 0, value_name = "N")]
+    #[arg(long, default_value_t = ReconnectPolicy::default().attempts, value_name = "N")]
     pub reconnect_attempts: u32,
 
     /// A live source with no frame for this long has stalled and reconnects, in s.
-    #[arg(long, default_value_t = 5.0, value_name = "S")]
+    #[arg(long, default_value_t = ReconnectPolicy::default().stall.as_secs_f64(), value_name = "S")]
     pub stall_timeout: f64,
 
     /// Stop after this many seconds, as SIGINT would (outputs are finalised).
@@ -110,153 +115,126 @@ pub struct RunArgs {
     pub tracking: super::tracking::TrackingArgs,
 
     #[command(flatten)]
-    pub mqtt: super::pipeline_file::MqttArgs,
+    pub mqtt: super::mqtt::MqttArgs,
 }
 
-/// Video file extensions a folder input expands to.
-const VIDEO_EXTENSIONS: [&str; 11] = [
-    "mp4", "mkv", "avi", "webm", "mov", "m4v", "ts", "mpg", "mpeg", "flv", "ogv",
-];
-
-/// The inputs with each folder replaced by its video files, in name order.
-fn expand_folders(inputs: &[String]) -> anyhow::Result<Vec<String>> {
-    let mut out = Vec::new();
-    for input in inputs {
-        let path = Path::new(input);
-        if !path.is_dir() {
-            out.push(input.clone());
-            continue;
-        }
-        let mut files: Vec<String> = std::fs::read_dir(path)
-            .map_err(|e| anyhow::anyhow!("cannot list folder {input}: {e}"))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                p.is_file()
-                    && p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
-                        VIDEO_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str())
-                    })
-            })
-            .map(|p| p.to_string_lossy().into_owned())
-            .collect();
-        files.sort();
-        anyhow::ensure!(
-            !files.is_empty(),
-            "folder {input} has no video files ({})",
-            VIDEO_EXTENSIONS.join(", ")
-        );
-        out.extend(files);
-    }
-    Ok(out)
-}
-
-/// Expands an output pattern for one stream.
-fn expand(pattern: &str, spec: &SourceSpec) -> PathBuf {
-    PathBuf::from(
-        pattern
-            .replace("{name}", &spec.stem())
-            .replace("{stream}", &spec.id.to_string()),
+/// Whether option `id` was given on the command line (or by its environment variable).
+pub(super) fn given(m: &ArgMatches, id: &str) -> bool {
+    matches!(
+        m.value_source(id),
+        Some(ValueSource::CommandLine | ValueSource::EnvVariable)
     )
 }
 
-impl RunArgs {
-    /// The inputs, folders expanded; the demo clip when none is given.
-    pub fn inputs(&self) -> anyhow::Result<Vec<String>> {
-        if self.input.is_empty() {
-            Ok(vec![DEMO_CLIP.to_string()])
-        } else {
-            expand_folders(&self.input)
+/// The flags given, as a layer of the settings model. `$key` is the field path in
+/// [`PipelineConfig`] (it also names the key in errors), `$id` clap's id, `$flag`
+/// the flag as the user types it.
+macro_rules! layer {
+    ($m:expr, $layer:expr, $names:expr; $($key:ident).+ <- $id:literal $flag:literal = $value:expr) => {
+        if given($m, $id) {
+            $layer.$($key).+ = Some($value);
+            $names.push((stringify!($($key).+).replace(' ', ""), $flag.to_string()));
         }
-    }
-
-    /// Validates the flags into a plan (no threads start here).
-    pub fn plan(&self, post: pipeline::PostOptions, model_name: &str) -> anyhow::Result<RunPlan> {
-        let inputs = self.inputs()?;
-        let sources = inputs
-            .iter()
-            .enumerate()
-            .map(|(i, input)| SourceSpec::parse(i as u32, input))
-            .collect::<Result<Vec<_>, _>>()?;
-        let many = sources.len() > 1;
-        let videos = if self.no_video {
-            vec![None; sources.len()]
-        } else {
-            let default = if many {
-                "out/{stream}-{name}.mp4"
-            } else {
-                "out/{name}.mp4"
-            };
-            let pattern = self.output.as_deref().unwrap_or(default);
-            if many && !pattern.contains("{stream}") {
-                anyhow::bail!(
-                    "--output {pattern:?} must contain {{stream}} when there are several inputs"
-                );
-            }
-            sources.iter().map(|s| Some(expand(pattern, s))).collect()
-        };
-        let metadata = (!self.no_metadata).then(|| {
-            self.metadata.clone().unwrap_or_else(|| match many {
-                true => Path::new("out").join("metadata.jsonl"),
-                false => expand("out/{name}.jsonl", &sources[0]),
-            })
-        });
-        if metadata.is_some() && videos.iter().any(|v| v.is_some() && *v == metadata) {
-            anyhow::bail!("--output and --metadata name the same file");
-        }
-        let any_live = sources.iter().any(SourceSpec::is_live);
-        let batch_timeout = match self.batch_timeout {
-            Some(ms) => Some(Duration::from_millis(ms)),
-            None => any_live.then_some(Duration::from_millis(20)),
-        };
-        if !(self.stall_timeout > 0.0 && self.stall_timeout.is_finite()) {
-            anyhow::bail!("--stall-timeout must be a positive number of seconds");
-        }
-        let rtsp_out = self.rtsp_out.as_deref().map(loopback_unless_given);
-        let tracking = self.tracking.settings(post.conf)?;
-        let rules = pedvision::analytics::Rules::validate(
-            &self.tracking.lines()?,
-            &self.tracking.zones()?,
-            sources.len() as u32,
-            &post.labels,
-            &post.classes,
-        )?;
-        if tracking.kind == pedvision::track::TrackerKind::None && !rules.is_empty() {
-            anyhow::bail!("lines and zones count tracks: they need a tracker (not --tracker none)");
-        }
-        Ok(RunPlan {
-            sources,
-            rtsp: RtspOptions {
-                latency_ms: self.rtsp_latency,
-                transport: self.rtsp_transport,
-                udp_timeout_ms: self.rtsp_udp_timeout,
-            },
-            reconnect: ReconnectPolicy {
-                initial: Duration::from_millis(self.reconnect_delay.max(1)),
-                max: Duration::from_secs(self.reconnect_max_delay.max(1)),
-                attempts: self.reconnect_attempts,
-                stall: Duration::from_secs_f64(self.stall_timeout),
-            },
-            videos,
-            metadata,
-            rtsp_out,
-            display: self.display,
-            metrics: self.metrics.as_deref().map(loopback_unless_given),
-            mqtt: self.mqtt.settings()?,
-            model_name: model_name.to_string(),
-            batch: self.detector.batch.into(),
-            batch_timeout,
-            post,
-            tracking,
-            rules,
-        })
-    }
+    };
 }
 
-/// `PORT` -> `127.0.0.1:PORT`; `ADDRESS:PORT` as given.
-fn loopback_unless_given(bind: &str) -> String {
-    if bind.contains(':') {
-        bind.to_string()
-    } else {
-        format!("127.0.0.1:{bind}")
+impl RunArgs {
+    /// The settings' layers: the program's defaults, the pipeline file and the
+    /// flags actually given (the one mapping from flags to the settings model).
+    pub fn layers(&self, m: &ArgMatches) -> anyhow::Result<Layers> {
+        let mut l = PipelineConfig::default();
+        let mut names: Vec<(String, String)> = Vec::new();
+        if given(m, "input") {
+            l.inputs = self.input.clone();
+        }
+        layer!(m, l, names; duration_s <- "duration" "--duration" = self.duration.unwrap_or_default());
+        self.model_layer(m, &mut l, &mut names);
+        self.output_layer(m, &mut l, &mut names);
+        self.network_layer(m, &mut l, &mut names);
+        let t = &self.tracking;
+        layer!(m, l, names; tracking.tracker <- "tracker" "--tracker" = t.tracker);
+        layer!(m, l, names; tracking.buffer_s <- "track_buffer" "--track-buffer" = t.life.track_buffer);
+        layer!(m, l, names; tracking.min_hits <- "track_min_hits" "--track-min-hits" = t.life.track_min_hits);
+        layer!(m, l, names; tracking.low_score <- "track_low" "--track-low" = t.track_low);
+        l.lines = t.lines()?;
+        l.zones = t.zones()?;
+        if given(m, "mqtt") {
+            l.mqtt = Some(self.mqtt.layer(m, &mut names));
+        }
+        let file = self
+            .config
+            .as_deref()
+            .map(PipelineConfig::load_layer)
+            .transpose()?;
+        let base = PipelineConfig {
+            inputs: vec![DEMO_CLIP.to_string()],
+            model: ModelSection {
+                path: Some(DEFAULT_MODEL.into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        Ok(Layers {
+            base,
+            file,
+            flags: l,
+            flag_names: names,
+        })
+    }
+
+    /// `[model]` and `[batching]` flags.
+    fn model_layer(
+        &self,
+        m: &ArgMatches,
+        l: &mut PipelineConfig,
+        names: &mut Vec<(String, String)>,
+    ) {
+        let d = &self.detector;
+        layer!(m, l, names; model.path <- "model" "--model" = d.model.clone());
+        layer!(m, l, names; model.classes <- "classes" "--classes" = d.classes.clone());
+        layer!(m, l, names; model.conf <- "conf" "--conf" = d.conf);
+        layer!(m, l, names; model.iou <- "iou" "--iou" = d.iou);
+        layer!(m, l, names; model.max_detections <- "max_detections" "--max-detections" = d.max_detections);
+        layer!(m, l, names; model.device <- "device" "--device" = d.runtime.device.name().to_string());
+        layer!(m, l, names; model.threads <- "threads" "--threads" = d.runtime.threads);
+        layer!(m, l, names; model.ort_lib <- "ort_lib" "--ort-lib" = d.runtime.ort_lib.clone().unwrap_or_default());
+        layer!(m, l, names; batching.size <- "batch" "--batch" = d.batch);
+        layer!(m, l, names; batching.timeout_ms <- "batch_timeout" "--batch-timeout" = self.batch_timeout.unwrap_or_default());
+    }
+
+    /// `[outputs]` flags. `--output` also turns off a file's `no_video`, and
+    /// `--metadata` its `no_metadata`.
+    fn output_layer(
+        &self,
+        m: &ArgMatches,
+        l: &mut PipelineConfig,
+        names: &mut Vec<(String, String)>,
+    ) {
+        layer!(m, l, names; outputs.video <- "output" "--output" = self.output.clone().unwrap_or_default());
+        layer!(m, l, names; outputs.no_video <- "output" "--output" = false);
+        layer!(m, l, names; outputs.no_video <- "no_video" "--no-video" = self.no_video);
+        layer!(m, l, names; outputs.metadata <- "metadata" "--metadata" = self.metadata.clone().unwrap_or_default());
+        layer!(m, l, names; outputs.no_metadata <- "metadata" "--metadata" = false);
+        layer!(m, l, names; outputs.no_metadata <- "no_metadata" "--no-metadata" = self.no_metadata);
+        layer!(m, l, names; outputs.rtsp <- "rtsp_out" "--rtsp-out" = self.rtsp_out.clone().unwrap_or_default());
+        layer!(m, l, names; outputs.display <- "display" "--display" = self.display);
+        layer!(m, l, names; outputs.metrics <- "metrics" "--metrics" = self.metrics.clone().unwrap_or_default());
+    }
+
+    /// `[rtsp]` and `[reconnect]` flags.
+    fn network_layer(
+        &self,
+        m: &ArgMatches,
+        l: &mut PipelineConfig,
+        names: &mut Vec<(String, String)>,
+    ) {
+        layer!(m, l, names; rtsp.latency_ms <- "rtsp_latency" "--rtsp-latency" = self.rtsp_latency);
+        layer!(m, l, names; rtsp.transport <- "rtsp_transport" "--rtsp-transport" = self.rtsp_transport.name().to_string());
+        layer!(m, l, names; rtsp.udp_timeout_ms <- "rtsp_udp_timeout" "--rtsp-udp-timeout" = self.rtsp_udp_timeout);
+        layer!(m, l, names; reconnect.delay_ms <- "reconnect_delay" "--reconnect-delay" = self.reconnect_delay);
+        layer!(m, l, names; reconnect.max_delay_s <- "reconnect_max_delay" "--reconnect-max-delay" = self.reconnect_max_delay);
+        layer!(m, l, names; reconnect.attempts <- "reconnect_attempts" "--reconnect-attempts" = self.reconnect_attempts);
+        layer!(m, l, names; reconnect.stall_timeout_s <- "stall_timeout" "--stall-timeout" = self.stall_timeout);
     }
 }
 
@@ -276,15 +254,14 @@ fn install_stop_handler(stop: Arc<AtomicBool>) {
     }
 }
 
-pub fn execute(mut args: RunArgs, matches: &clap::ArgMatches) -> anyhow::Result<()> {
-    super::pipeline_file::load_and_apply(&mut args, matches)?;
+pub fn execute(args: RunArgs, matches: &ArgMatches) -> anyhow::Result<()> {
+    let layers = args.layers(matches)?;
     if args.print_config {
-        let inputs: Vec<String> = args
-            .inputs()?
-            .iter()
-            .map(|i| pedvision::redact::url(i))
-            .collect();
-        let effective = super::pipeline_file::effective(&args, &inputs)?;
+        let mut effective = layers.effective();
+        effective.inputs = effective.inputs.iter().map(|i| redact::url(i)).collect();
+        if let Some(m) = &mut effective.mqtt {
+            m.url = m.url.as_deref().map(redact::url);
+        }
         out!(
             "# Effective configuration of `pedvision run`{}\n{}",
             args.config
@@ -294,30 +271,27 @@ pub fn execute(mut args: RunArgs, matches: &clap::ArgMatches) -> anyhow::Result<
         );
         return Ok(());
     }
-    let (manifest, classes) = args.detector.manifest_and_classes()?;
-    // Inputs and outputs are checked before the model loads: a typo should fail in
-    // milliseconds. The post options are filled in once the model is loaded.
-    let draft = pipeline::PostOptions {
-        input: manifest.input.clone(),
-        layout: manifest.layout(),
-        labels: manifest.labels.clone(),
-        classes: classes.clone(),
-        conf: args.detector.conf,
-        iou: args.detector.iou,
-    };
-    let mut plan = args.plan(draft, &manifest.name)?;
-    let mut model = args.detector.load(manifest, classes)?;
-    plan.post = model.post.clone();
+    let model_path = layers
+        .effective()
+        .model
+        .path
+        .unwrap_or_else(|| DEFAULT_MODEL.into());
+    let manifest = Manifest::load(&model_path)?;
+    // Inputs, outputs and every value are checked before the model loads: a typo
+    // should fail in milliseconds.
+    let plan = RunPlan::build(&layers, &manifest)?;
+    runtime::init(plan.ort_lib.as_deref())?;
+    let mut detector = Detector::load(&manifest, &plan.runtime)?;
     let stop = Arc::new(AtomicBool::new(false));
     install_stop_handler(stop.clone());
-    if let Some(secs) = args.duration {
+    if let Some(after) = plan.duration {
         let stop = stop.clone();
         std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_secs_f64(secs.max(0.0)));
+            std::thread::sleep(after);
             stop.store(true, Ordering::SeqCst);
         });
     }
-    let report = pipeline::run(&plan, &mut model.detector, &stop)?;
+    let report = pipeline::run(&plan, &mut detector, &stop)?;
     print_summary(&report);
     Ok(())
 }
@@ -425,23 +399,4 @@ fn print_summary(report: &RunReport) {
         sizes.join(", "),
         report.infer.mixed
     );
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn output_patterns_expand_per_stream() {
-        let spec = SourceSpec::parse(3, "rtsp://u:p@cam.local/live/front").unwrap();
-        assert_eq!(
-            expand("out/{stream}-{name}.mp4", &spec),
-            Path::new("out/3-front.mp4")
-        );
-        let test = SourceSpec::parse(0, "test:ball").unwrap();
-        assert_eq!(
-            expand("clips/{name}.mp4", &test),
-            Path::new("clips/test-ball.mp4")
-        );
-    }
 }

@@ -31,7 +31,7 @@ pub struct TrackArgs {
     pub fps: Option<f64>,
 
     /// bytetrack or sort.
-    #[arg(long, value_enum, default_value_t = TrackerKind::Bytetrack)]
+    #[arg(long, value_parser = super::choice::<TrackerKind>(), default_value_t = TrackerKind::Bytetrack)]
     pub tracker: TrackerKind,
 
     #[command(flatten)]

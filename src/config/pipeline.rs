@@ -9,12 +9,23 @@
 //!
 //! The same struct, fully filled in, is what `--print-config` prints: the effective
 //! configuration of a run.
+//!
+//! This is the one settings model of `run`. A run's settings come in layers, each
+//! a `PipelineConfig`: [`PipelineConfig::defaults`] (the one place defaults are
+//! written, from the library types' own `Default`s and [`super::defaults`]), then
+//! the pipeline file, then the flags actually given on the command line (the CLI
+//! turns only those into a layer). [`Layers::effective`] stacks them, later layers
+//! winning field by field; `pipeline::RunPlan::build` validates every field of the
+//! result once, and [`Layers::origin`] names where a bad value came from: the flag,
+//! or the file and line.
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::defaults;
 use super::rules::{LineConfig, TrackingSection, ZoneConfig};
+use crate::choice::Choice;
 
 /// Why a pipeline file cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +81,8 @@ pub struct ModelSection {
     pub threads: Option<usize>,
     /// The ONNX Runtime library.
     pub ort_lib: Option<PathBuf>,
+    /// Most detections kept per frame, best first (COCO's 100).
+    pub max_detections: Option<usize>,
 }
 
 /// `[batching]`: frames per inference call and how long a partial batch waits.
@@ -159,16 +172,222 @@ pub struct MqttSection {
     pub drain_timeout_s: Option<f64>,
 }
 
+impl MqttSection {
+    /// The defaults of the MQTT settings that have one.
+    pub fn defaults() -> Self {
+        Self {
+            topic_prefix: Some(defaults::MQTT_TOPIC_PREFIX.into()),
+            spool_dir: Some(defaults::MQTT_SPOOL.into()),
+            spool_max_mb: Some(defaults::MQTT_SPOOL_MAX_MB),
+            drain_timeout_s: Some(defaults::MQTT_DRAIN_TIMEOUT_S),
+            ..Default::default()
+        }
+    }
+
+    /// This section with `over`'s values on top.
+    fn overlaid(&self, over: &Self) -> Self {
+        let (Ok(mut base), Ok(top)) = (serde_json::to_value(self), serde_json::to_value(over))
+        else {
+            return over.clone();
+        };
+        merge(&mut base, &top);
+        serde_json::from_value(base).unwrap_or_else(|_| over.clone())
+    }
+}
+
+/// A pipeline file as read: where it is, its text (for line numbers) and values.
+#[derive(Debug, Clone)]
+pub struct FileLayer {
+    pub path: PathBuf,
+    text: String,
+    pub config: PipelineConfig,
+}
+
+/// The layers of a run's settings above the defaults.
+#[derive(Debug, Clone, Default)]
+pub struct Layers {
+    /// Defaults the program adds to the library's (the bundled model, the demo
+    /// clip), below the file.
+    pub base: PipelineConfig,
+    /// The pipeline file, if `--config` was given.
+    pub file: Option<FileLayer>,
+    /// The flags given on the command line.
+    pub flags: PipelineConfig,
+    /// For each key the flags set (`"batching.size"`), the flag that set it.
+    pub flag_names: Vec<(String, String)>,
+}
+
+/// Where a setting's value came from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Origin {
+    /// A command-line flag, e.g. `--batch`.
+    Flag(String),
+    /// A pipeline file, and the line of the key when it could be found.
+    File {
+        path: PathBuf,
+        line: Option<usize>,
+    },
+    Default,
+}
+
+impl Layers {
+    /// Defaults, then the file, then the flags.
+    pub fn effective(&self) -> PipelineConfig {
+        let mut c = PipelineConfig::defaults().overlaid(&self.base);
+        if let Some(f) = &self.file {
+            c = c.overlaid(&f.config);
+        }
+        c = c.overlaid(&self.flags);
+        if let Some(m) = &c.mqtt {
+            c.mqtt = Some(MqttSection::defaults().overlaid(m));
+        }
+        c
+    }
+
+    /// Where the value at `key` (`["batching", "size"]`) came from.
+    pub fn origin(&self, key: &[&str]) -> Origin {
+        let dotted = key.join(".");
+        if let Some((_, flag)) = self.flag_names.iter().find(|(k, _)| *k == dotted) {
+            return Origin::Flag(flag.clone());
+        }
+        match &self.file {
+            Some(f) if is_set(&f.config, key) => Origin::File {
+                path: f.path.clone(),
+                line: line_of(&f.text, key),
+            },
+            _ => Origin::Default,
+        }
+    }
+}
+
+/// Whether `config` sets `key` (not null, not an empty list).
+fn is_set(config: &PipelineConfig, key: &[&str]) -> bool {
+    let Ok(mut v) = serde_json::to_value(config) else {
+        return false;
+    };
+    for k in key {
+        v = v.get(k).cloned().unwrap_or_default();
+    }
+    !(v.is_null() || v.as_array().is_some_and(Vec::is_empty))
+}
+
+/// The 1-based line of `key` in a pipeline file's text: `[section]` then `name =`
+/// (top-level keys before any section).
+fn line_of(text: &str, key: &[&str]) -> Option<usize> {
+    let (section, name) = match key {
+        [name] => (None, *name),
+        [section, name] => (Some(*section), *name),
+        _ => return None,
+    };
+    let mut current: Option<String> = None;
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if t.starts_with('[') {
+            current = Some(t.trim_matches(['[', ']', ' ']).to_string());
+            continue;
+        }
+        let Some((k, _)) = t.split_once('=') else {
+            continue;
+        };
+        if k.trim().trim_matches('"') == name && current.as_deref() == section {
+            return Some(i + 1);
+        }
+    }
+    None
+}
+
+/// Deep merge of JSON values: `over`'s non-null values (and non-empty lists) win.
+fn merge(base: &mut serde_json::Value, over: &serde_json::Value) {
+    use serde_json::Value;
+    match (base, over) {
+        (_, Value::Null) => {}
+        (_, Value::Array(a)) if a.is_empty() => {}
+        (Value::Object(b), Value::Object(o)) => {
+            for (k, v) in o {
+                merge(b.entry(k.clone()).or_insert(Value::Null), v);
+            }
+        }
+        (b, o) => *b = o.clone(),
+    }
+}
+
 impl PipelineConfig {
+    /// Every setting that has a default, filled in: the one place they are written
+    /// (from the library types' `Default`s and [`super::defaults`]).
+    pub fn defaults() -> Self {
+        let rtsp = crate::sources::RtspOptions::default();
+        let reconnect = crate::sources::ReconnectPolicy::default();
+        let tracker = crate::track::TrackerSettings::default();
+        Self {
+            model: ModelSection {
+                classes: Some(defaults::CLASSES.into()),
+                conf: Some(defaults::CONF),
+                iou: Some(defaults::IOU),
+                device: Some(crate::infer::Device::default().name().into()),
+                threads: Some(0),
+                max_detections: Some(defaults::MAX_DETECTIONS),
+                ..Default::default()
+            },
+            batching: BatchingSection {
+                size: Some(defaults::BATCH),
+                timeout_ms: None,
+            },
+            outputs: OutputsSection {
+                no_video: Some(false),
+                no_metadata: Some(false),
+                display: Some(false),
+                ..Default::default()
+            },
+            rtsp: RtspSection {
+                latency_ms: Some(rtsp.latency_ms),
+                transport: Some(rtsp.transport.name().into()),
+                udp_timeout_ms: Some(rtsp.udp_timeout_ms),
+            },
+            reconnect: ReconnectSection {
+                delay_ms: Some(reconnect.initial.as_millis() as u64),
+                max_delay_s: Some(reconnect.max.as_secs()),
+                attempts: Some(reconnect.attempts),
+                stall_timeout_s: Some(reconnect.stall.as_secs_f64()),
+            },
+            tracking: TrackingSection {
+                tracker: Some(tracker.kind),
+                buffer_s: Some(tracker.buffer_s),
+                min_hits: Some(tracker.min_hits),
+                low_score: Some(tracker.low),
+            },
+            ..Default::default()
+        }
+    }
+
+    /// This configuration with `over`'s values on top, field by field (lists such
+    /// as `inputs` and `lines` are replaced whole when `over` has any).
+    pub fn overlaid(&self, over: &Self) -> Self {
+        let (Ok(mut base), Ok(top)) = (serde_json::to_value(self), serde_json::to_value(over))
+        else {
+            return over.clone();
+        };
+        merge(&mut base, &top);
+        serde_json::from_value(base).unwrap_or_else(|_| over.clone())
+    }
+
     /// Reads and checks a pipeline file, resolving relative paths against its folder.
     pub fn load(path: &Path) -> Result<Self, PipelineConfigError> {
+        Ok(Self::load_layer(path)?.config)
+    }
+
+    /// [`Self::load`], keeping the text for the line numbers of later errors.
+    pub fn load_layer(path: &Path) -> Result<FileLayer, PipelineConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| PipelineConfigError::Read {
             path: path.to_path_buf(),
             source,
         })?;
         let mut config = Self::parse(&text, path)?;
         config.resolve_paths(path.parent().unwrap_or(Path::new(".")));
-        Ok(config)
+        Ok(FileLayer {
+            path: path.to_path_buf(),
+            text,
+            config,
+        })
     }
 
     /// Parses pipeline TOML; errors name the key and line, on one line.
@@ -258,6 +477,40 @@ mod tests {
             c.mqtt.unwrap().spool_dir,
             Some(PathBuf::from("/etc/pv/spool"))
         );
+    }
+
+    #[test]
+    fn later_layers_win_field_by_field_and_origins_are_named() {
+        let text = "inputs = [\"a.mp4\"]\n[model]\nconf = 0.5\niou = 0.6\n\n[batching]\nsize = 4\n";
+        let mut flags = PipelineConfig::default();
+        flags.model.conf = Some(0.7);
+        let layers = Layers {
+            base: PipelineConfig::default(),
+            file: Some(FileLayer {
+                path: "p.toml".into(),
+                text: text.into(),
+                config: PipelineConfig::parse(text, Path::new("p.toml")).unwrap(),
+            }),
+            flags,
+            flag_names: vec![("model.conf".into(), "--conf".into())],
+        };
+        let c = layers.effective();
+        assert_eq!(c.model.conf, Some(0.7), "the flag wins");
+        assert_eq!(c.model.iou, Some(0.6), "the file beats the default");
+        assert_eq!(c.model.classes.as_deref(), Some(defaults::CLASSES));
+        assert_eq!(c.inputs, ["a.mp4"]);
+        assert_eq!(
+            layers.origin(&["model", "conf"]),
+            Origin::Flag("--conf".into())
+        );
+        let file = |line| Origin::File {
+            path: "p.toml".into(),
+            line: Some(line),
+        };
+        assert_eq!(layers.origin(&["model", "iou"]), file(4));
+        assert_eq!(layers.origin(&["batching", "size"]), file(7));
+        assert_eq!(layers.origin(&["inputs"]), file(1));
+        assert_eq!(layers.origin(&["rtsp", "latency_ms"]), Origin::Default);
     }
 
     #[test]

@@ -36,7 +36,7 @@ pub enum RuntimeError {
 }
 
 /// Where inference runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Device {
     /// ONNX Runtime's CPU provider.
     #[default]
@@ -47,13 +47,27 @@ pub enum Device {
     Tensorrt,
 }
 
+impl crate::choice::Choice for Device {
+    const ALL: &'static [Self] = &[Self::Cpu, Self::Cuda, Self::Tensorrt];
+    fn name(self) -> &'static str {
+        match self {
+            Self::Cpu => "cpu",
+            Self::Cuda => "cuda",
+            Self::Tensorrt => "tensorrt",
+        }
+    }
+    fn about(self) -> &'static str {
+        match self {
+            Self::Cpu => "ONNX Runtime's CPU provider",
+            Self::Cuda => "NVIDIA GPU through the CUDA provider",
+            Self::Tensorrt => "NVIDIA GPU through TensorRT, with CUDA for the rest",
+        }
+    }
+}
+
 impl std::fmt::Display for Device {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Device::Cpu => "cpu",
-            Device::Cuda => "cuda",
-            Device::Tensorrt => "tensorrt",
-        })
+        f.write_str(crate::choice::Choice::name(*self))
     }
 }
 

@@ -23,18 +23,23 @@ pub struct Detection {
     pub bbox: BBox,
 }
 
+/// Most detections per image for evaluation and tools (COCO's limit).
+pub const COCO_MAX_DETECTIONS: usize = 100;
+
 /// One frame's detections in source pixels: decode (above `conf`, classes that
-/// `filter` keeps), class-aware NMS at `nms_iou`, then the mapping from the network
-/// input back to a `source.0`×`source.1` frame. Best first.
+/// `filter` keeps), class-aware NMS at `nms_iou` keeping the best `max_detections`,
+/// then the mapping from the network input back to a `source.0`×`source.1` frame.
+/// Best first.
 pub fn detect(
     layout: &nanodet::Layout,
     levels: &[nanodet::LevelOutputs<'_>],
     conf: f32,
     filter: &classes::ClassFilter,
-    nms_iou: f32,
+    (nms_iou, max_detections): (f32, usize),
     source: (u32, u32),
 ) -> Vec<Detection> {
-    let mut dets = nms::nms(nanodet::decode(layout, levels, conf, filter), nms_iou);
+    let decoded = nanodet::decode(layout, levels, conf, filter);
+    let mut dets = nms::nms(decoded, nms_iou, max_detections);
     let (nw, nh) = layout.input_size;
     let map = geometry::InputToSource::new(source.0, source.1, nw, nh);
     for d in &mut dets {

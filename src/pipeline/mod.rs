@@ -31,10 +31,12 @@ mod fault;
 mod handoff;
 pub mod latency;
 pub mod people;
+pub mod plan;
 mod stages;
 
 pub use crate::frame::{Frame, chroma_size, colour, i420_len};
 pub use handoff::{Inferred, PreparedBatch};
+pub use plan::{PlanError, RunPlan};
 pub use stages::{InferStats, PostOptions};
 
 use std::panic::AssertUnwindSafe;
@@ -51,9 +53,7 @@ use crate::sinks::{
     metadata::MetadataWriter,
     staging::StagedFile,
 };
-use crate::sources::{
-    ReconnectPolicy, RtspOptions, SourceEnd, SourceSpec, StopFlags, StreamQueue, run_source,
-};
+use crate::sources::{SourceEnd, StopFlags, StreamQueue, run_source};
 use crate::telemetry::{Metrics, MetricsServer, StreamMetrics};
 
 /// Errors of the wiring itself, and failures that leave partial outputs behind.
@@ -69,41 +69,6 @@ pub enum PipelineError {
         frames: u64,
         kept: String,
     },
-}
-
-/// Everything one `run` needs, validated.
-#[derive(Debug, Clone)]
-pub struct RunPlan {
-    /// The inputs; a source's position is its stream id.
-    pub sources: Vec<SourceSpec>,
-    /// RTSP client settings.
-    pub rtsp: RtspOptions,
-    /// Reconnection and stall settings for network sources.
-    pub reconnect: ReconnectPolicy,
-    /// Per stream: the annotated MP4 to write, if any.
-    pub videos: Vec<Option<PathBuf>>,
-    /// JSON Lines metadata for all streams, if any.
-    pub metadata: Option<PathBuf>,
-    /// Serve annotated streams over RTSP on this `ADDRESS:PORT`.
-    pub rtsp_out: Option<String>,
-    /// Show each annotated stream in a window.
-    pub display: bool,
-    /// Serve Prometheus metrics on this `ADDRESS:PORT`.
-    pub metrics: Option<String>,
-    /// Publish each frame's metadata to this MQTT broker.
-    pub mqtt: Option<crate::sinks::mqtt::MqttSettings>,
-    /// The model's name, for the metrics' build info.
-    pub model_name: String,
-    /// Frames per inference call.
-    pub batch: usize,
-    /// How long a partial batch may wait for more frames; `None` waits for a full one.
-    pub batch_timeout: Option<Duration>,
-    /// Decoding, thresholds and class filter.
-    pub post: PostOptions,
-    /// The tracker of every stream.
-    pub tracking: crate::track::TrackerSettings,
-    /// Counting lines and zones, checked against the streams and classes.
-    pub rules: crate::analytics::Rules,
 }
 
 /// What one counting line of one stream counted.

@@ -40,6 +40,8 @@ pub struct PostOptions {
     pub conf: f32,
     /// IoU above which NMS suppresses a box of the same class.
     pub iou: f32,
+    /// Most detections kept per frame, best first.
+    pub max_detections: usize,
 }
 
 impl PostOptions {
@@ -55,7 +57,7 @@ impl PostOptions {
             &levels,
             self.conf,
             &self.classes,
-            self.iou,
+            (self.iou, self.max_detections),
             (frame.width, frame.height),
         )
     }

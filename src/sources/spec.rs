@@ -63,13 +63,37 @@ impl Default for RtspOptions {
 }
 
 /// RTSP lower transport.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum RtspTransport {
     /// UDP first, TCP when UDP gets nothing.
     #[default]
     Auto,
     Tcp,
     Udp,
+}
+
+impl crate::choice::Choice for RtspTransport {
+    const ALL: &'static [Self] = &[Self::Auto, Self::Tcp, Self::Udp];
+    fn name(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Tcp => "tcp",
+            Self::Udp => "udp",
+        }
+    }
+    fn about(self) -> &'static str {
+        match self {
+            Self::Auto => "UDP first, TCP when UDP gets nothing",
+            Self::Tcp => "interleaved in the RTSP connection (firewalls, NAT)",
+            Self::Udp => "UDP only",
+        }
+    }
+}
+
+impl std::fmt::Display for RtspTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(crate::choice::Choice::name(*self))
+    }
 }
 
 /// One parsed `--input`.

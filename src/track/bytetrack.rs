@@ -30,17 +30,7 @@ use crate::model::geometry::iou;
 use crate::model::{BBox, Detection};
 
 /// Which association runs.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Default,
-    clap::ValueEnum,
-    serde::Serialize,
-    serde::Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TrackerKind {
     /// ByteTrack: confident detections first, then weak ones for the tracks left.
@@ -52,13 +42,27 @@ pub enum TrackerKind {
     None,
 }
 
-impl std::fmt::Display for TrackerKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
+impl crate::choice::Choice for TrackerKind {
+    const ALL: &'static [Self] = &[Self::Bytetrack, Self::Sort, Self::None];
+    fn name(self) -> &'static str {
+        match self {
             Self::Bytetrack => "bytetrack",
             Self::Sort => "sort",
             Self::None => "none",
-        })
+        }
+    }
+    fn about(self) -> &'static str {
+        match self {
+            Self::Bytetrack => "two stages: weak detections keep partly hidden people's tracks",
+            Self::Sort => "one association of confident detections",
+            Self::None => "no track ids, no line or zone events",
+        }
+    }
+}
+
+impl std::fmt::Display for TrackerKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(crate::choice::Choice::name(*self))
     }
 }
 

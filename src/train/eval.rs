@@ -66,7 +66,7 @@ pub fn evaluate(
                 &levels,
                 EVAL_CONF,
                 &ClassFilter::All,
-                EVAL_NMS_IOU,
+                (EVAL_NMS_IOU, crate::model::COCO_MAX_DETECTIONS),
                 size,
             );
             images.push(ImageEval {

@@ -299,7 +299,7 @@ impl Head {
             &levels,
             conf,
             &ClassFilter::All,
-            nms_iou,
+            (nms_iou, crate::model::COCO_MAX_DETECTIONS),
             features.size,
         )
     }

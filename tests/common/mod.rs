@@ -544,3 +544,17 @@ pub fn http_server(dir: &Path) -> (Child, u16) {
     }
     (server, port)
 }
+
+/// A 5 s, 50-frame MP4 (index up front, so a cut file still declares its full
+/// duration) in `dir`, cut to 60% of its bytes: `dir/cut.mp4`.
+pub fn truncated_mp4(dir: &Path) -> PathBuf {
+    let full = dir.join("full.mp4");
+    make_media(
+        &full,
+        "videotestsrc num-buffers=50 pattern=ball ! video/x-raw,width=320,height=240,framerate=10/1 ! x264enc ! mp4mux faststart=true",
+    );
+    let bytes = std::fs::read(&full).unwrap();
+    let cut = dir.join("cut.mp4");
+    std::fs::write(&cut, &bytes[..bytes.len() * 6 / 10]).unwrap();
+    cut
+}

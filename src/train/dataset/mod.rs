@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use crate::model::BBox;
 
 /// A label format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     /// KITTI (as NVIDIA TAO uses it): `images/` (or `image_2/`) and `labels/`
     /// (or `label_2/`), one `.txt` per image, `class trunc occ alpha x1 y1 x2 y2 ...`.
@@ -30,6 +30,26 @@ pub enum Format {
     Voc,
     /// YOLO: `images/`, `labels/` (`class cx cy w h`, normalised) and `classes.txt`.
     Yolo,
+}
+
+impl crate::choice::Choice for Format {
+    const ALL: &'static [Self] = &[Self::Kitti, Self::Coco, Self::Voc, Self::Yolo];
+    fn name(self) -> &'static str {
+        match self {
+            Self::Kitti => "kitti",
+            Self::Coco => "coco",
+            Self::Voc => "voc",
+            Self::Yolo => "yolo",
+        }
+    }
+    fn about(self) -> &'static str {
+        match self {
+            Self::Kitti => "images/ and labels/ with one .txt per image (NVIDIA TAO)",
+            Self::Coco => "a COCO JSON annotation file",
+            Self::Voc => "Pascal VOC: Annotations/*.xml and JPEGImages/",
+            Self::Yolo => "images/, labels/ (normalised cx cy w h) and classes.txt",
+        }
+    }
 }
 
 impl fmt::Display for Format {

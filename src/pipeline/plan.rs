@@ -1,0 +1,632 @@
+//! A run's settings, validated once. [`RunPlan::build`] takes the layered settings
+//! ([`Layers`]: defaults, pipeline file, flags given) and the model's manifest, and
+//! checks every field of the effective configuration in one place, whichever layer
+//! it came from. An error names the key and where its value came from: the flag
+//! (`--batch 0: …`) or the file and line (`pipeline file p.toml, line 6: [batching]
+//! size = 0: …`). Nothing starts before the plan is whole.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::choice::Choice;
+use crate::config::pipeline::{MqttSection, OutputsSection};
+use crate::config::{Layers, Manifest, Origin, PipelineConfig, defaults};
+use crate::infer::{Device, RuntimeOptions};
+use crate::model::classes::ClassFilter;
+use crate::sinks::mqtt::MqttSettings;
+use crate::sources::{ReconnectPolicy, RtspOptions, RtspTransport, SourceSpec, SpecError};
+use crate::track::{TrackerKind, TrackerSettings};
+
+use super::PostOptions;
+
+/// Everything one `run` needs, validated.
+#[derive(Debug, Clone)]
+pub struct RunPlan {
+    /// The inputs; a source's position is its stream id.
+    pub sources: Vec<SourceSpec>,
+    /// RTSP client settings.
+    pub rtsp: RtspOptions,
+    /// Reconnection and stall settings for network sources.
+    pub reconnect: ReconnectPolicy,
+    /// Per stream: the annotated MP4 to write, if any.
+    pub videos: Vec<Option<PathBuf>>,
+    /// JSON Lines metadata for all streams, if any.
+    pub metadata: Option<PathBuf>,
+    /// Serve annotated streams over RTSP on this `ADDRESS:PORT`.
+    pub rtsp_out: Option<String>,
+    /// Show each annotated stream in a window.
+    pub display: bool,
+    /// Serve Prometheus metrics on this `ADDRESS:PORT`.
+    pub metrics: Option<String>,
+    /// Publish each frame's metadata to this MQTT broker.
+    pub mqtt: Option<MqttSettings>,
+    /// The model manifest, and its name for the metrics' build info.
+    pub model_path: PathBuf,
+    pub model_name: String,
+    /// Where and how ONNX Runtime runs, and which library it is.
+    pub runtime: RuntimeOptions,
+    pub ort_lib: Option<PathBuf>,
+    /// Frames per inference call.
+    pub batch: usize,
+    /// How long a partial batch may wait for more frames; `None` waits for a full one.
+    pub batch_timeout: Option<Duration>,
+    /// Decoding, thresholds and class filter.
+    pub post: PostOptions,
+    /// The tracker of every stream.
+    pub tracking: TrackerSettings,
+    /// Counting lines and zones, checked against the streams and classes.
+    pub rules: crate::analytics::Rules,
+    /// Stop after this long, as SIGINT would.
+    pub duration: Option<Duration>,
+}
+
+/// Why a run's settings cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("{0}")]
+    Setting(Box<SettingError>),
+    #[error(transparent)]
+    Input(#[from] SpecError),
+    #[error(transparent)]
+    Rules(#[from] crate::analytics::RuleError),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// One bad value, with its key and origin. `why` is a predicate (`must be from 1
+/// to 64`, `is not one of …`), so the message reads `KEY VALUE WHY`.
+#[derive(Debug)]
+pub struct SettingError {
+    pub origin: Origin,
+    /// `[section] key`, or a top-level key.
+    pub key: String,
+    pub value: String,
+    pub why: String,
+}
+
+impl fmt::Display for SettingError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (key, value, why) = (&self.key, &self.value, &self.why);
+        match &self.origin {
+            Origin::Flag(flag) => write!(f, "{flag} {value} {why}"),
+            Origin::File { path, line } => {
+                write!(f, "pipeline file {}", path.display())?;
+                if let Some(line) = line {
+                    write!(f, ", line {line}")?;
+                }
+                write!(f, ": {key} {value} {why}")
+            }
+            Origin::Default => write!(f, "{key} {value} {why}"),
+        }
+    }
+}
+
+/// Video file extensions a folder input expands to.
+const VIDEO_EXTENSIONS: [&str; 11] = [
+    "mp4", "mkv", "avi", "webm", "mov", "m4v", "ts", "mpg", "mpeg", "flv", "ogv",
+];
+
+/// Names bad values after the layer they came from.
+struct Check<'a> {
+    layers: &'a Layers,
+}
+
+impl Check<'_> {
+    fn fail(&self, key: &[&str], value: impl fmt::Display, why: impl Into<String>) -> PlanError {
+        let shown = match key {
+            [name] => name.to_string(),
+            [section, name] => format!("[{section}] {name}"),
+            _ => key.join("."),
+        };
+        PlanError::Setting(Box::new(SettingError {
+            origin: self.layers.origin(key),
+            key: shown,
+            value: crate::redact::text(&value.to_string()),
+            why: why.into(),
+        }))
+    }
+
+    /// A value the defaults always fill.
+    fn need<T>(&self, key: &[&str], value: Option<T>) -> Result<T, PlanError> {
+        value.ok_or_else(|| self.fail(key, "", "needs a value (it has no default)"))
+    }
+
+    /// A value that must pass `ok`.
+    fn valid<T: fmt::Display + Copy>(
+        &self,
+        key: &[&str],
+        value: Option<T>,
+        ok: impl Fn(T) -> bool,
+        why: &str,
+    ) -> Result<T, PlanError> {
+        let v = self.need(key, value)?;
+        if ok(v) {
+            Ok(v)
+        } else {
+            Err(self.fail(key, v, why))
+        }
+    }
+
+    /// An optional value that, when given, must pass `ok`.
+    fn valid_opt<T: fmt::Display + Copy>(
+        &self,
+        key: &[&str],
+        value: Option<T>,
+        ok: impl Fn(T) -> bool,
+        why: &str,
+    ) -> Result<Option<T>, PlanError> {
+        value
+            .map(|v| self.valid(key, Some(v), &ok, why))
+            .transpose()
+    }
+
+    fn choice<T: Choice>(&self, key: &[&str], value: Option<&String>) -> Result<T, PlanError> {
+        let name = self.need(key, value)?;
+        T::parse(name).map_err(|_| {
+            self.fail(
+                key,
+                format!("{name:?}"),
+                format!("is not one of {}", T::names()),
+            )
+        })
+    }
+}
+
+fn seconds(v: f64) -> bool {
+    v.is_finite() && v >= 0.0
+}
+
+impl RunPlan {
+    /// Validates the layered settings against the model's manifest.
+    pub fn build(layers: &Layers, manifest: &Manifest) -> Result<Self, PlanError> {
+        let c = layers.effective();
+        let check = Check { layers };
+        let inputs = expand_folders(&c.inputs)?;
+        if inputs.is_empty() {
+            return Err(check.fail(&["inputs"], "[]", "must name at least one input"));
+        }
+        let sources = inputs
+            .iter()
+            .enumerate()
+            .map(|(i, input)| SourceSpec::parse(i as u32, input))
+            .collect::<Result<Vec<_>, _>>()?;
+        let post = post_options(&check, &c, manifest)?;
+        let (videos, metadata) = output_files(&check, &c.outputs, &sources)?;
+        let batch = check.valid(
+            &["batching", "size"],
+            c.batching.size,
+            |b| (1..=defaults::MAX_BATCH).contains(&b),
+            &format!("must be from 1 to {}", defaults::MAX_BATCH),
+        )?;
+        let timeout_ms = check.valid_opt(
+            &["batching", "timeout_ms"],
+            c.batching.timeout_ms,
+            |t| t <= 60_000,
+            "must be at most 60000 ms",
+        )?;
+        let any_live = sources.iter().any(SourceSpec::is_live);
+        let batch_timeout = timeout_ms
+            .or(any_live.then_some(defaults::LIVE_BATCH_TIMEOUT_MS))
+            .map(Duration::from_millis);
+        let tracking = tracker(&check, &c, post.conf)?;
+        let rules = crate::analytics::Rules::validate(
+            &c.lines,
+            &c.zones,
+            sources.len() as u32,
+            &post.labels,
+            &post.classes,
+        )?;
+        if tracking.kind == TrackerKind::None && !rules.is_empty() {
+            return Err(PlanError::Invalid(
+                "lines and zones count tracks: they need a tracker (not --tracker none)".into(),
+            ));
+        }
+        let device: Device = check.choice(&["model", "device"], c.model.device.as_ref())?;
+        let threads = check.valid(
+            &["model", "threads"],
+            c.model.threads,
+            |t| t <= 1024,
+            "must be at most 1024 (0: one per core)",
+        )?;
+        let duration = check.valid_opt(
+            &["duration_s"],
+            c.duration_s,
+            seconds,
+            "must be a number of seconds, 0 or more",
+        )?;
+        let o = &c.outputs;
+        Ok(RunPlan {
+            rtsp: rtsp_options(&check, &c)?,
+            reconnect: reconnect_policy(&check, &c)?,
+            videos,
+            metadata,
+            rtsp_out: o.rtsp.as_deref().map(loopback_unless_given),
+            display: o.display.unwrap_or(false),
+            metrics: o.metrics.as_deref().map(loopback_unless_given),
+            mqtt: c
+                .mqtt
+                .as_ref()
+                .map(|m| mqtt_settings(&check, m))
+                .transpose()?,
+            model_path: check.need(&["model", "path"], c.model.path.clone())?,
+            model_name: manifest.name.clone(),
+            runtime: RuntimeOptions { device, threads },
+            ort_lib: c.model.ort_lib.clone(),
+            batch: batch.into(),
+            batch_timeout,
+            post,
+            tracking,
+            rules,
+            duration: duration.map(Duration::from_secs_f64),
+            sources,
+        })
+    }
+}
+
+/// Thresholds, classes and the detection cap, with the model's input and labels.
+fn post_options(
+    check: &Check<'_>,
+    c: &PipelineConfig,
+    manifest: &Manifest,
+) -> Result<PostOptions, PlanError> {
+    let m = &c.model;
+    let conf = check.valid(
+        &["model", "conf"],
+        m.conf,
+        |v| v > 0.0 && v < 1.0,
+        "must be between 0 and 1 (exclusive)",
+    )?;
+    let iou = check.valid(
+        &["model", "iou"],
+        m.iou,
+        |v| v > 0.0 && v <= 1.0,
+        "must be in (0, 1]",
+    )?;
+    let max_detections = check.valid(
+        &["model", "max_detections"],
+        m.max_detections,
+        |n| (1..=10_000).contains(&n),
+        "must be from 1 to 10000",
+    )?;
+    let classes_spec = check.need(&["model", "classes"], m.classes.as_ref())?;
+    let classes = ClassFilter::parse(classes_spec, &manifest.labels).map_err(|e| {
+        check.fail(
+            &["model", "classes"],
+            format!("{classes_spec:?}"),
+            format!("is not usable: {e}"),
+        )
+    })?;
+    Ok(PostOptions {
+        input: manifest.input.clone(),
+        layout: manifest.layout(),
+        labels: manifest.labels.clone(),
+        classes,
+        conf,
+        iou,
+        max_detections,
+    })
+}
+
+/// Per stream: the MP4 to write; and the metadata file.
+#[allow(clippy::type_complexity)]
+fn output_files(
+    check: &Check<'_>,
+    o: &OutputsSection,
+    sources: &[SourceSpec],
+) -> Result<(Vec<Option<PathBuf>>, Option<PathBuf>), PlanError> {
+    let many = sources.len() > 1;
+    let videos = if o.no_video.unwrap_or(false) {
+        vec![None; sources.len()]
+    } else {
+        let default = if many {
+            "out/{stream}-{name}.mp4"
+        } else {
+            "out/{name}.mp4"
+        };
+        let pattern = o.video.as_deref().unwrap_or(default);
+        if many && !pattern.contains("{stream}") {
+            return Err(check.fail(
+                &["outputs", "video"],
+                format!("{pattern:?}"),
+                "must contain {stream} when there are several inputs",
+            ));
+        }
+        sources.iter().map(|s| Some(expand(pattern, s))).collect()
+    };
+    let metadata = (!o.no_metadata.unwrap_or(false)).then(|| {
+        o.metadata.clone().unwrap_or_else(|| match many {
+            true => Path::new("out").join("metadata.jsonl"),
+            false => expand("out/{name}.jsonl", &sources[0]),
+        })
+    });
+    if metadata.is_some() && videos.iter().any(|v| v.is_some() && *v == metadata) {
+        return Err(PlanError::Invalid(
+            "--output and --metadata name the same file".into(),
+        ));
+    }
+    Ok((videos, metadata))
+}
+
+/// `[rtsp]`.
+fn rtsp_options(check: &Check<'_>, c: &PipelineConfig) -> Result<RtspOptions, PlanError> {
+    let r = &c.rtsp;
+    Ok(RtspOptions {
+        latency_ms: check.valid(
+            &["rtsp", "latency_ms"],
+            r.latency_ms,
+            |v| v <= 60_000,
+            "must be at most 60000 ms",
+        )?,
+        transport: check.choice::<RtspTransport>(&["rtsp", "transport"], r.transport.as_ref())?,
+        udp_timeout_ms: check.valid(
+            &["rtsp", "udp_timeout_ms"],
+            r.udp_timeout_ms,
+            |v| (1..=600_000).contains(&v),
+            "must be from 1 to 600000 ms",
+        )?,
+    })
+}
+
+/// `[reconnect]`.
+fn reconnect_policy(check: &Check<'_>, c: &PipelineConfig) -> Result<ReconnectPolicy, PlanError> {
+    let r = &c.reconnect;
+    let initial = check.valid(
+        &["reconnect", "delay_ms"],
+        r.delay_ms,
+        |v| (1..=3_600_000).contains(&v),
+        "must be from 1 to 3600000 ms",
+    )?;
+    let max = check.valid(
+        &["reconnect", "max_delay_s"],
+        r.max_delay_s,
+        |v| (1..=86_400).contains(&v),
+        "must be from 1 to 86400 s",
+    )?;
+    let stall = check.valid(
+        &["reconnect", "stall_timeout_s"],
+        r.stall_timeout_s,
+        |v| v.is_finite() && v > 0.0 && v <= 86_400.0,
+        "must be a positive number of seconds",
+    )?;
+    Ok(ReconnectPolicy {
+        initial: Duration::from_millis(initial),
+        max: Duration::from_secs(max),
+        attempts: check.need(&["reconnect", "attempts"], r.attempts)?,
+        stall: Duration::from_secs_f64(stall),
+    })
+}
+
+/// `[tracking]`, for a run that reports detections from `conf`: tracks start from
+/// any detection the run reports.
+fn tracker(check: &Check<'_>, c: &PipelineConfig, conf: f32) -> Result<TrackerSettings, PlanError> {
+    let t = &c.tracking;
+    let low = check.valid(
+        &["tracking", "low_score"],
+        t.low_score,
+        |v| v > 0.0 && v < 1.0,
+        "must be between 0 and 1 (exclusive)",
+    )?;
+    Ok(TrackerSettings {
+        kind: check.need(&["tracking", "tracker"], t.tracker)?,
+        high: conf,
+        low,
+        new_track: conf,
+        buffer_s: check.valid(
+            &["tracking", "buffer_s"],
+            t.buffer_s,
+            |v| seconds(v) && v <= 3600.0,
+            "must be from 0 to 3600 seconds",
+        )?,
+        min_hits: check.valid(
+            &["tracking", "min_hits"],
+            t.min_hits,
+            |v| (1..=100).contains(&v),
+            "must be from 1 to 100",
+        )?,
+        ..TrackerSettings::default()
+    })
+}
+
+/// `[mqtt]`: the broker, the topics, the credentials and the spool.
+fn mqtt_settings(check: &Check<'_>, m: &MqttSection) -> Result<MqttSettings, PlanError> {
+    let url = check.need(&["mqtt", "url"], m.url.as_ref())?;
+    let (host, port, tls) = MqttSettings::parse_url(url)
+        .map_err(|e| check.fail(&["mqtt", "url"], url, format!("is not usable: {e}")))?;
+    let prefix = check.need(&["mqtt", "topic_prefix"], m.topic_prefix.as_ref())?;
+    if prefix.is_empty() || prefix.contains(['#', '+']) {
+        return Err(check.fail(
+            &["mqtt", "topic_prefix"],
+            format!("{prefix:?}"),
+            "must be a non-empty topic without wildcards",
+        ));
+    }
+    let drain = check.valid(
+        &["mqtt", "drain_timeout_s"],
+        m.drain_timeout_s,
+        |v| seconds(v) && v <= 86_400.0,
+        "must be a number of seconds",
+    )?;
+    let spool_mb = check.valid(
+        &["mqtt", "spool_max_mb"],
+        m.spool_max_mb,
+        |v| (1..=1 << 20).contains(&v),
+        "must be from 1 to 1048576 MiB",
+    )?;
+    let password = match &m.password_env {
+        Some(var) => Some(std::env::var(var).map_err(|_| {
+            check.fail(
+                &["mqtt", "password_env"],
+                var,
+                format!("is not usable: environment variable {var} is not set"),
+            )
+        })?),
+        None => None,
+    };
+    if !tls && (m.tls_ca.is_some() || m.tls_cert.is_some()) {
+        return Err(check.fail(
+            &["mqtt", "url"],
+            url,
+            "must be an mqtts:// URL to use the TLS options",
+        ));
+    }
+    if m.tls_cert.is_some() != m.tls_key.is_some() {
+        return Err(check.fail(
+            &["mqtt", "tls_cert"],
+            "",
+            "and tls_key go together: give both or neither",
+        ));
+    }
+    let host_name = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".into());
+    Ok(MqttSettings {
+        host,
+        port,
+        tls,
+        topic_prefix: prefix.trim_end_matches('/').to_string(),
+        client_id: m
+            .client_id
+            .clone()
+            .unwrap_or_else(|| format!("pedvision-{host_name}")),
+        username: m.username.clone(),
+        password,
+        tls_ca: m.tls_ca.clone(),
+        tls_client: m.tls_cert.clone().zip(m.tls_key.clone()),
+        spool_dir: check.need(&["mqtt", "spool_dir"], m.spool_dir.clone())?,
+        spool_max_bytes: spool_mb * 1024 * 1024,
+        drain_timeout: Duration::from_secs_f64(drain),
+        keep_alive: Duration::from_secs(15),
+    })
+}
+
+/// The inputs with each folder replaced by its video files, in name order.
+fn expand_folders(inputs: &[String]) -> Result<Vec<String>, PlanError> {
+    let mut out = Vec::new();
+    for input in inputs {
+        let path = Path::new(input);
+        if !path.is_dir() {
+            out.push(input.clone());
+            continue;
+        }
+        let mut files: Vec<String> = std::fs::read_dir(path)
+            .map_err(|e| PlanError::Invalid(format!("cannot list folder {input}: {e}")))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.is_file()
+                    && p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+                        VIDEO_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str())
+                    })
+            })
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect();
+        files.sort();
+        if files.is_empty() {
+            return Err(PlanError::Invalid(format!(
+                "folder {input} has no video files ({})",
+                VIDEO_EXTENSIONS.join(", ")
+            )));
+        }
+        out.extend(files);
+    }
+    Ok(out)
+}
+
+/// Expands an output pattern for one stream.
+pub fn expand(pattern: &str, spec: &SourceSpec) -> PathBuf {
+    PathBuf::from(
+        pattern
+            .replace("{name}", &spec.stem())
+            .replace("{stream}", &spec.id.to_string()),
+    )
+}
+
+/// `PORT` -> `127.0.0.1:PORT`; `ADDRESS:PORT` as given.
+fn loopback_unless_given(bind: &str) -> String {
+    if bind.contains(':') {
+        bind.to_string()
+    } else {
+        format!("127.0.0.1:{bind}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest() -> Manifest {
+        Manifest::load(Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/models/nanodet-g.toml"
+        )))
+        .unwrap()
+    }
+
+    fn layers(flags: PipelineConfig, names: &[(&str, &str)]) -> Layers {
+        let base = PipelineConfig {
+            inputs: vec!["test:ball".into()],
+            model: crate::config::pipeline::ModelSection {
+                path: Some("m.toml".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        Layers {
+            base,
+            file: None,
+            flags,
+            flag_names: names
+                .iter()
+                .map(|(k, f)| (k.to_string(), f.to_string()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn defaults_make_a_whole_plan() {
+        let plan = RunPlan::build(&layers(PipelineConfig::default(), &[]), &manifest()).unwrap();
+        assert_eq!(plan.batch, 1);
+        assert_eq!(plan.post.max_detections, defaults::MAX_DETECTIONS);
+        assert_eq!(plan.reconnect, ReconnectPolicy::default());
+        assert_eq!(
+            plan.batch_timeout,
+            Some(Duration::from_millis(defaults::LIVE_BATCH_TIMEOUT_MS)),
+            "a live input gets the live batch timeout"
+        );
+        assert_eq!(plan.videos, [Some(PathBuf::from("out/test-ball.mp4"))]);
+    }
+
+    #[test]
+    fn a_bad_flag_value_names_the_flag() {
+        let mut flags = PipelineConfig::default();
+        flags.reconnect.stall_timeout_s = Some(-1.0);
+        let l = layers(flags, &[("reconnect.stall_timeout_s", "--stall-timeout")]);
+        let err = RunPlan::build(&l, &manifest()).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "--stall-timeout -1 must be a positive number of seconds"
+        );
+        let mut flags = PipelineConfig::default();
+        flags.batching.size = Some(0);
+        let err = RunPlan::build(&layers(flags, &[]), &manifest())
+            .unwrap_err()
+            .to_string();
+        assert_eq!(err, "[batching] size 0 must be from 1 to 64");
+    }
+
+    #[test]
+    fn output_patterns_expand_per_stream() {
+        let spec = SourceSpec::parse(3, "rtsp://u:p@cam.local/live/front").unwrap();
+        assert_eq!(
+            expand("out/{stream}-{name}.mp4", &spec),
+            Path::new("out/3-front.mp4")
+        );
+        let test = SourceSpec::parse(0, "test:ball").unwrap();
+        assert_eq!(
+            expand("clips/{name}.mp4", &test),
+            Path::new("clips/test-ball.mp4")
+        );
+    }
+}
