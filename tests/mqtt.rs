@@ -189,6 +189,57 @@ fn the_spool_survives_a_crash_and_is_delivered_by_the_next_run() {
 }
 
 #[test]
+fn a_lost_acknowledgement_marker_costs_repeats_not_a_stall() {
+    let dir = scratch();
+    let spool = join(dir.path(), "spool");
+    let broker_dir = join(dir.path(), "broker");
+    std::fs::create_dir_all(&broker_dir).unwrap();
+    let mut broker = Mosquitto::start(&broker_dir);
+    ok(&pedvision(&strs(&clip_to_mqtt(&broker.url(), "a", &spool))));
+    // With the broker away, the next run's 40 records wait in a new segment; the
+    // delivered one is deleted.
+    broker.stop();
+    let mut args = clip_to_mqtt(&broker.url(), "b", &spool);
+    args.extend(["--mqtt-drain-timeout".into(), "0".into()]);
+    let out = ok(&pedvision(&strs(&args)));
+    assert!(out.contains("40 left in the spool"), "{out}");
+    // The acknowledgement marker is lost (a crash before it reached the disk):
+    // the spool's first record (41) is now far above what it says was delivered.
+    std::fs::remove_file(spool.join("acked")).unwrap();
+    broker.restart();
+    let sub = Subscriber::start(&broker, "#", "pv-lost-ack", join(dir.path(), "sub.txt"));
+    let out = ok(&pedvision(&strs(&clip_to_mqtt(&broker.url(), "c", &spool))));
+    let summary = out.lines().find(|l| l.starts_with("mqtt:")).unwrap();
+    assert!(summary.contains("0 left in the spool"), "{summary}");
+    let got = sub.wait_for(30, |m| {
+        let c = frames_by_stream(m, "c");
+        c.get(&0)
+            .is_some_and(|v| first_arrivals(v).len() == CLIP_FRAMES)
+    });
+    for prefix in ["b", "c"] {
+        let by = frames_by_stream(&got, prefix);
+        assert_eq!(
+            first_arrivals(by.get(&0).map(Vec::as_slice).unwrap_or_default()),
+            (0..CLIP_FRAMES as u64).collect::<Vec<_>>(),
+            "{prefix}: every frame, in order"
+        );
+    }
+    // Every message names its run and place, so a consumer can drop repeats.
+    let ids: std::collections::HashSet<(String, u64)> = got
+        .iter()
+        .filter(|(t, _)| t == "c/0")
+        .map(|(_, p)| {
+            let v: serde_json::Value = serde_json::from_str(p).unwrap();
+            (
+                v["run_id"].as_str().unwrap().to_string(),
+                v["seq"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(ids.len(), CLIP_FRAMES, "one id per frame record");
+}
+
+#[test]
 fn a_bad_broker_url_or_missing_password_fails_before_running() {
     let bad = failed(&pedvision(&[
         "run",

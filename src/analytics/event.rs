@@ -32,9 +32,23 @@ pub enum EventKind {
     },
 }
 
+/// Which message of which run a frame record or event is: consumers drop
+/// repeats (a message redelivered after a broker outage or a restart of
+/// pedvision) by this pair, since frame indices start over every run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MessageId {
+    /// Random per run, 16 hex digits.
+    pub run_id: std::sync::Arc<str>,
+    /// Per stream and run, counting frame records and events from 0.
+    pub seq: u64,
+}
+
 /// An event with the frame it belongs to.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Event {
+    /// Set by the pipeline when the event is published.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub id: Option<MessageId>,
     pub stream_id: u32,
     pub frame_index: u64,
     /// The frame's presentation timestamp in nanoseconds, as in its record.
@@ -60,6 +74,7 @@ mod tests {
     #[test]
     fn serialises_flat_with_its_type() {
         let e = Event {
+            id: None,
             stream_id: 1,
             frame_index: 41,
             pts_ns: Some(4_100_000_000),

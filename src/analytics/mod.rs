@@ -17,7 +17,7 @@ pub mod zone;
 
 use std::collections::BTreeMap;
 
-pub use event::{Event, EventKind};
+pub use event::{Event, EventKind, MessageId};
 pub use rules::{RuleError, Rules};
 
 use crate::config::rules::Anchor;

@@ -242,7 +242,7 @@ struct Runner<'a> {
 
 impl Runner<'_> {
     /// One run of `plan`, its report and the CPU time it took; every frame must
-    /// come through.
+    /// come through (at least those held in memory: a longer input runs whole).
     fn run(&mut self, plan: &RunPlan, what: &str) -> anyhow::Result<(RunReport, Option<Duration>)> {
         let before = cpu_time();
         let report = pipeline::run(plan, self.detector, &Arc::new(AtomicBool::new(false)));
@@ -250,7 +250,7 @@ impl Runner<'_> {
         let _ = std::fs::remove_dir_all(self.dir);
         let report = report?;
         anyhow::ensure!(
-            report.frames == self.frames as u64,
+            report.frames >= self.frames as u64,
             "{what} processed {} of {} frames",
             report.frames,
             self.frames
@@ -408,14 +408,19 @@ fn cpu_time() -> Option<Duration> {
     Some(Duration::from_millis(ticks * 10))
 }
 
-/// Decodes the whole input into memory.
+/// Frames decoded and preprocessed into memory for the inference-only passes
+/// (416×416 float tensors are 2 MB a frame): a long input is measured end to end
+/// whole, and inference alone on its first frames.
+const IN_MEMORY_FRAMES: usize = 200;
+
+/// Decodes the input's first [`IN_MEMORY_FRAMES`] frames into memory.
 fn decode_all(input: &str) -> anyhow::Result<Vec<Frame>> {
     let spec = SourceSpec::parse(0, input)?;
     anyhow::ensure!(
         !spec.is_live(),
         "bench needs a file: a live input has no end to measure to"
     );
-    let frames = pedvision::sources::read_frames(input, None)?;
+    let frames = pedvision::sources::read_frames(input, Some(IN_MEMORY_FRAMES))?;
     anyhow::ensure!(!frames.is_empty(), "{input} has no frames");
     Ok(frames)
 }

@@ -384,6 +384,12 @@ fn print_summary(report: &RunReport) {
             m.recovered,
             m.connections
         );
+        if m.too_large > 0 {
+            out!(
+                "mqtt: {} messages larger than a packet may be were not sent (they are in the metadata file)",
+                m.too_large
+            );
+        }
     }
     let sizes: Vec<String> = report
         .infer

@@ -276,4 +276,20 @@ mod tests {
             .to_string();
         assert!(err.contains("/nonexistent/model.toml"), "{err}");
     }
+
+    proptest::proptest! {
+        /// Any text, or the bundled manifest with one line replaced: a manifest or
+        /// an error, never a panic.
+        #[test]
+        fn any_manifest_text_parses_or_errs(text in "\\PC{0,300}", line in 0usize..40, with in "\\PC{0,40}") {
+            let _ = Manifest::parse(&text, Path::new("m.toml"));
+            let bundled = std::fs::read_to_string(BUNDLED).unwrap();
+            let mutated: Vec<&str> = bundled
+                .lines()
+                .enumerate()
+                .map(|(i, l)| if i == line { with.as_str() } else { l })
+                .collect();
+            let _ = Manifest::parse(&mutated.join("\n"), Path::new(BUNDLED));
+        }
+    }
 }

@@ -520,4 +520,25 @@ mod tests {
         let again = PipelineConfig::parse(&toml::to_string(&c).unwrap(), Path::new("x")).unwrap();
         assert_eq!(c, again);
     }
+
+    proptest::proptest! {
+        /// Any text, or an example pipeline with one line replaced: a config or an
+        /// error naming a line, never a panic; and a parsed config survives the
+        /// layering untouched.
+        #[test]
+        fn any_pipeline_text_parses_or_errs(text in "\\PC{0,300}", line in 0usize..30, with in "\\PC{0,40}") {
+            let _ = PipelineConfig::parse(&text, Path::new("p.toml"));
+            let example = include_str!("../../pipelines/door-counter.toml");
+            let mutated: Vec<&str> = example
+                .lines()
+                .enumerate()
+                .map(|(i, l)| if i == line { with.as_str() } else { l })
+                .collect();
+            let text = mutated.join("\n");
+            if let Ok(c) = PipelineConfig::parse(&text, Path::new("p.toml")) {
+                proptest::prop_assert_eq!(PipelineConfig::default().overlaid(&c), c.clone());
+                let _ = line_of(&text, &["model", "conf"]);
+            }
+        }
+    }
 }

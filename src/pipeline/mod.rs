@@ -232,6 +232,7 @@ struct Ended {
 /// RTSP outlet and window; and the RTSP server that serves the outlets.
 fn open_stream_outputs(
     plan: &RunPlan,
+    run_id: &Arc<str>,
 ) -> crate::Result<(Vec<stages::StreamOutputs>, Option<RtspOut>)> {
     let mut streams = Vec::new();
     for i in 0..plan.sources.len() {
@@ -250,7 +251,7 @@ fn open_stream_outputs(
             &plan.rules,
             &plan.post.labels,
         );
-        streams.push(stages::StreamOutputs::new(staged, people));
+        streams.push(stages::StreamOutputs::new(staged, people, run_id.clone()));
     }
     let rtsp_out = match &plan.rtsp_out {
         Some(bind) => {
@@ -278,7 +279,9 @@ fn build(plan: &RunPlan) -> crate::Result<Built> {
         .as_deref()
         .map(MetadataWriter::create)
         .transpose()?;
-    let (mut streams, rtsp_out) = open_stream_outputs(plan)?;
+    let run_id: Arc<str> = format!("{:016x}", rand::random::<u64>()).into();
+    tracing::info!(run_id = %run_id, streams = plan.sources.len(), "run starting");
+    let (mut streams, rtsp_out) = open_stream_outputs(plan, &run_id)?;
     let metrics = Arc::new(Metrics::new(&plan.model_name));
     let metrics_server = plan
         .metrics

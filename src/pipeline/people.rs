@@ -136,6 +136,7 @@ impl StreamPeople {
         analysis.events = kinds
             .into_iter()
             .map(|kind| Event {
+                id: None,
                 stream_id: frame.stream_id,
                 frame_index: frame.index,
                 pts_ns: frame.pts_ns,

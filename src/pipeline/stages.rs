@@ -11,7 +11,7 @@ use ndarray::ArrayView4;
 
 use super::people::StreamPeople;
 use super::{Frame, Inferred, PreparedBatch};
-use crate::analytics::{Event, EventKind};
+use crate::analytics::{Event, EventKind, MessageId};
 use crate::config::InputSpec;
 use crate::infer::{Detector, RuntimeError, preprocess::Preprocessor};
 use crate::model::{Detection, classes::ClassFilter, nanodet};
@@ -154,14 +154,23 @@ pub struct StreamOutputs {
     pub metrics: StreamMetrics,
     /// Frames processed at the last fps update.
     pub frames_at_last_rate: u64,
+    /// The run's id, and the next message number of this stream.
+    pub run_id: std::sync::Arc<str>,
+    pub next_seq: u64,
     /// The stream's tracker, lines and zones.
     pub people: StreamPeople,
 }
 
 impl StreamOutputs {
     /// A stream's outputs before its first frame: its MP4 (if any) and its tracker.
-    pub fn new(staged: Option<StagedFile>, people: StreamPeople) -> Self {
+    pub fn new(
+        staged: Option<StagedFile>,
+        people: StreamPeople,
+        run_id: std::sync::Arc<str>,
+    ) -> Self {
         Self {
+            run_id,
+            next_seq: 0,
             staged,
             encoder: None,
             rtsp: None,
@@ -212,15 +221,27 @@ pub fn post(
             continue;
         };
         super::fault::inject("post", out.frames).map_err(super::PipelineError::from)?;
-        let analysis = out.people.step(&frame, detections)?;
+        let mut analysis = out.people.step(&frame, detections)?;
         if metadata.is_some() || mqtt.is_some() {
-            let record = FrameRecord::new(
+            let id = |out: &mut StreamOutputs| {
+                out.next_seq += 1;
+                MessageId {
+                    run_id: out.run_id.clone(),
+                    seq: out.next_seq - 1,
+                }
+            };
+            let record_id = id(out);
+            for e in &mut analysis.events {
+                e.id = Some(id(out));
+            }
+            let mut record = FrameRecord::new(
                 &frame,
                 &analysis.detections,
                 &analysis.track_ids,
                 &options.labels,
                 &analysis.events,
             );
+            record.id = Some(record_id);
             publish(&record, &analysis.events, metadata.as_deref_mut(), mqtt)?;
         }
         count_events(&out.metrics, &analysis.events);

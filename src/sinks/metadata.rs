@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::{SinkError, staging::StagedFile};
-use crate::analytics::Event;
+use crate::analytics::{Event, MessageId};
 use crate::frame::Frame;
 use crate::model::{BBox, Detection};
 
@@ -20,6 +20,10 @@ pub const SCHEMA_VERSION: u32 = 2;
 #[derive(Debug, Serialize)]
 pub struct FrameRecord<'a> {
     pub schema_version: u32,
+    /// The run and the record's place in its stream's messages (set by the
+    /// pipeline; consumers drop repeats by it).
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub id: Option<MessageId>,
     pub stream_id: u32,
     pub frame_index: u64,
     /// The frame's time on its stream's timeline, in ns: the running time for
@@ -67,6 +71,7 @@ impl<'a> FrameRecord<'a> {
         let round = |v: f32, k: f32| (v * k).round() / k;
         Self {
             schema_version: SCHEMA_VERSION,
+            id: None,
             stream_id: frame.stream_id,
             frame_index: frame.index,
             pts_ns: frame.pts_ns,
@@ -153,6 +158,7 @@ mod tests {
             bbox: [499.504, 158.126, 530.3, 234.0],
         }];
         let events = [Event {
+            id: None,
             stream_id: 0,
             frame_index: 7,
             pts_ns: Some(700_000_000),

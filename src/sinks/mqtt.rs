@@ -29,11 +29,18 @@ use rumqttc::{
 };
 
 use super::SinkError;
-use super::spool::Spool;
+use super::spool::{Message, Spool};
 use crate::telemetry::MqttMetrics;
 
 /// Unacknowledged publishes allowed at once.
 const WINDOW: usize = 64;
+/// Largest MQTT packet sent or accepted. A message that would not fit is refused
+/// when it is queued (and counted): queued, it would fail on the wire, reconnect
+/// and fail again, holding up everything behind it forever.
+const MAX_PACKET: usize = 1 << 20;
+/// A PUBLISH's bytes besides topic and payload: fixed header (at most 5), topic
+/// length (2), packet id (2).
+const PUBLISH_OVERHEAD: usize = 9;
 
 /// Validated MQTT settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -91,7 +98,7 @@ impl MqttSettings {
         o.set_keep_alive(self.keep_alive);
         o.set_clean_session(true);
         o.set_inflight(WINDOW as u16 + 4);
-        o.set_max_packet_size(1 << 20, 1 << 20);
+        o.set_max_packet_size(MAX_PACKET, MAX_PACKET);
         o.set_last_will(LastWill::new(
             self.status_topic(),
             "offline",
@@ -138,6 +145,8 @@ pub struct MqttReport {
     pub left_in_spool: u64,
     /// Messages dropped because the spool was full.
     pub dropped: u64,
+    /// Messages refused because they were larger than an MQTT packet may be.
+    pub too_large: u64,
     /// Undelivered messages found in the spool at the start.
     pub recovered: u64,
     pub connections: u64,
@@ -280,6 +289,24 @@ struct Link {
     inflight: HashMap<u16, Option<u64>>,
 }
 
+/// How far the spool's acknowledgement moves: over the front of its queue while
+/// the broker has acknowledged each message there (whatever gaps the sequence
+/// numbers have). Returns the new acknowledgement and how many messages it covers.
+fn acked_front(
+    pending: &VecDeque<Message>,
+    acked_above: &mut BTreeSet<u64>,
+    acked: u64,
+) -> (u64, u64) {
+    let (mut through, mut count) = (acked, 0u64);
+    for m in pending {
+        if !acked_above.remove(&m.seq) {
+            break;
+        }
+        (through, count) = (m.seq, count + 1);
+    }
+    (through, count)
+}
+
 /// The sink thread's state: the spool, the current connection, and where
 /// publishing stands. One method per thing that can happen.
 struct Publisher {
@@ -288,9 +315,12 @@ struct Publisher {
     metrics: MqttMetrics,
     report: MqttReport,
     link: Option<Link>,
-    /// The next spool sequence number to publish on this connection.
-    next_to_send: u64,
-    /// Acknowledged sequence numbers above the spool's contiguous acknowledgement.
+    /// The highest spool sequence number already published on this connection.
+    /// Sequence numbers can have gaps (records cut after a crash), so the next one
+    /// to send is found in the spool's queue, never computed.
+    sent_through: u64,
+    /// Acknowledged sequence numbers above the spool's acknowledgement that are
+    /// not yet at the front of its queue.
     acked_above: BTreeSet<u64>,
     reported_drops: u64,
     last_down_log: Option<Instant>,
@@ -308,6 +338,12 @@ impl Publisher {
             Topic::Frames(stream) => format!("{prefix}/{stream}"),
             Topic::Events(stream) => format!("{prefix}/{stream}/events"),
         };
+        if topic.len() + payload.len() + PUBLISH_OVERHEAD > MAX_PACKET {
+            self.report.too_large += 1;
+            tracing::warn!(topic = %topic, bytes = payload.len(), max = MAX_PACKET,
+                "MQTT message larger than a packet may be; not sent (it is in the metadata file)");
+            return Ok(());
+        }
         self.spool.push(&topic, payload)?;
         self.report.queued += 1;
         self.metrics.queued.inc();
@@ -316,7 +352,7 @@ impl Publisher {
 
     /// Starts over from the first unacknowledged message (new or lost connection).
     fn rewind(&mut self) {
-        self.next_to_send = self.spool.acked() + 1;
+        self.sent_through = self.spool.acked();
         self.acked_above.clear();
     }
 
@@ -381,13 +417,13 @@ impl Publisher {
             Event::Incoming(Packet::PubAck(ack)) => {
                 if let Some(Some(seq)) = link.inflight.remove(&ack.pkid) {
                     self.acked_above.insert(seq);
-                    let before = self.spool.acked();
-                    let mut through = before;
-                    while self.acked_above.remove(&(through + 1)) {
-                        through += 1;
-                    }
-                    self.report.acknowledged += through - before;
-                    self.metrics.acknowledged.inc_by(through - before);
+                    let (through, count) = acked_front(
+                        self.spool.pending(),
+                        &mut self.acked_above,
+                        self.spool.acked(),
+                    );
+                    self.report.acknowledged += count;
+                    self.metrics.acknowledged.inc_by(count);
                     self.spool.ack_through(through)?;
                 }
             }
@@ -398,16 +434,14 @@ impl Publisher {
 
     /// Publishes in spool order while the window allows.
     fn publish_window(&mut self) {
-        self.next_to_send = self.next_to_send.max(self.spool.acked() + 1);
+        self.sent_through = self.sent_through.max(self.spool.acked());
         let Some(link) = self.link.as_mut().filter(|l| l.connected) else {
             return;
         };
         let pending = self.spool.pending();
-        let Some(first) = pending.front().map(|m| m.seq) else {
-            return;
-        };
+        let mut next = pending.partition_point(|m| m.seq <= self.sent_through);
         while link.requested.len() + link.inflight.len() < WINDOW {
-            let Some(m) = pending.get((self.next_to_send - first) as usize) else {
+            let Some(m) = pending.get(next) else {
                 break;
             };
             let sent = link.client.try_publish(
@@ -420,7 +454,8 @@ impl Publisher {
                 break;
             }
             link.requested.push_back(Some(m.seq));
-            self.next_to_send += 1;
+            self.sent_through = m.seq;
+            next += 1;
         }
     }
 
@@ -494,7 +529,7 @@ fn sink_thread(
             recovered: spool.recovered(),
             ..MqttReport::default()
         },
-        next_to_send: spool.acked() + 1,
+        sent_through: spool.acked(),
         settings,
         spool,
         metrics,
@@ -563,5 +598,70 @@ mod tests {
                 .unwrap_err()
                 .contains("port")
         );
+    }
+
+    fn message(seq: u64) -> super::super::spool::Message {
+        super::super::spool::Message {
+            seq,
+            topic: "t".into(),
+            payload: vec![],
+        }
+    }
+
+    #[test]
+    fn acknowledgement_moves_over_gaps_in_the_sequence() {
+        // Records 6 and 7 were cut from the spool after a crash.
+        let pending: VecDeque<_> = [4, 5, 8, 9].into_iter().map(message).collect();
+        let mut acked_above = BTreeSet::from([5, 8]);
+        assert_eq!(
+            acked_front(&pending, &mut acked_above, 3),
+            (3, 0),
+            "4 is still owed"
+        );
+        acked_above.insert(4);
+        assert_eq!(
+            acked_front(&pending, &mut acked_above, 3),
+            (8, 3),
+            "4, 5 and 8"
+        );
+        assert!(acked_above.is_empty());
+    }
+
+    #[test]
+    fn a_message_larger_than_a_packet_is_refused_when_queued() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path(), 1 << 24).unwrap();
+        let (host, port, tls) = MqttSettings::parse_url("mqtt://127.0.0.1:1").unwrap();
+        let settings = MqttSettings {
+            host,
+            port,
+            tls,
+            topic_prefix: "pv".into(),
+            client_id: "test".into(),
+            username: None,
+            password: None,
+            tls_ca: None,
+            tls_client: None,
+            spool_dir: dir.path().to_path_buf(),
+            spool_max_bytes: 1 << 24,
+            drain_timeout: Duration::ZERO,
+            keep_alive: Duration::from_secs(5),
+        };
+        let mut p = Publisher {
+            report: MqttReport::default(),
+            sent_through: spool.acked(),
+            settings,
+            spool,
+            metrics: MqttMetrics::default(),
+            link: None,
+            acked_above: BTreeSet::new(),
+            reported_drops: 0,
+            last_down_log: None,
+        };
+        p.queue(Topic::Frames(0), &vec![b'x'; MAX_PACKET]).unwrap();
+        p.queue(Topic::Frames(0), b"{}").unwrap();
+        assert_eq!(p.report.too_large, 1);
+        assert_eq!(p.report.queued, 1);
+        assert_eq!(p.spool.pending().len(), 1, "only the one that fits waits");
     }
 }

@@ -359,4 +359,18 @@ mod tests {
             "videotestsrc name=src is-live=true pattern=ball ! video/x-raw,width=640,height=480,framerate=5/1"
         );
     }
+
+    proptest::proptest! {
+        /// Any `--input`: a source or an error, never a panic; its name and stem
+        /// are printable and its stem is a safe file name.
+        #[test]
+        fn any_input_parses_or_errs(input in "\\PC{0,60}", scheme in proptest::sample::select(vec!["", "rtsp://", "http://", "test:", "camera:", "file://"])) {
+            if let Ok(spec) = SourceSpec::parse(0, &format!("{scheme}{input}")) {
+                let stem = spec.stem();
+                proptest::prop_assert!(!stem.is_empty() && !stem.contains('/'));
+                let _ = spec.name();
+                let _ = spec.launch_head();
+            }
+        }
+    }
 }

@@ -30,7 +30,8 @@ pub struct SynthOptions {
     pub out: PathBuf,
     pub images: usize,
     pub seed: u64,
-    /// Frame indices to draw backgrounds from (half-open); `None` = all.
+    /// Frame indices to draw backgrounds from (half-open); `None` = the first
+    /// 256 frames (no more are held in memory).
     pub frames: Option<(usize, usize)>,
     /// Object size range in pixels (the longer side).
     pub sizes: (u32, u32),
@@ -118,6 +119,9 @@ fn write_error(path: &Path, source: std::io::Error) -> TrainError {
     }
 }
 
+/// Most video frames kept in memory as backgrounds (768×576 I420 is 0.66 MB).
+const MAX_BACKGROUNDS: usize = 256;
+
 /// Generates the data set.
 pub fn generate(options: &SynthOptions) -> Result<SynthReport, TrainError> {
     let staged = super::StagedDir::create(&options.out)?;
@@ -129,10 +133,16 @@ pub fn generate(options: &SynthOptions) -> Result<SynthReport, TrainError> {
         )));
     }
     let video = options.video.to_string_lossy();
-    let frames = crate::sources::read_frames(&video, None).map_err(|e| TrainError::Image {
-        path: options.video.clone(),
-        reason: e.to_string(),
-    })?;
+    // Backgrounds come from the first frames only (or the asked range): a long
+    // video is not decoded whole into memory.
+    let limit = options.frames.map_or(MAX_BACKGROUNDS, |(first, last)| {
+        last.min(first + MAX_BACKGROUNDS)
+    });
+    let frames =
+        crate::sources::read_frames(&video, Some(limit)).map_err(|e| TrainError::Image {
+            path: options.video.clone(),
+            reason: e.to_string(),
+        })?;
     if frames.is_empty() {
         return Err(TrainError::Image {
             path: options.video.clone(),

@@ -100,3 +100,35 @@ pub(crate) fn parse(path: &Path) -> Result<Parsed, String> {
     }
     Ok(parsed)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    proptest::proptest! {
+        /// Any file, or COCO JSON with any numbers: samples with finite boxes or a
+        /// reason, never a panic.
+        #[test]
+        fn any_annotation_file_parses_or_errs(
+            text in "\\PC{0,200}",
+            bbox in proptest::collection::vec(-1e9f64..1e9, 0..6),
+            category in -3i64..3,
+            image in -3i64..3,
+            crowd in 0u8..3,
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let json = format!(
+                r#"{{"images":[{{"id":1,"file_name":"a.jpg","width":10,"height":10}}],"categories":[{{"id":1,"name":"person"}}],"annotations":[{{"id":1,"image_id":{image},"category_id":{category},"bbox":{bbox:?},"iscrowd":{crowd}}}]}}"#
+            );
+            for (i, body) in [text, json].iter().enumerate() {
+                let file = dir.path().join(format!("{i}.json"));
+                std::fs::write(&file, body).unwrap();
+                if let Ok(parsed) = parse(&file) {
+                    for s in &parsed.samples {
+                        proptest::prop_assert!(s.boxes.iter().all(|b| b.bbox.iter().all(|v| v.is_finite())));
+                    }
+                }
+            }
+        }
+    }
+}

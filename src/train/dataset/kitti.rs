@@ -112,4 +112,20 @@ mod tests {
         bad[5] = "top";
         assert!(parse_line(&bad).unwrap_err().contains("y1"));
     }
+
+    proptest::proptest! {
+        /// Any line: an error or four finite numbers, never a panic.
+        #[test]
+        fn any_line_parses_or_errs(line in "(\\PC{0,12}[ \t]){0,18}", numbers in proptest::collection::vec(-1e6f32..1e6, 15)) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if let Ok(b) = parse_line(&fields) {
+                proptest::prop_assert!(b.iter().all(|v| v.is_finite()));
+            }
+            let text: Vec<String> = std::iter::once("Car".to_string())
+                .chain(numbers[1..].iter().map(|v| v.to_string()))
+                .collect();
+            let fields: Vec<&str> = text.iter().map(String::as_str).collect();
+            proptest::prop_assert_eq!(parse_line(&fields).unwrap(), [numbers[4], numbers[5], numbers[6], numbers[7]]);
+        }
+    }
 }

@@ -81,3 +81,35 @@ fn parse_file(file: &Path, root: &Path) -> Result<(RawSample, Vec<Skipped>), Str
     }
     Ok((sample, skipped))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A VOC annotation with `value` where a coordinate or name would be.
+    fn doc(name: &str, xmin: &str) -> String {
+        format!(
+            "<annotation><filename>a.jpg</filename><object><name>{name}</name><bndbox><xmin>{xmin}</xmin><ymin>1</ymin><xmax>9</xmax><ymax>9</ymax></bndbox></object></annotation>"
+        )
+    }
+
+    proptest::proptest! {
+        /// Any file, or a valid one with any text in its fields: samples with
+        /// finite boxes or a reason, never a panic.
+        #[test]
+        fn any_annotation_parses_or_errs(
+            text in "\\PC{0,200}",
+            name in "[^<&]{0,10}",
+            xmin in "[-+.e0-9a-z]{0,8}",
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            for (i, body) in [text, doc(&name, &xmin)].iter().enumerate() {
+                let file = dir.path().join(format!("{i}.xml"));
+                std::fs::write(&file, body).unwrap();
+                if let Ok((sample, _)) = parse_file(&file, dir.path()) {
+                    proptest::prop_assert!(sample.boxes.iter().all(|b| b.bbox.iter().all(|v| v.is_finite())));
+                }
+            }
+        }
+    }
+}

@@ -121,4 +121,18 @@ mod tests {
                 .contains("5 fields")
         );
     }
+
+    proptest::proptest! {
+        /// Any line: an error or a known label with a finite box, never a panic.
+        #[test]
+        fn any_line_parses_or_errs(line in "\\PC{0,60}", cx in 0f32..1.0, cy in 0f32..1.0, w in 0f32..1.0, h in 0f32..1.0) {
+            let names = vec!["a".to_string(), "b".to_string()];
+            if let Ok((label, b)) = parse_line(&line, &names) {
+                proptest::prop_assert!(names.contains(&label));
+                proptest::prop_assert!(b.iter().all(|v| v.is_finite()));
+            }
+            let (_, b) = parse_line(&format!("1 {cx} {cy} {w} {h}"), &names).unwrap();
+            proptest::prop_assert!((b[0] + b[2] - 2.0 * cx).abs() < 1e-4 && (b[3] - b[1] - h).abs() < 1e-4);
+        }
+    }
 }
