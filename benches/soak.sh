@@ -75,8 +75,10 @@ while kill -0 "$run" 2>/dev/null && [ "$minute" -lt "$minutes" ]; do
     next_sample=$((next_sample + sample_s))
   fi
 done
-kill "$server" 2>/dev/null || true
+# Stop as a service manager would; the outputs are finalised.
+kill -INT "$run" 2>/dev/null || true
 wait "$run" || echo "pedvision exited with $?"
+kill "$server" 2>/dev/null || true
 tail -n 12 "$out/run.out"
 
 python3 - "$out/soak.csv" <<'PY'

@@ -386,44 +386,58 @@ fn spawn(plan: &RunPlan, detector: &mut Detector, built: &mut Built, stop: &Atom
         // live sources would otherwise run on. (After a normal end every source
         // has already ended.)
         abort.store(true, Ordering::SeqCst);
-        let sources = source_threads
-            .into_iter()
-            .map(|h| join(h, "source").and_then(|r| r.map_err(Into::into)))
-            .collect();
-        let mut stages = Vec::new();
-        for (result, name) in [
-            (join(batcher_thread, "batcher"), "batcher"),
-            (join(prep_thread, "preprocess"), "preprocess"),
-        ] {
-            if let Err(e) = result {
-                tracing::debug!(stage = name, "stage failed");
-                stages.push(e);
-            }
-        }
-        let infer = match join(infer_thread, "infer").and_then(|r| r.map_err(Into::into)) {
-            Ok(stats) => Some(stats),
-            Err(e) => {
-                stages.push(e);
-                None
-            }
-        };
-        let post = match post {
-            Ok(result) => result,
-            Err(p) => Err(PipelineError::Panicked {
-                stage: "post".into(),
-                message: panic_message(&*p),
-            }
-            .into()),
-        };
-        if let Err(e) = post {
+        gather(
+            source_threads,
+            [batcher_thread, prep_thread],
+            infer_thread,
+            post,
+        )
+    })
+}
+
+/// A stage thread as spawned.
+type Handle<'s, T> = std::io::Result<std::thread::ScopedJoinHandle<'s, T>>;
+
+/// Waits for every stage thread and sorts out how each ended (the post stage ran
+/// on the caller's thread; `post` is its result or its panic).
+fn gather(
+    sources: Vec<Handle<'_, Result<SourceEnd, crate::sources::SourceError>>>,
+    [batcher, prep]: [Handle<'_, ()>; 2],
+    infer: Handle<'_, Result<InferStats, crate::infer::RuntimeError>>,
+    post: std::thread::Result<crate::Result<()>>,
+) -> Ended {
+    let sources = sources
+        .into_iter()
+        .map(|h| join(h, "source").and_then(|r| r.map_err(Into::into)))
+        .collect();
+    let mut stages = Vec::new();
+    for (handle, name) in [(batcher, "batcher"), (prep, "preprocess")] {
+        if let Err(e) = join(handle, name) {
             stages.push(e);
         }
-        Ended {
-            sources,
-            infer,
-            stages,
+    }
+    let infer = match join(infer, "infer").and_then(|r| r.map_err(Into::into)) {
+        Ok(stats) => Some(stats),
+        Err(e) => {
+            stages.push(e);
+            None
         }
-    })
+    };
+    let post = post.unwrap_or_else(|p| {
+        Err(PipelineError::Panicked {
+            stage: "post".into(),
+            message: panic_message(&*p),
+        }
+        .into())
+    });
+    if let Err(e) = post {
+        stages.push(e);
+    }
+    Ended {
+        sources,
+        infer,
+        stages,
+    }
 }
 
 /// Finalises every output: complete under its final name where the stream
