@@ -44,6 +44,8 @@ fn a_camera_that_comes_back_at_another_size_keeps_a_correct_video() {
     let port = free_port();
     let mut server = rtsp_server_with(port, &["--size", "768x576"]);
     let url = format!("rtsp://127.0.0.1:{port}/stream0");
+    let out_port = free_port().to_string();
+    let restream = format!("rtsp://127.0.0.1:{out_port}/stream0");
     let run = pedvision_bg(&[
         "run",
         "-i",
@@ -55,12 +57,18 @@ fn a_camera_that_comes_back_at_another_size_keeps_a_correct_video() {
         "--reconnect-delay",
         "200",
         "--duration",
-        "14",
+        "16",
+        "--rtsp-out",
+        &out_port,
     ]);
-    std::thread::sleep(Duration::from_secs(5));
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(probe_rtsp(&restream).as_deref(), Ok("h264,768,576"));
     server.kill().unwrap();
     let _ = server.wait();
     let mut server = rtsp_server_with(port, &["--size", "384x288"]);
+    std::thread::sleep(Duration::from_secs(4));
+    // The re-stream follows the camera to its new size.
+    assert_eq!(probe_rtsp(&restream).as_deref(), Ok("h264,384,288"));
     let out = run.wait_with_output().unwrap();
     server.kill().unwrap();
     let _ = server.wait();

@@ -194,33 +194,12 @@ fn rtsp_output_is_readable_by_an_independent_client() {
         path_str(&dir.path().join("m.jsonl")),
     ]);
     std::thread::sleep(Duration::from_secs(3));
-    let probe = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-rtsp_transport",
-            "tcp",
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-        ])
-        .args(["stream=codec_name,width,height", "-of", "csv=p=0"])
-        .arg(format!("rtsp://127.0.0.1:{port}/stream0"))
-        .output()
-        .unwrap();
+    let probe = probe_rtsp(&format!("rtsp://127.0.0.1:{port}/stream0"));
     let _ = Command::new("kill")
         .args(["-INT", &run.id().to_string()])
         .status();
     let status = run.wait().unwrap();
-    assert!(
-        probe.status.success(),
-        "ffprobe: {}",
-        String::from_utf8_lossy(&probe.stderr)
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&probe.stdout).trim(),
-        "h264,320,240"
-    );
+    assert_eq!(probe.as_deref(), Ok("h264,320,240"));
     assert!(status.success());
 }
 

@@ -558,3 +558,31 @@ pub fn truncated_mp4(dir: &Path) -> PathBuf {
     std::fs::write(&cut, &bytes[..bytes.len() * 6 / 10]).unwrap();
     cut
 }
+
+/// ffprobe (an independent RTSP client) on `url`: `codec,width,height` of its
+/// video, or its error text.
+pub fn probe_rtsp(url: &str) -> Result<String, String> {
+    let probe = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-rtsp_transport",
+            "tcp",
+            "-select_streams",
+            "v:0",
+        ])
+        .args([
+            "-show_entries",
+            "stream=codec_name,width,height",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(url)
+        .output()
+        .unwrap();
+    if probe.status.success() {
+        Ok(String::from_utf8_lossy(&probe.stdout).trim().to_string())
+    } else {
+        Err(String::from_utf8_lossy(&probe.stderr).into_owned())
+    }
+}
