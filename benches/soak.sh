@@ -93,8 +93,14 @@ threads = [int(r["threads"]) for r in rows[1:]]
 print(f"RSS minute 2 {int(two['rss_kib'])/1024:.1f} MiB, minute {end['minute']} {int(end['rss_kib'])/1024:.1f} MiB: {growth:+.1%} (goal within ±5%)")
 print(f"file descriptors min {min(fds)} max {max(fds)} (minute 2: {fds[0]}, end: {fds[-1]})")
 print(f"threads min {min(threads)} max {max(threads)} (minute 2: {threads[0]}, end: {threads[-1]})")
-# "No growth": the last three samples stay within what the first three reached (a
-# sample can fall during a reconnection, which briefly holds an extra socket).
-ok = abs(growth) <= 0.05 and max(fds[-3:]) <= max(fds[:3]) and max(threads[-3:]) <= max(threads[:3])
+# "No growth": the typical count (median) of the last five samples is no higher
+# than that of the first five. Single samples swing with the RTSP reconnections
+# (a source that is reconnecting holds fewer sockets and threads than a connected
+# one); a leak of one per reconnection moves the median.
+median = lambda xs: sorted(xs)[len(xs) // 2]
+fds_ok = median(fds[-5:]) <= median(fds[:5])
+threads_ok = median(threads[-5:]) <= median(threads[:5])
+print(f"median fds first five {median(fds[:5])}, last five {median(fds[-5:])}; median threads {median(threads[:5])}, {median(threads[-5:])}")
+ok = abs(growth) <= 0.05 and fds_ok and threads_ok
 print("verdict:", "PASS" if ok else "FAIL")
 PY
