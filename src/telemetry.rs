@@ -142,6 +142,42 @@ pub struct MqttMetrics {
     pub connected: Gauge,
 }
 
+impl MqttMetrics {
+    /// Registers the MQTT sink's families.
+    fn register(&self, registry: &mut Registry) {
+        let m = self;
+        for (name, help, counter) in [
+            (
+                "mqtt_messages_queued",
+                "Frame messages handed to the MQTT sink",
+                &m.queued,
+            ),
+            (
+                "mqtt_messages_acknowledged",
+                "Frame messages the MQTT broker acknowledged",
+                &m.acknowledged,
+            ),
+            (
+                "mqtt_messages_dropped",
+                "Frame messages dropped because the MQTT spool was full",
+                &m.dropped,
+            ),
+        ] {
+            registry.register(name, help, counter.clone());
+        }
+        registry.register(
+            "mqtt_spool_pending",
+            "Frame messages in the MQTT spool not yet acknowledged",
+            m.spool_pending.clone(),
+        );
+        registry.register(
+            "mqtt_connected",
+            "1 while connected to the MQTT broker",
+            m.connected.clone(),
+        );
+    }
+}
+
 /// One stream's handles.
 #[derive(Debug, Clone)]
 pub struct StreamMetrics {
@@ -211,92 +247,9 @@ impl Metrics {
             people: PeopleMetrics::default(),
             registry: Registry::default(),
         };
-        registry.register(
-            "frames_received",
-            "Frames decoded and queued, per stream",
-            metrics.received.clone(),
-        );
-        registry.register(
-            "frames_processed",
-            "Frames through inference to the outputs, per stream",
-            metrics.processed.clone(),
-        );
-        registry.register(
-            "frames_dropped",
-            "Frames dropped because the pipeline was behind, per stream",
-            metrics.dropped.clone(),
-        );
-        registry.register(
-            "reconnects",
-            "Successful reconnections after a failure, per stream",
-            metrics.reconnects.clone(),
-        );
-        registry.register(
-            "source_up",
-            "1 while the source delivers frames, 0 while it is down",
-            metrics.up.clone(),
-        );
-        registry.register(
-            "frames_expected",
-            "Frames a file input should hold (0: live or unknown)",
-            metrics.expected.clone(),
-        );
-        registry.register(
-            "queue_depth",
-            "Frames waiting in the stream's queue",
-            metrics.queue_depth.clone(),
-        );
-        registry.register(
-            "stream_fps",
-            "Frames per second processed, per stream",
-            metrics.fps.clone(),
-        );
-        registry.register(
-            "end_to_end_latency_seconds",
-            "Capture-to-metadata latency of live frames",
-            metrics.latency.clone(),
-        );
-        registry.register(
-            "inference_seconds",
-            "Time per inference call",
-            metrics.inference_seconds.clone(),
-        );
-        registry.register(
-            "batch_size",
-            "Frames per inference call",
-            metrics.batch_size.clone(),
-        );
+        metrics.register_pipeline(&mut registry);
         metrics.people.register(&mut registry);
-        let m = &metrics.mqtt;
-        for (name, help, counter) in [
-            (
-                "mqtt_messages_queued",
-                "Frame messages handed to the MQTT sink",
-                &m.queued,
-            ),
-            (
-                "mqtt_messages_acknowledged",
-                "Frame messages the MQTT broker acknowledged",
-                &m.acknowledged,
-            ),
-            (
-                "mqtt_messages_dropped",
-                "Frame messages dropped because the MQTT spool was full",
-                &m.dropped,
-            ),
-        ] {
-            registry.register(name, help, counter.clone());
-        }
-        registry.register(
-            "mqtt_spool_pending",
-            "Frame messages in the MQTT spool not yet acknowledged",
-            m.spool_pending.clone(),
-        );
-        registry.register(
-            "mqtt_connected",
-            "1 while connected to the MQTT broker",
-            m.connected.clone(),
-        );
+        metrics.mqtt.register(&mut registry);
         registry.register(
             "build",
             "pedvision version and the model in use",
@@ -309,6 +262,65 @@ impl Metrics {
             registry,
             ..metrics
         }
+    }
+
+    /// Registers the per-stream families and the inference ones.
+    fn register_pipeline(&self, registry: &mut Registry) {
+        registry.register(
+            "frames_received",
+            "Frames decoded and queued, per stream",
+            self.received.clone(),
+        );
+        registry.register(
+            "frames_processed",
+            "Frames through inference to the outputs, per stream",
+            self.processed.clone(),
+        );
+        registry.register(
+            "frames_dropped",
+            "Frames dropped because the pipeline was behind, per stream",
+            self.dropped.clone(),
+        );
+        registry.register(
+            "reconnects",
+            "Successful reconnections after a failure, per stream",
+            self.reconnects.clone(),
+        );
+        registry.register(
+            "source_up",
+            "1 while the source delivers frames, 0 while it is down",
+            self.up.clone(),
+        );
+        registry.register(
+            "frames_expected",
+            "Frames a file input should hold (0: live or unknown)",
+            self.expected.clone(),
+        );
+        registry.register(
+            "queue_depth",
+            "Frames waiting in the stream's queue",
+            self.queue_depth.clone(),
+        );
+        registry.register(
+            "stream_fps",
+            "Frames per second processed, per stream",
+            self.fps.clone(),
+        );
+        registry.register(
+            "end_to_end_latency_seconds",
+            "Capture-to-metadata latency of live frames",
+            self.latency.clone(),
+        );
+        registry.register(
+            "inference_seconds",
+            "Time per inference call",
+            self.inference_seconds.clone(),
+        );
+        registry.register(
+            "batch_size",
+            "Frames per inference call",
+            self.batch_size.clone(),
+        );
     }
 
     /// The handles of one stream.

@@ -159,17 +159,102 @@ fn needed_elements(
     need
 }
 
-pub fn execute(mut args: DoctorArgs, matches: &clap::ArgMatches) -> anyhow::Result<()> {
-    args.merge_config(matches)?;
-    let mut missing_packages: Vec<&str> = Vec::new();
-    let mut problems = 0;
-    let mut report = |ok: bool, what: String| {
+/// What `doctor` found: a line per check, the problems, and the Debian packages
+/// that would fix the missing elements.
+#[derive(Default)]
+struct Checklist {
+    problems: usize,
+    missing_packages: Vec<&'static str>,
+}
+
+impl Checklist {
+    fn report(&mut self, ok: bool, what: String) {
         out!("{} {what}", if ok { "ok     " } else { "MISSING" });
         if !ok {
-            problems += 1;
+            self.problems += 1;
         }
-    };
+    }
 
+    /// GStreamer itself, and every element these inputs and outputs need.
+    fn gstreamer(&mut self, args: &DoctorArgs, specs: &[SourceSpec]) {
+        match gst::init() {
+            Ok(()) => {
+                let (major, minor, micro, _) = gst::version();
+                self.report(true, format!("GStreamer {major}.{minor}.{micro}"))
+            }
+            Err(e) => self.report(false, format!("GStreamer does not initialise: {e}")),
+        }
+        for (element, package, why) in needed_elements(args, specs) {
+            let found = gst::ElementFactory::find(element).is_some();
+            self.report(
+                found,
+                format!("element {element:<14} ({why}; package {package})"),
+            );
+            if !found && !self.missing_packages.contains(&package) {
+                self.missing_packages.push(package);
+            }
+        }
+    }
+
+    /// The ONNX Runtime library; whether it loaded.
+    fn runtime(&mut self, args: &DoctorArgs) -> bool {
+        let path = match runtime::find_library(args.ort_lib.as_deref()) {
+            Ok(path) => path,
+            Err(e) => {
+                self.report(false, e.to_string());
+                return false;
+            }
+        };
+        if let Err(e) = runtime::init(Some(&path)) {
+            self.report(false, e.to_string());
+            return false;
+        }
+        // The build info string carries no version; the library's real file name
+        // does (libonnxruntime.so.1.31.1).
+        let real = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
+        let name = real
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let version = name
+            .strip_prefix("libonnxruntime.so.")
+            .unwrap_or("(version not in the file name)");
+        self.report(
+            true,
+            format!("ONNX Runtime {version} at {}", path.display()),
+        );
+        true
+    }
+
+    /// The model's manifest, and which providers load the model (only the one
+    /// the run will use is required).
+    fn model(&mut self, args: &DoctorArgs, runtime_loaded: bool) {
+        match Manifest::load(&args.model) {
+            Err(e) => self.report(false, e.to_string()),
+            Ok(manifest) if runtime_loaded => {
+                for device in [Device::Cpu, Device::Cuda, Device::Tensorrt] {
+                    let options = RuntimeOptions { device, threads: 1 };
+                    match Detector::load(&manifest, &options) {
+                        Ok(_) => {
+                            self.report(true, format!("provider {device}: loads {}", manifest.name))
+                        }
+                        Err(e) if device != args.device => {
+                            out!("-       provider {device}: not available ({e})")
+                        }
+                        Err(e) => self.report(false, format!("provider {device}: {e}")),
+                    }
+                }
+            }
+            Ok(manifest) => out!(
+                "-       model {} not loaded (no ONNX Runtime)",
+                manifest.name
+            ),
+        }
+    }
+}
+
+pub fn execute(mut args: DoctorArgs, matches: &clap::ArgMatches) -> anyhow::Result<()> {
+    args.merge_config(matches)?;
     let inputs = if args.input.is_empty() {
         vec![super::common::DEMO_CLIP.to_string()]
     } else {
@@ -180,86 +265,26 @@ pub fn execute(mut args: DoctorArgs, matches: &clap::ArgMatches) -> anyhow::Resu
         .enumerate()
         .map(|(i, input)| SourceSpec::parse(i as u32, input))
         .collect::<Result<Vec<_>, _>>()?;
-
-    match gst::init() {
-        Ok(()) => {
-            let (major, minor, micro, _) = gst::version();
-            report(true, format!("GStreamer {major}.{minor}.{micro}"))
-        }
-        Err(e) => report(false, format!("GStreamer does not initialise: {e}")),
-    }
-    for (element, package, why) in needed_elements(&args, &specs) {
-        let found = gst::ElementFactory::find(element).is_some();
-        report(
-            found,
-            format!("element {element:<14} ({why}; package {package})"),
-        );
-        if !found && !missing_packages.contains(&package) {
-            missing_packages.push(package);
-        }
-    }
-
-    let mut model_loads = false;
-    match runtime::find_library(args.ort_lib.as_deref()) {
-        Err(e) => report(false, e.to_string()),
-        Ok(path) => match runtime::init(Some(&path)) {
-            Err(e) => report(false, e.to_string()),
-            Ok(()) => {
-                // The build info string carries no version; the library's real
-                // file name does (libonnxruntime.so.1.31.1).
-                let real = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
-                let name = real
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                let version = name
-                    .strip_prefix("libonnxruntime.so.")
-                    .unwrap_or("(version not in the file name)");
-                report(
-                    true,
-                    format!("ONNX Runtime {version} at {}", path.display()),
-                );
-                model_loads = true;
-            }
-        },
-    }
-    match Manifest::load(&args.model) {
-        Err(e) => report(false, e.to_string()),
-        Ok(manifest) if model_loads => {
-            for device in [Device::Cpu, Device::Cuda, Device::Tensorrt] {
-                let options = RuntimeOptions { device, threads: 1 };
-                match Detector::load(&manifest, &options) {
-                    Ok(_) => report(true, format!("provider {device}: loads {}", manifest.name)),
-                    // Only the provider the run will use is required.
-                    Err(e) if device != args.device => {
-                        out!("-       provider {device}: not available ({e})")
-                    }
-                    Err(e) => report(false, format!("provider {device}: {e}")),
-                }
-            }
-        }
-        Ok(manifest) => out!(
-            "-       model {} not loaded (no ONNX Runtime)",
-            manifest.name
-        ),
-    }
-
+    let mut list = Checklist::default();
+    list.gstreamer(&args, &specs);
+    let loaded = list.runtime(&args);
+    list.model(&args, loaded);
     if let Some(url) = &args.mqtt {
         match broker_reachable(url) {
-            Ok(what) => report(true, what),
-            Err(what) => report(false, what),
+            Ok(what) => list.report(true, what),
+            Err(what) => list.report(false, what),
         }
     }
-
-    if !missing_packages.is_empty() {
+    if !list.missing_packages.is_empty() {
         out!(
             "install what is missing with: apt-get install {}",
-            missing_packages.join(" ")
+            list.missing_packages.join(" ")
         );
     }
-    if problems > 0 {
+    if list.problems > 0 {
         anyhow::bail!(
-            "{problems} problem(s) found; see above (`make setup` installs everything pedvision uses)"
+            "{} problem(s) found; see above (`make setup` installs everything pedvision uses)",
+            list.problems
         );
     }
     out!("everything a run with these options needs is here");

@@ -9,7 +9,7 @@ use clap::Args;
 use pedvision::config::Manifest;
 use pedvision::train::dataset::{Dataset, Format};
 use pedvision::train::head::TrainOptions;
-use pedvision::train::retrain::{RetrainPlan, retrain};
+use pedvision::train::retrain::{RetrainPlan, RetrainReport, retrain};
 
 use super::common::{DEFAULT_MODEL, RuntimeArgs};
 
@@ -102,19 +102,7 @@ fn finite_in(name: &str, v: f32, lo: f32, hi: f32) -> anyhow::Result<()> {
 }
 
 pub fn execute(args: RetrainArgs) -> anyhow::Result<()> {
-    finite_in("lr", args.lr, 1e-7, 10.0)?;
-    finite_in("weight-decay", args.weight_decay, 0.0, 1.0)?;
-    finite_in("val-split", args.val_split, 0.0, 0.9)?;
-    anyhow::ensure!(
-        !args.name.is_empty() && !args.name.contains(['/', '\\']),
-        "--name {:?} must be a plain file name",
-        args.name
-    );
-    anyhow::ensure!(
-        !args.out.exists(),
-        "--out {} already exists; remove it or choose another folder",
-        args.out.display()
-    );
+    check_args(&args)?;
     let base = Manifest::load(&args.base_model)?;
     let mut dataset = Dataset::load(&args.data, args.format)?;
     if !args.classes.is_empty() {
@@ -152,6 +140,31 @@ pub fn execute(args: RetrainArgs) -> anyhow::Result<()> {
         progress: std::io::stderr().is_terminal(),
     };
     let report = retrain(&plan).context("retrain")?;
+    print_report(&report);
+    out!("report    {}", args.out.join("report.json").display());
+    Ok(())
+}
+
+/// The numeric and naming options, checked before any loading.
+fn check_args(args: &RetrainArgs) -> anyhow::Result<()> {
+    finite_in("lr", args.lr, 1e-7, 10.0)?;
+    finite_in("weight-decay", args.weight_decay, 0.0, 1.0)?;
+    finite_in("val-split", args.val_split, 0.0, 0.9)?;
+    anyhow::ensure!(
+        !args.name.is_empty() && !args.name.contains(['/', '\\']),
+        "--name {:?} must be a plain file name",
+        args.name
+    );
+    anyhow::ensure!(
+        !args.out.exists(),
+        "--out {} already exists; remove it or choose another folder",
+        args.out.display()
+    );
+    Ok(())
+}
+
+/// What the retrain made and how well the new head does, per class.
+fn print_report(report: &RetrainReport) {
     out!("model     {}", report.model.display());
     out!(
         "manifest  {}  (pedvision run --model {})",
@@ -188,6 +201,4 @@ pub fn execute(args: RetrainArgs) -> anyhow::Result<()> {
             show(c.ap50_95)
         );
     }
-    out!("report    {}", args.out.join("report.json").display());
-    Ok(())
 }

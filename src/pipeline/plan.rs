@@ -182,33 +182,10 @@ impl RunPlan {
     pub fn build(layers: &Layers, manifest: &Manifest) -> Result<Self, PlanError> {
         let c = layers.effective();
         let check = Check { layers };
-        let inputs = expand_folders(&c.inputs)?;
-        if inputs.is_empty() {
-            return Err(check.fail(&["inputs"], "[]", "must name at least one input"));
-        }
-        let sources = inputs
-            .iter()
-            .enumerate()
-            .map(|(i, input)| SourceSpec::parse(i as u32, input))
-            .collect::<Result<Vec<_>, _>>()?;
+        let sources = sources(&check, &c.inputs)?;
         let post = post_options(&check, &c, manifest)?;
         let (videos, metadata) = output_files(&check, &c.outputs, &sources)?;
-        let batch = check.valid(
-            &["batching", "size"],
-            c.batching.size,
-            |b| (1..=defaults::MAX_BATCH).contains(&b),
-            &format!("must be from 1 to {}", defaults::MAX_BATCH),
-        )?;
-        let timeout_ms = check.valid_opt(
-            &["batching", "timeout_ms"],
-            c.batching.timeout_ms,
-            |t| t <= 60_000,
-            "must be at most 60000 ms",
-        )?;
-        let any_live = sources.iter().any(SourceSpec::is_live);
-        let batch_timeout = timeout_ms
-            .or(any_live.then_some(defaults::LIVE_BATCH_TIMEOUT_MS))
-            .map(Duration::from_millis);
+        let (batch, batch_timeout) = batching(&check, &c, &sources)?;
         let tracking = tracker(&check, &c, post.conf)?;
         let rules = crate::analytics::Rules::validate(
             &c.lines,
@@ -253,7 +230,7 @@ impl RunPlan {
             model_name: manifest.name.clone(),
             runtime: RuntimeOptions { device, threads },
             ort_lib: c.model.ort_lib.clone(),
-            batch: batch.into(),
+            batch,
             batch_timeout,
             post,
             tracking,
@@ -262,6 +239,45 @@ impl RunPlan {
             sources,
         })
     }
+}
+
+/// The inputs, folders expanded, parsed into sources (ids in order).
+fn sources(check: &Check<'_>, inputs: &[String]) -> Result<Vec<SourceSpec>, PlanError> {
+    let inputs = expand_folders(inputs)?;
+    if inputs.is_empty() {
+        return Err(check.fail(&["inputs"], "[]", "must name at least one input"));
+    }
+    Ok(inputs
+        .iter()
+        .enumerate()
+        .map(|(i, input)| SourceSpec::parse(i as u32, input))
+        .collect::<Result<Vec<_>, _>>()?)
+}
+
+/// `[batching]`: the batch size, and how long a partial batch may wait (by
+/// default, full batches for files and a short wait when any input is live).
+fn batching(
+    check: &Check<'_>,
+    c: &PipelineConfig,
+    sources: &[SourceSpec],
+) -> Result<(usize, Option<Duration>), PlanError> {
+    let batch = check.valid(
+        &["batching", "size"],
+        c.batching.size,
+        |b| (1..=defaults::MAX_BATCH).contains(&b),
+        &format!("must be from 1 to {}", defaults::MAX_BATCH),
+    )?;
+    let timeout_ms = check.valid_opt(
+        &["batching", "timeout_ms"],
+        c.batching.timeout_ms,
+        |t| t <= 60_000,
+        "must be at most 60000 ms",
+    )?;
+    let any_live = sources.iter().any(SourceSpec::is_live);
+    let timeout = timeout_ms
+        .or(any_live.then_some(defaults::LIVE_BATCH_TIMEOUT_MS))
+        .map(Duration::from_millis);
+    Ok((batch.into(), timeout))
 }
 
 /// Thresholds, classes and the detection cap, with the model's input and labels.

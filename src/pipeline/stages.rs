@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crossbeam_channel::{Receiver, Sender};
 use ndarray::ArrayView4;
 
-use super::people::StreamPeople;
+use super::people::{FrameAnalysis, StreamPeople};
 use super::{Frame, Inferred, PreparedBatch};
 use crate::analytics::{Event, EventKind, MessageId};
 use crate::config::InputSpec;
@@ -183,6 +183,15 @@ impl StreamOutputs {
         }
     }
 
+    /// The id of this stream's next message.
+    fn next_id(&mut self) -> MessageId {
+        self.next_seq += 1;
+        MessageId {
+            run_id: self.run_id.clone(),
+            seq: self.next_seq - 1,
+        }
+    }
+
     fn draws(&self) -> bool {
         self.staged.is_some()
             || self.encoder.is_some()
@@ -211,10 +220,7 @@ pub fn post(
         .iter()
         .any(StreamOutputs::draws)
         .then(|| Overlay::new(&options.labels));
-    let started = Instant::now();
-    let mut last_log = started;
-    let mut last_rate = started;
-    let progress = Progress::new();
+    let mut pace = Pace::new();
     for Inferred { mut frame, outputs } in rx {
         let detections = options.detections(&frame, &outputs);
         let Some(out) = streams.get_mut(frame.stream_id as usize) else {
@@ -223,36 +229,16 @@ pub fn post(
         super::fault::inject("post", out.frames).map_err(super::PipelineError::from)?;
         let mut analysis = out.people.step(&frame, detections)?;
         if metadata.is_some() || mqtt.is_some() {
-            let id = |out: &mut StreamOutputs| {
-                out.next_seq += 1;
-                MessageId {
-                    run_id: out.run_id.clone(),
-                    seq: out.next_seq - 1,
-                }
-            };
-            let record_id = id(out);
-            for e in &mut analysis.events {
-                e.id = Some(id(out));
-            }
-            let mut record = FrameRecord::new(
+            record(
+                out,
                 &frame,
-                &analysis.detections,
-                &analysis.track_ids,
+                &mut analysis,
                 &options.labels,
-                &analysis.events,
-            );
-            record.id = Some(record_id);
-            publish(&record, &analysis.events, metadata.as_deref_mut(), mqtt)?;
+                metadata.as_deref_mut(),
+                mqtt,
+            )?;
         }
-        count_events(&out.metrics, &analysis.events);
-        out.metrics.tracks_live.set(out.people.tracks_live() as i64);
-        if let Some(captured) = frame.captured_unix_ns {
-            let ms = now_unix_ns().saturating_sub(captured) as f64 / 1e6;
-            out.latency.record_ms(ms);
-            out.metrics.latency.observe(ms / 1e3);
-        }
-        out.frames += 1;
-        out.metrics.processed.inc();
+        observe(out, &frame, &analysis);
         if let Some(overlay) = &overlay
             && out.draws()
         {
@@ -265,10 +251,75 @@ pub fn post(
             );
             show(out, frame)?;
         }
-        progress.update(streams);
-        if last_rate.elapsed() >= Duration::from_secs(1) {
-            let secs = last_rate.elapsed().as_secs_f64();
-            last_rate = Instant::now();
+        pace.tick(streams);
+    }
+    Ok(())
+}
+
+/// Gives the frame's record and events their message ids, then writes and sends
+/// them.
+fn record(
+    out: &mut StreamOutputs,
+    frame: &Frame,
+    analysis: &mut FrameAnalysis,
+    labels: &[String],
+    metadata: Option<&mut MetadataWriter>,
+    mqtt: Option<&crate::sinks::mqtt::MqttSink>,
+) -> crate::Result<()> {
+    let record_id = out.next_id();
+    for e in &mut analysis.events {
+        e.id = Some(out.next_id());
+    }
+    let mut record = FrameRecord::new(
+        frame,
+        &analysis.detections,
+        &analysis.track_ids,
+        labels,
+        &analysis.events,
+    );
+    record.id = Some(record_id);
+    publish(&record, &analysis.events, metadata, mqtt)
+}
+
+/// The stream's counters, gauges and latency for one processed frame.
+fn observe(out: &mut StreamOutputs, frame: &Frame, analysis: &FrameAnalysis) {
+    count_events(&out.metrics, &analysis.events);
+    out.metrics.tracks_live.set(out.people.tracks_live() as i64);
+    if let Some(captured) = frame.captured_unix_ns {
+        let ms = now_unix_ns().saturating_sub(captured) as f64 / 1e6;
+        out.latency.record_ms(ms);
+        out.metrics.latency.observe(ms / 1e3);
+    }
+    out.frames += 1;
+    out.metrics.processed.inc();
+}
+
+/// The post stage's clock for what it reports over time: the progress bar, each
+/// stream's fps gauge every second, a progress log line every 10 s when there is
+/// no bar.
+struct Pace {
+    started: Instant,
+    last_log: Instant,
+    last_rate: Instant,
+    progress: Progress,
+}
+
+impl Pace {
+    fn new() -> Self {
+        let now = Instant::now();
+        Self {
+            started: now,
+            last_log: now,
+            last_rate: now,
+            progress: Progress::new(),
+        }
+    }
+
+    fn tick(&mut self, streams: &mut [StreamOutputs]) {
+        self.progress.update(streams);
+        if self.last_rate.elapsed() >= Duration::from_secs(1) {
+            let secs = self.last_rate.elapsed().as_secs_f64();
+            self.last_rate = Instant::now();
             for s in streams.iter_mut() {
                 s.metrics
                     .fps
@@ -276,15 +327,14 @@ pub fn post(
                 s.frames_at_last_rate = s.frames;
             }
         }
-        if !progress.visible() && last_log.elapsed() >= Duration::from_secs(10) {
-            last_log = Instant::now();
-            let secs = started.elapsed().as_secs_f64();
+        if !self.progress.visible() && self.last_log.elapsed() >= Duration::from_secs(10) {
+            self.last_log = Instant::now();
+            let secs = self.started.elapsed().as_secs_f64();
             for (id, s) in streams.iter().enumerate() {
                 tracing::info!(stream = id, frames = s.frames, fps = %format!("{:.1}", s.frames as f64 / secs), "progress");
             }
         }
     }
-    Ok(())
 }
 
 /// Writes a frame's record to the metadata file and sends it, and each of its

@@ -63,54 +63,14 @@ impl Mp4Encoder {
         } else {
             gst::Fraction::new(25, 1)
         };
-        // Tag the stream with the source's colour space, so players convert it back
-        // the way the decoder meant it.
-        let (matrix, transfer, primaries) = match colour.matrix() {
-            Matrix::Bt601 => (
-                gst_video::VideoColorMatrix::Bt601,
-                gst_video::VideoTransferFunction::Bt709,
-                gst_video::VideoColorPrimaries::Smpte170m,
-            ),
-            Matrix::Bt709 => (
-                gst_video::VideoColorMatrix::Bt709,
-                gst_video::VideoTransferFunction::Bt709,
-                gst_video::VideoColorPrimaries::Bt709,
-            ),
-            Matrix::Bt2020 => (
-                gst_video::VideoColorMatrix::Bt2020,
-                gst_video::VideoTransferFunction::Bt202010,
-                gst_video::VideoColorPrimaries::Bt2020,
-            ),
-        };
-        let range = if colour.is_full_range() {
-            gst_video::VideoColorRange::Range0_255
-        } else {
-            gst_video::VideoColorRange::Range16_235
-        };
-        let colorimetry = gst_video::VideoColorimetry::new(range, matrix, transfer, primaries);
+        let colorimetry = colorimetry(colour);
         let info = gst_video::VideoInfo::builder(gst_video::VideoFormat::I420, width, height)
             .colorimetry(&colorimetry)
             .fps(fps)
             .build()
             .map_err(|e| setup(&e))?;
         let caps = info.to_caps().map_err(|e| setup(&e))?;
-        // 4:2:0 H.264 needs even sizes; odd ones are encoded as 4:4:4 instead.
-        let format = if width.is_multiple_of(2) && height.is_multiple_of(2) {
-            "I420"
-        } else {
-            "Y444"
-        };
-        // x264 on one thread, ultrafast: on a small machine the encoder's extra threads
-        // would preempt inference, which is the bottleneck. videoscale passes frames
-        // of the first size through untouched.
-        let pipeline = gst::parse::launch(&format!(
-            "appsrc name=src format=time block=true max-bytes=20000000 ! videoscale add-borders=true ! videoconvert ! \
-             video/x-raw,format={format},width={width},height={height},pixel-aspect-ratio=1/1 ! \
-             x264enc speed-preset=ultrafast pass=qual quantizer=23 threads=1 ! h264parse ! mp4mux ! filesink name=sink"
-        ))
-        .map_err(|e| setup(&e))?
-        .downcast::<gst::Pipeline>()
-        .map_err(|_| SinkError::EncoderSetup("launch did not give a pipeline".into()))?;
+        let pipeline = launch(width, height)?;
         let appsrc = pipeline
             .by_name("src")
             .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
@@ -266,6 +226,55 @@ impl Drop for Mp4Encoder {
     fn drop(&mut self) {
         let _ = self.pipeline.set_state(gst::State::Null);
     }
+}
+
+/// The colorimetry to tag the stream with: the source's colour space, so players
+/// convert it back the way the decoder meant it.
+fn colorimetry(colour: ColourSpace) -> gst_video::VideoColorimetry {
+    let (matrix, transfer, primaries) = match colour.matrix() {
+        Matrix::Bt601 => (
+            gst_video::VideoColorMatrix::Bt601,
+            gst_video::VideoTransferFunction::Bt709,
+            gst_video::VideoColorPrimaries::Smpte170m,
+        ),
+        Matrix::Bt709 => (
+            gst_video::VideoColorMatrix::Bt709,
+            gst_video::VideoTransferFunction::Bt709,
+            gst_video::VideoColorPrimaries::Bt709,
+        ),
+        Matrix::Bt2020 => (
+            gst_video::VideoColorMatrix::Bt2020,
+            gst_video::VideoTransferFunction::Bt202010,
+            gst_video::VideoColorPrimaries::Bt2020,
+        ),
+    };
+    let range = if colour.is_full_range() {
+        gst_video::VideoColorRange::Range0_255
+    } else {
+        gst_video::VideoColorRange::Range16_235
+    };
+    gst_video::VideoColorimetry::new(range, matrix, transfer, primaries)
+}
+
+/// The encoding pipeline, its caps fixed to `width`×`height`.
+fn launch(width: u32, height: u32) -> Result<gst::Pipeline, SinkError> {
+    // 4:2:0 H.264 needs even sizes; odd ones are encoded as 4:4:4 instead.
+    let format = if width.is_multiple_of(2) && height.is_multiple_of(2) {
+        "I420"
+    } else {
+        "Y444"
+    };
+    // x264 on one thread, ultrafast: on a small machine the encoder's extra threads
+    // would preempt inference, which is the bottleneck. videoscale passes frames
+    // of the first size through untouched.
+    gst::parse::launch(&format!(
+        "appsrc name=src format=time block=true max-bytes=20000000 ! videoscale add-borders=true ! videoconvert ! \
+         video/x-raw,format={format},width={width},height={height},pixel-aspect-ratio=1/1 ! \
+         x264enc speed-preset=ultrafast pass=qual quantizer=23 threads=1 ! h264parse ! mp4mux ! filesink name=sink"
+    ))
+    .map_err(|e| SinkError::EncoderSetup(e.to_string()))?
+    .downcast::<gst::Pipeline>()
+    .map_err(|_| SinkError::EncoderSetup("launch did not give a pipeline".into()))
 }
 
 /// Lays packed I420 planes out the way GStreamer's default video info expects
