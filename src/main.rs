@@ -55,12 +55,7 @@ fn quiet_panics() {
     }
     std::panic::set_hook(Box::new(|info| {
         let thread = std::thread::current();
-        let message = info
-            .payload()
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| info.payload().downcast_ref::<String>().cloned())
-            .unwrap_or_default();
+        let message = pedvision::pipeline::panic_message(info.payload());
         tracing::error!(
             thread = thread.name().unwrap_or("?"),
             at = %info.location().map_or(String::new(), |l| l.to_string()),

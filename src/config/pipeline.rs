@@ -186,12 +186,7 @@ impl MqttSection {
 
     /// This section with `over`'s values on top.
     fn overlaid(&self, over: &Self) -> Self {
-        let (Ok(mut base), Ok(top)) = (serde_json::to_value(self), serde_json::to_value(over))
-        else {
-            return over.clone();
-        };
-        merge(&mut base, &top);
-        serde_json::from_value(base).unwrap_or_else(|_| over.clone())
+        overlay(self, over)
     }
 }
 
@@ -296,6 +291,19 @@ fn line_of(text: &str, key: &[&str]) -> Option<usize> {
     None
 }
 
+/// `over`'s values on top of `base`'s, field by field (through JSON, so one
+/// merge serves every section).
+fn overlay<T>(base: &T, over: &T) -> T
+where
+    T: Serialize + serde::de::DeserializeOwned + Clone,
+{
+    let (Ok(mut merged), Ok(top)) = (serde_json::to_value(base), serde_json::to_value(over)) else {
+        return over.clone();
+    };
+    merge(&mut merged, &top);
+    serde_json::from_value(merged).unwrap_or_else(|_| over.clone())
+}
+
 /// Deep merge of JSON values: `over`'s non-null values (and non-empty lists) win.
 fn merge(base: &mut serde_json::Value, over: &serde_json::Value) {
     use serde_json::Value;
@@ -362,12 +370,7 @@ impl PipelineConfig {
     /// This configuration with `over`'s values on top, field by field (lists such
     /// as `inputs` and `lines` are replaced whole when `over` has any).
     pub fn overlaid(&self, over: &Self) -> Self {
-        let (Ok(mut base), Ok(top)) = (serde_json::to_value(self), serde_json::to_value(over))
-        else {
-            return over.clone();
-        };
-        merge(&mut base, &top);
-        serde_json::from_value(base).unwrap_or_else(|_| over.clone())
+        overlay(self, over)
     }
 
     /// Reads and checks a pipeline file, resolving relative paths against its folder.
