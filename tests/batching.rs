@@ -9,16 +9,17 @@ use std::path::Path;
 use common::*;
 use ndarray::ArrayView4;
 use pedvision::config::Manifest;
-use pedvision::infer::{Detector, RuntimeOptions, preprocess::Preprocessor, runtime};
+use pedvision::infer::{Detector, Device, RuntimeOptions, preprocess::Preprocessor, runtime};
 use pedvision::sources::read_frames;
 
 #[test]
 fn batch_of_four_equals_four_single_runs() {
-    runtime::init(None).expect("ONNX Runtime (make setup)");
+    runtime::init(None, Device::Cpu).expect("ONNX Runtime (make setup)");
     let manifest = Manifest::load(Path::new(MODEL)).unwrap();
     let mut detector = Detector::load(
         &manifest,
         &RuntimeOptions {
+            device: Device::Cpu,
             threads: 2,
             ..Default::default()
         },

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 use pedvision::config::{Manifest, defaults};
-use pedvision::infer::{Detector, Device, RuntimeOptions, runtime};
+use pedvision::infer::{Detector, Device, Precision, RuntimeOptions, runtime};
 use pedvision::model::classes::ClassFilter;
 use pedvision::pipeline::PostOptions;
 
@@ -51,16 +51,26 @@ pub struct DetectorArgs {
 /// Where and how ONNX Runtime runs: shared by every subcommand that runs a model.
 #[derive(Debug, Clone, Args)]
 pub struct RuntimeArgs {
-    /// Execution provider.
-    #[arg(long, value_parser = super::choice::<Device>(), default_value_t = Device::Cpu)]
+    /// Execution provider. `auto` tries TensorRT, CUDA, OpenVINO and the CPU, in
+    /// that order, among those whose library is installed, and logs its choice; a
+    /// named device never falls back.
+    #[arg(long, value_parser = super::choice::<Device>(), default_value_t = Device::Auto)]
     pub device: Device,
+
+    /// Arithmetic. `auto`: bf16 under OpenVINO on CPUs with AMX or AVX-512 BF16,
+    /// fp16 under TensorRT, fp32 otherwise. `int8` runs the model's quantized
+    /// version (its manifest's [variants] int8).
+    #[arg(long, value_parser = super::choice::<Precision>(), default_value_t = Precision::Auto)]
+    pub precision: Precision,
 
     /// Inference threads (0: one per core).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
 
     /// The ONNX Runtime library (libonnxruntime.so). Default: ORT_DYLIB_PATH, then
-    /// the project's .ort/lib (filled by `make setup`), then next to the executable.
+    /// the device's folder under the project's .ort/ (lib for cpu, openvino for
+    /// openvino, gpu for cuda and tensorrt; `make setup` fills the first two), then
+    /// the same folder next to the executable.
     #[arg(long, value_name = "PATH")]
     pub ort_lib: Option<PathBuf>,
 }
@@ -93,9 +103,10 @@ pub struct LoadedModel {
 impl RuntimeArgs {
     /// Loads the ONNX Runtime library; returns the session options.
     pub fn init(&self) -> anyhow::Result<RuntimeOptions> {
-        runtime::init(self.ort_lib.as_deref())?;
+        runtime::init(self.ort_lib.as_deref(), self.device)?;
         Ok(RuntimeOptions {
             device: self.device,
+            precision: self.precision,
             threads: self.threads,
         })
     }
@@ -104,7 +115,7 @@ impl RuntimeArgs {
 impl DetectorArgs {
     /// Reads the manifest and the class list: cheap checks, before any loading.
     pub fn manifest_and_classes(&self) -> anyhow::Result<(Manifest, ClassFilter)> {
-        let manifest = Manifest::load(&self.model)?;
+        let manifest = Manifest::load(&self.model)?.for_precision(self.runtime.precision)?;
         let classes = ClassFilter::parse(&self.classes, &manifest.labels).context("--classes")?;
         Ok((manifest, classes))
     }

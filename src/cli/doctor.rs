@@ -1,15 +1,15 @@
 //! `pedvision doctor`: checks what a run with these options needs, and says how to
 //! install what is missing: the GStreamer elements each configured source and sink
-//! uses, the ONNX Runtime library and its version, which execution providers really
-//! load, and the model. Exit 1 when something the run needs is missing.
+//! uses, the CPU's features, and for every device its ONNX Runtime library and which
+//! precisions really load the model ([`super::doctor_devices`]). Exit 1 when
+//! something the run needs is missing.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
 use gstreamer as gst;
-use pedvision::config::Manifest;
-use pedvision::infer::{Detector, Device, RuntimeOptions, runtime};
+use pedvision::infer::{Device, Precision};
 use pedvision::sources::{SourceKind, SourceSpec};
 
 use super::common::DEFAULT_MODEL;
@@ -33,9 +33,19 @@ pub struct DoctorArgs {
     #[arg(long)]
     pub display: bool,
 
-    /// The device a run will use; its provider must load.
-    #[arg(long, value_parser = super::choice::<Device>(), default_value_t = Device::Cpu)]
+    /// The device a run will use; its provider must load the model (for `auto`,
+    /// at least one provider must).
+    #[arg(long, value_parser = super::choice::<Device>(), default_value_t = Device::Auto)]
     pub device: Device,
+
+    /// The precision a run will use; the device must load the model at it.
+    #[arg(long, value_parser = super::choice::<Precision>(), default_value_t = Precision::Auto)]
+    pub precision: Precision,
+
+    /// Internal: check one device in this process (doctor runs one child per
+    /// device, since a process loads one ONNX Runtime library).
+    #[arg(long, hide = true, value_parser = super::choice::<Device>())]
+    pub probe_device: Option<Device>,
 
     /// Model manifest to check.
     #[arg(long, default_value = DEFAULT_MODEL, value_name = "PATH")]
@@ -74,6 +84,13 @@ impl DoctorArgs {
         {
             self.device = Device::parse(device)
                 .map_err(|e| anyhow::anyhow!("[model] device {e}"))
+                .with_context(|| format!("pipeline file {}", path.display()))?;
+        }
+        if !given(m, "precision")
+            && let Some(precision) = &file.model.precision
+        {
+            self.precision = Precision::parse(precision)
+                .map_err(|e| anyhow::anyhow!("[model] precision {e}"))
                 .with_context(|| format!("pipeline file {}", path.display()))?;
         }
         if self.ort_lib.is_none() {
@@ -196,64 +213,28 @@ impl Checklist {
         }
     }
 
-    /// The ONNX Runtime library; whether it loaded.
-    fn runtime(&mut self, args: &DoctorArgs) -> bool {
-        let path = match runtime::find_library(args.ort_lib.as_deref()) {
-            Ok(path) => path,
-            Err(e) => {
-                self.report(false, e.to_string());
-                return false;
-            }
-        };
-        if let Err(e) = runtime::init(Some(&path)) {
+    /// The CPU, then every device's library and the precisions that load the
+    /// model; the run's device and precision must be among them.
+    fn inference(&mut self, args: &DoctorArgs) {
+        use super::doctor_devices as devices;
+        out!("ok      {}", devices::cpu_line());
+        if let Err(e) = pedvision::config::Manifest::load(&args.model) {
             self.report(false, e.to_string());
-            return false;
+            return;
         }
-        // The build info string carries no version; the library's real file name
-        // does (libonnxruntime.so.1.31.1).
-        let real = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
-        let name = real
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let version = name
-            .strip_prefix("libonnxruntime.so.")
-            .unwrap_or("(version not in the file name)");
-        self.report(
-            true,
-            format!("ONNX Runtime {version} at {}", path.display()),
-        );
-        true
-    }
-
-    /// The model's manifest, and which providers load the model (only the one
-    /// the run will use is required).
-    fn model(&mut self, args: &DoctorArgs, runtime_loaded: bool) {
-        match Manifest::load(&args.model) {
-            Err(e) => self.report(false, e.to_string()),
-            Ok(manifest) if runtime_loaded => {
-                for device in [Device::Cpu, Device::Cuda, Device::Tensorrt] {
-                    let options = RuntimeOptions { device, threads: 1 };
-                    match Detector::load(&manifest, &options) {
-                        Ok(_) => {
-                            self.report(true, format!("provider {device}: loads {}", manifest.name))
-                        }
-                        Err(e) if device != args.device => {
-                            out!("-       provider {device}: not available ({e})")
-                        }
-                        Err(e) => self.report(false, format!("provider {device}: {e}")),
-                    }
-                }
-            }
-            Ok(manifest) => out!(
-                "-       model {} not loaded (no ONNX Runtime)",
-                manifest.name
-            ),
+        let results = devices::probe_all(&args.model, args.ort_lib.as_deref());
+        match devices::covers(&results, args.device, args.precision) {
+            Ok(what) => self.report(true, what),
+            Err(what) => self.report(false, what),
         }
     }
 }
 
 pub fn execute(mut args: DoctorArgs, matches: &clap::ArgMatches) -> anyhow::Result<()> {
+    if let Some(device) = args.probe_device {
+        super::doctor_devices::probe_one(device, &args.model, args.ort_lib.as_deref());
+        return Ok(());
+    }
     args.merge_config(matches)?;
     let inputs = if args.input.is_empty() {
         vec![super::common::DEMO_CLIP.to_string()]
@@ -267,8 +248,7 @@ pub fn execute(mut args: DoctorArgs, matches: &clap::ArgMatches) -> anyhow::Resu
         .collect::<Result<Vec<_>, _>>()?;
     let mut list = Checklist::default();
     list.gstreamer(&args, &specs);
-    let loaded = list.runtime(&args);
-    list.model(&args, loaded);
+    list.inference(&args);
     if let Some(url) = &args.mqtt {
         match broker_reachable(url) {
             Ok(what) => list.report(true, what),

@@ -37,7 +37,7 @@ pub struct EvalArgs {
 }
 
 pub fn execute(args: EvalArgs) -> anyhow::Result<()> {
-    let manifest = Manifest::load(&args.model)?;
+    let manifest = Manifest::load(&args.model)?.for_precision(args.runtime.precision)?;
     let dataset = Dataset::load(&args.data, args.format)?;
     tracing::info!("{}", dataset.summary());
     for s in &dataset.skipped {

@@ -14,6 +14,7 @@ macro_rules! out {
 pub mod bench;
 pub mod common;
 pub mod doctor;
+pub mod doctor_devices;
 pub mod eval;
 pub mod mqtt;
 pub mod retrain;

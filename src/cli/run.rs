@@ -196,6 +196,7 @@ impl RunArgs {
         layer!(m, l, names; model.iou <- "iou" "--iou" = d.iou);
         layer!(m, l, names; model.max_detections <- "max_detections" "--max-detections" = d.max_detections);
         layer!(m, l, names; model.device <- "device" "--device" = d.runtime.device.name().to_string());
+        layer!(m, l, names; model.precision <- "precision" "--precision" = d.runtime.precision.name().to_string());
         layer!(m, l, names; model.threads <- "threads" "--threads" = d.runtime.threads);
         layer!(m, l, names; model.ort_lib <- "ort_lib" "--ort-lib" = d.runtime.ort_lib.clone().unwrap_or_default());
         layer!(m, l, names; batching.size <- "batch" "--batch" = d.batch);
@@ -279,8 +280,11 @@ pub fn execute(args: RunArgs, matches: &ArgMatches) -> anyhow::Result<()> {
     let manifest = Manifest::load(&model_path)?;
     // Inputs, outputs and every value are checked before the model loads: a typo
     // should fail in milliseconds.
-    let plan = RunPlan::build(&layers, &manifest)?;
-    runtime::init(plan.ort_lib.as_deref())?;
+    let mut plan = RunPlan::build(&layers, &manifest)?;
+    let manifest = manifest.for_precision(plan.runtime.precision)?;
+    plan.model_path = manifest.path.clone();
+    plan.model_name = manifest.name.clone();
+    runtime::init(plan.ort_lib.as_deref(), plan.runtime.device)?;
     let mut detector = Detector::load(&manifest, &plan.runtime)?;
     let stop = Arc::new(AtomicBool::new(false));
     install_stop_handler(stop.clone());

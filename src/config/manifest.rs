@@ -79,12 +79,77 @@ pub struct Manifest {
     pub input: InputSpec,
     /// The network outputs.
     pub output: OutputSpec,
+    /// Other versions of this model, by precision.
+    #[serde(default)]
+    pub variants: Variants,
+    /// How a quantized model was made; present only in an int8 model's manifest.
+    #[serde(default)]
+    pub quantization: Option<Quantization>,
     /// Where the manifest was read from.
     #[serde(skip)]
     pub path: PathBuf,
 }
 
+/// Other versions of a model, each a manifest path relative to this manifest.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Variants {
+    /// The INT8 version (`--precision int8`).
+    pub int8: Option<PathBuf>,
+}
+
+/// How a quantized model was made and how close it is to its float source: a
+/// record for people; only `precision` is read by the code.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Quantization {
+    /// Always "int8".
+    pub precision: String,
+    pub method: Option<String>,
+    pub calibration: Option<String>,
+    pub source: Option<String>,
+    pub script: Option<String>,
+    pub parity: Option<String>,
+}
+
 impl Manifest {
+    /// Whether this is a quantized (int8) model.
+    pub fn is_int8(&self) -> bool {
+        self.quantization.is_some()
+    }
+
+    /// The manifest to run at `precision`: for int8, this model's INT8 version
+    /// (itself if it is one); otherwise this one.
+    pub fn for_precision(self, precision: crate::infer::Precision) -> Result<Self, ManifestError> {
+        if precision != crate::infer::Precision::Int8 || self.is_int8() {
+            return Ok(self);
+        }
+        let Some(int8) = &self.variants.int8 else {
+            return Err(ManifestError::Invalid {
+                path: self.path.clone(),
+                reason: "--precision int8 needs an INT8 version of the model, and this manifest names none ([variants] int8 = \"...toml\"; models/quantize.sh makes one)".into(),
+            });
+        };
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        let variant = Self::load(&dir.join(int8))?;
+        if !variant.is_int8() {
+            return Err(ManifestError::Invalid {
+                path: variant.path.clone(),
+                reason: "named as the int8 variant, but has no [quantization] table".into(),
+            });
+        }
+        if variant.labels != self.labels || variant.input != self.input {
+            return Err(ManifestError::Invalid {
+                path: variant.path.clone(),
+                reason: format!(
+                    "the int8 variant's labels or input differ from {}",
+                    self.path.display()
+                ),
+            });
+        }
+        Ok(variant)
+    }
+
     /// Reads a manifest. `path` is the TOML file, or an `.onnx` file whose manifest
     /// is the `.toml` of the same name beside it. The ONNX path in the result is
     /// resolved against the manifest's folder.
@@ -172,6 +237,14 @@ impl Manifest {
             return Err(invalid(
                 "`input.std` must be finite and non-zero, `input.mean` finite".into(),
             ));
+        }
+        if let Some(q) = &self.quantization
+            && q.precision != "int8"
+        {
+            return Err(invalid(format!(
+                "`quantization.precision` {:?} is not supported (only \"int8\")",
+                q.precision
+            )));
         }
         Ok(())
     }

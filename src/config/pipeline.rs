@@ -75,8 +75,10 @@ pub struct ModelSection {
     pub conf: Option<f32>,
     /// NMS IoU threshold, in (0, 1].
     pub iou: Option<f32>,
-    /// Execution provider: `cpu`, `cuda` or `tensorrt`.
+    /// Execution provider: `auto`, `cpu`, `openvino`, `cuda` or `tensorrt`.
     pub device: Option<String>,
+    /// Arithmetic: `auto`, `fp32`, `bf16`, `fp16` or `int8`.
+    pub precision: Option<String>,
     /// Inference threads (0: one per core).
     pub threads: Option<usize>,
     /// The ONNX Runtime library.
@@ -332,6 +334,7 @@ impl PipelineConfig {
                 conf: Some(defaults::CONF),
                 iou: Some(defaults::IOU),
                 device: Some(crate::infer::Device::default().name().into()),
+                precision: Some(crate::infer::Precision::default().name().into()),
                 threads: Some(0),
                 max_detections: Some(defaults::MAX_DETECTIONS),
                 ..Default::default()

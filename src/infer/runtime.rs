@@ -1,30 +1,155 @@
-//! The ONNX Runtime shared library and execution providers.
+//! The ONNX Runtime shared libraries and which one a device loads.
 //!
-//! `ort` is built with `load-dynamic`: the library is found at run time, in this
-//! order: `--ort-lib`, `ORT_DYLIB_PATH`, the project's `.ort/lib` (where
-//! `scripts/setup.sh` puts the library from the `onnxruntime` PyPI wheel), then next
-//! to the executable. A missing library is an error that says what to run.
+//! `ort` is built with `load-dynamic` and an API floor of 1.24, so one binary loads
+//! either build `scripts/setup.sh` installs from PyPI: `.ort/lib` (onnxruntime
+//! 1.31.1, the CPU provider) or `.ort/openvino` (onnxruntime-openvino 1.24.1, the
+//! OpenVINO provider and the CPU one), or a CUDA build (`.ort/gpu`, or `--ort-lib`).
+//! A process loads one library, once: the first device's choice holds.
+//!
+//! Which library: `--ort-lib`, then `ORT_DYLIB_PATH`, then the device's own folder
+//! ([`LibraryKind::for_device`]) under the project's `.ort/`, then beside the
+//! executable. `auto` takes the GPU build where an NVIDIA GPU and that build are
+//! present, else the OpenVINO build where installed, else the CPU build. A missing
+//! library is an error that says what to run.
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-/// Library file names tried in each folder, most specific first.
-const LIBRARY_NAMES: [&str; 2] = ["libonnxruntime.so.1.31.1", "libonnxruntime.so"];
+pub use super::device::{Device, Precision};
 
-/// The folder `scripts/setup.sh` fills, known at build time.
-const PROJECT_LIB_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/.ort/lib");
+/// The project's `.ort` folder that `scripts/setup.sh` fills, known at build time.
+const PROJECT_ORT_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/.ort");
+
+/// The ONNX Runtime builds pedvision knows where to find.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LibraryKind {
+    /// `onnxruntime` 1.31.1 from PyPI: the CPU provider.
+    Cpu,
+    /// `onnxruntime-openvino` 1.24.1 from PyPI: OpenVINO and CPU providers.
+    Openvino,
+    /// A CUDA build (`onnxruntime-gpu`): TensorRT, CUDA and CPU providers.
+    Gpu,
+}
+
+impl LibraryKind {
+    /// The build a device needs; `auto` looks at what is installed.
+    pub fn for_device(device: Device) -> Self {
+        match device {
+            Device::Cpu => Self::Cpu,
+            Device::Openvino => Self::Openvino,
+            Device::Cuda | Device::Tensorrt => Self::Gpu,
+            Device::Auto => {
+                if nvidia_gpu_present() && Self::Gpu.find_installed().is_some() {
+                    Self::Gpu
+                } else if Self::Openvino.find_installed().is_some() {
+                    Self::Openvino
+                } else {
+                    Self::Cpu
+                }
+            }
+        }
+    }
+
+    /// The folder name under `.ort/` (and beside the executable).
+    pub fn dir_name(self) -> &'static str {
+        match self {
+            Self::Cpu => "lib",
+            Self::Openvino => "openvino",
+            Self::Gpu => "gpu",
+        }
+    }
+
+    /// File names tried in each folder, most specific first.
+    fn file_names(self) -> &'static [&'static str] {
+        match self {
+            Self::Cpu => &["libonnxruntime.so.1.31.1", "libonnxruntime.so"],
+            Self::Openvino => &["libonnxruntime.so.1.24.1", "libonnxruntime.so"],
+            Self::Gpu => &["libonnxruntime.so"],
+        }
+    }
+
+    /// Folders searched, in order.
+    fn dirs(self) -> Vec<PathBuf> {
+        let mut dirs = vec![Path::new(PROJECT_ORT_DIR).join(self.dir_name())];
+        if let Some(exe_dir) = std::env::current_exe()
+            .ok()
+            .and_then(|p| p.parent().map(Path::to_path_buf))
+        {
+            dirs.push(exe_dir.join(self.dir_name()));
+            if self == Self::Cpu {
+                dirs.push(exe_dir);
+            }
+        }
+        dirs
+    }
+
+    /// The installed library of this kind, if any.
+    pub fn find_installed(self) -> Option<PathBuf> {
+        self.dirs().into_iter().find_map(|dir| {
+            self.file_names()
+                .iter()
+                .map(|name| dir.join(name))
+                .find(|candidate| candidate.is_file())
+        })
+    }
+
+    /// What to do when this kind is missing.
+    fn remedy(self) -> &'static str {
+        match self {
+            Self::Cpu | Self::Openvino => {
+                "run `make setup` (scripts/setup.sh), or pass --ort-lib or set ORT_DYLIB_PATH"
+            }
+            Self::Gpu => {
+                "put the onnxruntime-gpu wheel's libraries in .ort/gpu, or pass --ort-lib or set ORT_DYLIB_PATH"
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for LibraryKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Cpu => "CPU build",
+            Self::Openvino => "OpenVINO build",
+            Self::Gpu => "CUDA build",
+        })
+    }
+}
+
+/// Whether the NVIDIA driver is loaded on this machine.
+pub fn nvidia_gpu_present() -> bool {
+    Path::new("/proc/driver/nvidia/version").exists() || Path::new("/dev/nvidiactl").exists()
+}
 
 /// Errors from the ONNX Runtime library, its providers and the model session.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
+    #[error("ONNX Runtime library ({kind}) not found (looked in: {searched}); {remedy}")]
+    LibraryNotFound {
+        kind: LibraryKind,
+        searched: String,
+        remedy: &'static str,
+    },
     #[error(
-        "ONNX Runtime library not found (looked in: {searched}); run `make setup` (scripts/setup.sh), or pass --ort-lib or set ORT_DYLIB_PATH"
+        "this process already loaded ONNX Runtime from {loaded}; {device} needs {wanted} (one library per process)"
     )]
-    LibraryNotFound { searched: String },
+    LibraryConflict {
+        loaded: PathBuf,
+        wanted: PathBuf,
+        device: Device,
+    },
     #[error("cannot load the ONNX Runtime library {path}: {message}")]
     LibraryLoad { path: PathBuf, message: String },
     #[error("execution provider {device} is not available: {message}")]
     Provider { device: Device, message: String },
+    #[error("--device {device} --precision {precision}: {reason}")]
+    Precision {
+        device: Device,
+        precision: Precision,
+        reason: String,
+    },
+    #[error("no execution provider loaded the model with --device auto: {tried}")]
+    NoDevice { tried: String },
     #[error("model file not found: {path}")]
     ModelMissing { path: PathBuf },
     #[error("cannot load model {path}: {message}")]
@@ -35,126 +160,101 @@ pub enum RuntimeError {
     Run(String),
 }
 
-/// Where inference runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Device {
-    /// ONNX Runtime's CPU provider.
-    #[default]
-    Cpu,
-    /// NVIDIA GPU through the CUDA provider.
-    Cuda,
-    /// NVIDIA GPU through TensorRT, with CUDA for what TensorRT does not take.
-    Tensorrt,
-}
-
-impl crate::choice::Choice for Device {
-    const ALL: &'static [Self] = &[Self::Cpu, Self::Cuda, Self::Tensorrt];
-    fn name(self) -> &'static str {
-        match self {
-            Self::Cpu => "cpu",
-            Self::Cuda => "cuda",
-            Self::Tensorrt => "tensorrt",
-        }
-    }
-    fn about(self) -> &'static str {
-        match self {
-            Self::Cpu => "ONNX Runtime's CPU provider",
-            Self::Cuda => "NVIDIA GPU through the CUDA provider",
-            Self::Tensorrt => "NVIDIA GPU through TensorRT, with CUDA for the rest",
-        }
-    }
-}
-
-impl std::fmt::Display for Device {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(crate::choice::Choice::name(*self))
-    }
-}
-
 /// How to set up the runtime and the session.
 #[derive(Debug, Clone, Default)]
 pub struct RuntimeOptions {
     /// Execution provider.
     pub device: Device,
+    /// Arithmetic, resolved per provider by [`Precision::resolve`].
+    pub precision: Precision,
     /// Intra-op threads; 0 means one per core.
     pub threads: usize,
 }
 
-/// Finds the ONNX Runtime library (see the module docs for the order).
-pub fn find_library(explicit: Option<&Path>) -> Result<PathBuf, RuntimeError> {
+/// Finds the ONNX Runtime library for `device` (see the module docs for the order).
+pub fn find_library(explicit: Option<&Path>, device: Device) -> Result<PathBuf, RuntimeError> {
+    let kind = LibraryKind::for_device(device);
+    let not_found = |searched: String| RuntimeError::LibraryNotFound {
+        kind,
+        searched,
+        remedy: kind.remedy(),
+    };
     if let Some(path) = explicit {
         return if path.is_file() {
             Ok(path.to_path_buf())
         } else {
-            Err(RuntimeError::LibraryNotFound {
-                searched: format!("--ort-lib {}", path.display()),
-            })
+            Err(not_found(format!("--ort-lib {}", path.display())))
         };
     }
     if let Some(path) = std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from) {
         return if path.is_file() {
             Ok(path)
         } else {
-            Err(RuntimeError::LibraryNotFound {
-                searched: format!("ORT_DYLIB_PATH={}", path.display()),
-            })
+            Err(not_found(format!("ORT_DYLIB_PATH={}", path.display())))
         };
     }
-    let mut dirs = vec![PathBuf::from(PROJECT_LIB_DIR)];
-    if let Some(exe_dir) = std::env::current_exe()
-        .ok()
-        .and_then(|p| p.parent().map(Path::to_path_buf))
-    {
-        dirs.push(exe_dir.join("lib"));
-        dirs.push(exe_dir);
-    }
-    for dir in &dirs {
-        for name in LIBRARY_NAMES {
-            let candidate = dir.join(name);
-            if candidate.is_file() {
-                return Ok(candidate);
-            }
-        }
-    }
-    let searched = dirs
-        .iter()
-        .map(|d| d.display().to_string())
-        .collect::<Vec<_>>()
-        .join(", ");
-    Err(RuntimeError::LibraryNotFound { searched })
+    kind.find_installed().ok_or_else(|| {
+        not_found(
+            kind.dirs()
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        )
+    })
 }
 
-static ENVIRONMENT: OnceLock<Result<ort::environment::Environment, String>> = OnceLock::new();
+/// The library a process loaded.
+struct Loaded {
+    environment: ort::environment::Environment,
+    path: PathBuf,
+}
 
-/// Loads the library and creates the process-wide ONNX Runtime environment, once.
-/// Later calls return the first call's outcome.
-pub fn init(explicit: Option<&Path>) -> Result<(), RuntimeError> {
-    let path = find_library(explicit)?;
+static ENVIRONMENT: OnceLock<Result<Loaded, (PathBuf, String)>> = OnceLock::new();
+
+/// Loads `device`'s library and creates the process-wide ONNX Runtime environment,
+/// once; returns the library's path. A later call for another library is an error.
+pub fn init(explicit: Option<&Path>, device: Device) -> Result<PathBuf, RuntimeError> {
+    let path = find_library(explicit, device)?;
     let outcome = ENVIRONMENT.get_or_init(|| {
-        let builder = ort::init_from(&path).map_err(|e| e.to_string())?;
-        builder
+        let fail = |e: String| (path.clone(), e);
+        let environment = ort::init_from(&path)
+            .map_err(|e| fail(e.to_string()))?
             .with_name("pedvision")
             .build()
-            .map_err(|e| e.to_string())
+            .map_err(|e| fail(e.to_string()))?;
+        Ok(Loaded {
+            environment,
+            path: path.clone(),
+        })
     });
     match outcome {
-        Ok(_) => {
+        Ok(loaded) if same_file(&loaded.path, &path) => {
             tracing::debug!(library = %path.display(), "ONNX Runtime loaded");
-            Ok(())
+            Ok(path)
         }
-        Err(message) => Err(RuntimeError::LibraryLoad {
-            path,
+        Ok(loaded) => Err(RuntimeError::LibraryConflict {
+            loaded: loaded.path.clone(),
+            wanted: path,
+            device,
+        }),
+        Err((path, message)) => Err(RuntimeError::LibraryLoad {
+            path: path.clone(),
             message: message.clone(),
         }),
     }
 }
 
+fn same_file(a: &Path, b: &Path) -> bool {
+    a == b || std::fs::canonicalize(a).ok() == std::fs::canonicalize(b).ok()
+}
+
 /// The environment made by [`init`]; an error if `init` has not succeeded.
 pub fn environment() -> Result<&'static ort::environment::Environment, RuntimeError> {
     match ENVIRONMENT.get() {
-        Some(Ok(env)) => Ok(env),
-        Some(Err(message)) => Err(RuntimeError::LibraryLoad {
-            path: PathBuf::new(),
+        Some(Ok(loaded)) => Ok(&loaded.environment),
+        Some(Err((path, message))) => Err(RuntimeError::LibraryLoad {
+            path: path.clone(),
             message: message.clone(),
         }),
         None => Err(RuntimeError::LibraryLoad {
@@ -164,13 +264,40 @@ pub fn environment() -> Result<&'static ort::environment::Environment, RuntimeEr
     }
 }
 
+/// The execution providers the loaded library was built with (ONNX Runtime's
+/// names, such as `OpenVINOExecutionProvider`).
+pub fn available_providers() -> Vec<&'static str> {
+    use ort::ep::ExecutionProvider;
+    let mut names = Vec::new();
+    let mut check = |name: &'static str, available: ort::Result<bool>| {
+        if available.unwrap_or(false) {
+            names.push(name);
+        }
+    };
+    check(
+        "TensorrtExecutionProvider",
+        ort::ep::TensorRT::is_available(),
+    );
+    check("CUDAExecutionProvider", ort::ep::CUDA::is_available());
+    check(
+        "OpenVINOExecutionProvider",
+        ort::ep::OpenVINO::is_available(),
+    );
+    check("CPUExecutionProvider", ort::ep::CPU::is_available());
+    names
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn explicit_missing_library_is_a_clear_error() {
-        let err = find_library(Some(Path::new("/nonexistent/libonnxruntime.so"))).unwrap_err();
+        let err = find_library(
+            Some(Path::new("/nonexistent/libonnxruntime.so")),
+            Device::Cpu,
+        )
+        .unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains("/nonexistent/libonnxruntime.so"), "{msg}");
         assert!(msg.contains("make setup"), "{msg}");

@@ -4,13 +4,19 @@
 //! `run` takes `&mut self` (ONNX Runtime sessions are used by one worker at a time);
 //! the inference stage owns the `Detector`. Outputs are copied out per frame so the
 //! post-processing stage can work on them while the next batch runs.
+//!
+//! `--device auto` tries the providers the loaded library has, fastest first, and
+//! keeps the first whose session builds on the model; each precision is settled by
+//! [`Precision::resolve`]. An explicit device is tried alone: it never falls back.
 
 use ndarray::ArrayView4;
 use ort::ep;
 use ort::session::{Session, builder::GraphOptimizationLevel};
 use ort::value::{TensorRef, ValueType};
 
-use super::runtime::{Device, RuntimeError, RuntimeOptions};
+use super::cpu_features::CpuFeatures;
+use super::device::{Device, Precision};
+use super::runtime::{RuntimeError, RuntimeOptions};
 use crate::config::Manifest;
 use crate::model::nanodet::{Layout, LevelOutputs};
 
@@ -45,6 +51,8 @@ pub struct Detector {
     class_outputs: Vec<String>,
     box_outputs: Vec<String>,
     layout: Layout,
+    device: Device,
+    precision: Precision,
 }
 
 fn ort_message(e: impl std::fmt::Display) -> String {
@@ -52,19 +60,75 @@ fn ort_message(e: impl std::fmt::Display) -> String {
 }
 
 impl Detector {
-    /// Loads the manifest's model on the chosen device and checks its tensors
-    /// against the manifest. [`super::runtime::init`] must have succeeded.
+    /// Loads the manifest's model on the chosen device (for `auto`, the first
+    /// provider that loads it) and checks its tensors against the manifest.
+    /// [`super::runtime::init`] must have succeeded.
     pub fn load(manifest: &Manifest, options: &RuntimeOptions) -> Result<Self, RuntimeError> {
         let path = &manifest.onnx;
         if !path.is_file() {
             return Err(RuntimeError::ModelMissing { path: path.clone() });
         }
+        let cpu = CpuFeatures::detect();
+        let int8 = manifest.is_int8();
+        if options.device != Device::Auto {
+            let precision = options
+                .precision
+                .resolve(options.device, &cpu, int8)
+                .map_err(|reason| RuntimeError::Precision {
+                    device: options.device,
+                    precision: options.precision,
+                    reason,
+                })?;
+            return Self::load_on(manifest, options, options.device, precision);
+        }
+        let mut tried = Vec::new();
+        for device in auto_candidates() {
+            let outcome = options
+                .precision
+                .resolve(device, &cpu, int8)
+                .map_err(|reason| RuntimeError::Precision {
+                    device,
+                    precision: options.precision,
+                    reason,
+                })
+                .and_then(|precision| Self::load_on(manifest, options, device, precision));
+            match outcome {
+                Ok(detector) => {
+                    tracing::info!(device = %device, precision = %detector.precision, "--device auto chose {device}");
+                    return Ok(detector);
+                }
+                // The model itself is at fault: no other provider will do better.
+                Err(
+                    e @ (RuntimeError::ManifestMismatch { .. } | RuntimeError::ModelMissing { .. }),
+                ) => {
+                    return Err(e);
+                }
+                Err(e) => {
+                    tracing::info!(device = %device, "--device auto: {device} not used: {e}");
+                    tried.push(format!("{device}: {e}"));
+                }
+            }
+        }
+        Err(RuntimeError::NoDevice {
+            tried: tried.join("; "),
+        })
+    }
+
+    /// Loads the model on one provider at one precision.
+    fn load_on(
+        manifest: &Manifest,
+        options: &RuntimeOptions,
+        device: Device,
+        precision: Precision,
+    ) -> Result<Self, RuntimeError> {
+        let path = &manifest.onnx;
         let threads = resolve_threads(options.threads);
         let load_err = |message: String| RuntimeError::ModelLoad {
             path: path.clone(),
             message,
         };
-        let mut builder = session_builder(options, path)?;
+        let builder = session_builder(options, path)?;
+        let mut builder = register_device(builder, device, precision, threads)?;
         let session = builder
             .commit_from_file(path)
             .map_err(|e| load_err(e.to_string()))?;
@@ -74,10 +138,22 @@ impl Detector {
             class_outputs: manifest.output.class_outputs.clone(),
             box_outputs: manifest.output.box_outputs.clone(),
             layout: manifest.layout(),
+            device,
+            precision,
         };
         detector.check_against(manifest)?;
-        tracing::info!(model = %manifest.name, path = %path.display(), device = %options.device, threads, "model loaded");
+        tracing::info!(model = %manifest.name, path = %path.display(), %device, %precision, threads, "model loaded");
         Ok(detector)
+    }
+
+    /// The provider the model runs on (never `auto`).
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    /// The arithmetic it runs in (never `auto`).
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
     /// The output layout this detector was checked against.
@@ -189,9 +265,8 @@ pub(crate) fn resolve_threads(threads: usize) -> usize {
     }
 }
 
-/// A session builder with pedvision's settings (optimisation, threads, no spinning)
-/// and the chosen device's execution providers, for the model at `path` (named in
-/// errors).
+/// A session builder with pedvision's settings (optimisation, threads, no
+/// spinning), for the model at `path` (named in errors); no provider registered.
 pub(crate) fn session_builder(
     options: &RuntimeOptions,
     path: &std::path::Path,
@@ -201,7 +276,7 @@ pub(crate) fn session_builder(
         path: path.to_path_buf(),
         message,
     };
-    let builder = Session::builder(environment)
+    Session::builder(environment)
         .map_err(ort_message)
         .and_then(|b| {
             b.with_optimization_level(GraphOptimizationLevel::Level3)
@@ -215,8 +290,7 @@ pub(crate) fn session_builder(
         // Spinning workers would take the cores that decode, overlay and encode
         // need while inference waits for the next batch.
         .and_then(|b| b.with_intra_op_spinning(false).map_err(ort_message))
-        .map_err(load_err)?;
-    register_device(builder, options.device)
+        .map_err(load_err)
 }
 
 /// Checks a tensor type against `want` (-1 = any). On mismatch returns the actual
@@ -239,15 +313,62 @@ fn check_shape(dtype: &ValueType, want: &[i64]) -> Result<(), String> {
     }
 }
 
-fn register_device(
+/// What `--device auto` tries, fastest first: the providers the loaded library
+/// has, GPU ones only where an NVIDIA driver is loaded.
+fn auto_candidates() -> Vec<Device> {
+    let available = super::runtime::available_providers();
+    Device::AUTO_ORDER
+        .into_iter()
+        .filter(|d| match d {
+            Device::Tensorrt => available.contains(&"TensorrtExecutionProvider"),
+            Device::Cuda => available.contains(&"CUDAExecutionProvider"),
+            Device::Openvino => available.contains(&"OpenVINOExecutionProvider"),
+            _ => true,
+        })
+        .filter(|d| !d.is_gpu() || super::runtime::nvidia_gpu_present())
+        .collect()
+}
+
+/// The OpenVINO CPU plugin's `INFERENCE_PRECISION_HINT` for a precision (an int8
+/// model keeps its float parts in f32).
+fn openvino_hint(precision: Precision) -> &'static str {
+    match precision {
+        Precision::Bf16 => "bf16",
+        Precision::Fp16 => "f16",
+        _ => "f32",
+    }
+}
+
+/// Registers `device`'s providers on the builder (nothing for the CPU provider).
+pub(crate) fn register_device(
     builder: ort::session::builder::SessionBuilder,
     device: Device,
+    precision: Precision,
+    threads: usize,
 ) -> Result<ort::session::builder::SessionBuilder, RuntimeError> {
+    use ort::ep::ArbitrarilyConfigurableExecutionProvider;
     let providers = match device {
-        Device::Cpu => return Ok(builder),
+        Device::Cpu | Device::Auto => return Ok(builder),
+        Device::Openvino => {
+            let config = serde_json::json!({
+                "CPU": { "INFERENCE_PRECISION_HINT": openvino_hint(precision) }
+            });
+            vec![
+                ep::OpenVINO::default()
+                    .with_device_type("CPU")
+                    .with_num_threads(threads)
+                    .with_arbitrary_config("load_config", config.to_string())
+                    .build()
+                    .error_on_failure(),
+            ]
+        }
         Device::Cuda => vec![ep::CUDA::default().build().error_on_failure()],
         Device::Tensorrt => vec![
-            ep::TensorRT::default().build().error_on_failure(),
+            ep::TensorRT::default()
+                .with_fp16(precision == Precision::Fp16)
+                .with_int8(precision == Precision::Int8)
+                .build()
+                .error_on_failure(),
             ep::CUDA::default().build().error_on_failure(),
         ],
     };

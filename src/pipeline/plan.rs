@@ -12,7 +12,7 @@ use std::time::Duration;
 use crate::choice::Choice;
 use crate::config::pipeline::{MqttSection, OutputsSection};
 use crate::config::{Layers, Manifest, Origin, PipelineConfig, defaults};
-use crate::infer::{Device, RuntimeOptions};
+use crate::infer::{Device, Precision, RuntimeOptions};
 use crate::model::classes::ClassFilter;
 use crate::sinks::mqtt::MqttSettings;
 use crate::sources::{ReconnectPolicy, RtspOptions, RtspTransport, SourceSpec, SpecError};
@@ -200,6 +200,8 @@ impl RunPlan {
             ));
         }
         let device: Device = check.choice(&["model", "device"], c.model.device.as_ref())?;
+        let precision: Precision =
+            check.choice(&["model", "precision"], c.model.precision.as_ref())?;
         let threads = check.valid(
             &["model", "threads"],
             c.model.threads,
@@ -228,7 +230,11 @@ impl RunPlan {
                 .transpose()?,
             model_path: check.need(&["model", "path"], c.model.path.clone())?,
             model_name: manifest.name.clone(),
-            runtime: RuntimeOptions { device, threads },
+            runtime: RuntimeOptions {
+                device,
+                precision,
+                threads,
+            },
             ort_lib: c.model.ort_lib.clone(),
             batch,
             batch_timeout,

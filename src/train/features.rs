@@ -54,7 +54,15 @@ impl FeatureExtractor {
         options: &RuntimeOptions,
     ) -> Result<Self, TrainError> {
         let bytes = graph.feature_model()?;
-        let mut builder = crate::infer::session::session_builder(options, &manifest.onnx)?;
+        // Features are extracted in fp32 (training wants the float features); a
+        // named device runs them, `auto` uses the loaded library's CPU provider.
+        let builder = crate::infer::session::session_builder(options, &manifest.onnx)?;
+        let mut builder = crate::infer::session::register_device(
+            builder,
+            options.device,
+            crate::infer::Precision::Fp32,
+            crate::infer::session::resolve_threads(options.threads),
+        )?;
         let session = builder.commit_from_memory(&bytes).map_err(|e| {
             TrainError::Runtime(RuntimeError::ModelLoad {
                 path: manifest.onnx.clone(),
