@@ -22,6 +22,12 @@ fn annotated_mp4_and_jsonl_match_the_input_and_the_reference() {
         path_str(&meta),
         "--classes",
         "all",
+        // The golden file is the float model on ONNX Runtime's CPU provider;
+        // tests/precision.rs holds the other devices and precisions to that path.
+        "--device",
+        "cpu",
+        "--precision",
+        "fp32",
     ]));
     assert!(
         stdout.contains(&format!("processed {CLIP_FRAMES} frames")),

@@ -98,6 +98,8 @@ pub struct LoadedModel {
     pub manifest: Manifest,
     pub detector: Detector,
     pub post: PostOptions,
+    /// The options the detector was loaded with (as asked: `auto` stays `auto`).
+    pub runtime: RuntimeOptions,
 }
 
 impl RuntimeArgs {
@@ -124,6 +126,7 @@ impl DetectorArgs {
     pub fn load(&self, manifest: Manifest, classes: ClassFilter) -> anyhow::Result<LoadedModel> {
         let options = self.runtime.init()?;
         let detector = Detector::load(&manifest, &options)?;
+        let runtime = options.clone();
         let post = PostOptions {
             input: manifest.input.clone(),
             layout: manifest.layout(),
@@ -137,6 +140,7 @@ impl DetectorArgs {
             manifest,
             detector,
             post,
+            runtime,
         })
     }
 }

@@ -371,6 +371,7 @@ fn spawn(plan: &RunPlan, detector: &mut Detector, built: &mut Built, stop: &Atom
         });
         let infer_thread = spawn("infer".into()).spawn_scoped(s, move || {
             let _guard = guard();
+            let detector = (!plan.skip_inference).then_some(detector);
             stages::infer(prep_rx, inf_tx, recycle_tx, detector, &metrics)
         });
         let post = std::panic::catch_unwind(AssertUnwindSafe(|| {

@@ -59,6 +59,10 @@ pub struct RunPlan {
     pub rules: crate::analytics::Rules,
     /// Stop after this long, as SIGINT would.
     pub duration: Option<Duration>,
+    /// Measurement only (`bench`'s zero-cost-detector pass): the inference stage
+    /// passes every frame on with no detections instead of running the model, so
+    /// the run shows what the rest of the pipeline can do. Never set by `run`.
+    pub skip_inference: bool,
 }
 
 /// Why a run's settings cannot be used.
@@ -242,6 +246,7 @@ impl RunPlan {
             tracking,
             rules,
             duration: duration.map(Duration::from_secs_f64),
+            skip_inference: false,
             sources,
         })
     }

@@ -13,7 +13,7 @@ use super::people::{FrameAnalysis, StreamPeople};
 use super::{Frame, Inferred, PreparedBatch};
 use crate::analytics::{Event, EventKind, MessageId};
 use crate::config::InputSpec;
-use crate::infer::{Detector, RuntimeError, preprocess::Preprocessor};
+use crate::infer::{Detector, FrameOutputs, RuntimeError, preprocess::Preprocessor};
 use crate::model::{Detection, classes::ClassFilter, nanodet};
 use crate::sinks::{
     SinkError,
@@ -99,25 +99,32 @@ pub struct InferStats {
     pub mixed: u64,
 }
 
-/// Runs the detector on each batch. Spent tensors go back to the preprocessor
+/// Runs the detector on each batch (no detector: every frame passes with no
+/// detections, for `bench`). Spent tensors go back to the preprocessor
 /// through `recycle`.
 pub fn infer(
     rx: Receiver<PreparedBatch>,
     tx: Sender<Inferred>,
     recycle: Sender<Vec<f32>>,
-    detector: &mut Detector,
+    mut detector: Option<&mut Detector>,
     metrics: &Metrics,
 ) -> Result<InferStats, RuntimeError> {
     let mut stats = InferStats::default();
-    let (w, h) = detector.layout().input_size;
     for PreparedBatch { frames, tensor } in rx {
         super::fault::inject("infer", stats.batches)
             .map_err(|e| RuntimeError::Run(e.to_string()))?;
-        let shape = (frames.len(), 3, h as usize, w as usize);
-        let view = ArrayView4::from_shape(shape, &tensor)
-            .map_err(|e| RuntimeError::Run(format!("batch tensor: {e}")))?;
         let started = Instant::now();
-        let outputs = detector.run(view)?;
+        let outputs = match detector.as_deref_mut() {
+            Some(detector) => {
+                let (w, h) = detector.layout().input_size;
+                let shape = (frames.len(), 3, h as usize, w as usize);
+                let view = ArrayView4::from_shape(shape, &tensor)
+                    .map_err(|e| RuntimeError::Run(format!("batch tensor: {e}")))?;
+                detector.run(view)?
+            }
+            // The zero-cost detector of `bench`: no detections, no time.
+            None => vec![FrameOutputs::default(); frames.len()],
+        };
         let took = started.elapsed();
         metrics.inference_seconds.observe(took.as_secs_f64());
         metrics.batch_size.observe(frames.len() as f64);
