@@ -26,8 +26,14 @@ fn doctor_finds_everything_setup_installed() {
         "ok      element v4l2src",
         "ok      element rtspsrc",
         "ok      element rtph264pay",
-        "ok      ONNX Runtime 1.31.1 at ",
-        "ok      provider cpu: loads nanodet-g",
+        "ok      CPU ",
+        "ok      cpu: ONNX Runtime 1.31.1 at ",
+        "ok      cpu fp32: loads nanodet-g",
+        "ok      cpu int8: loads nanodet-g-int8",
+        "ok      openvino: ONNX Runtime 1.24.1 at ",
+        "ok      openvino fp32: loads nanodet-g",
+        "ok      openvino int8: loads nanodet-g-int8",
+        "ok      --device auto --precision auto runs as ",
         "everything a run with these options needs is here",
     ] {
         assert!(stdout.contains(want), "missing {want:?} in:\n{stdout}");
@@ -55,19 +61,24 @@ fn doctor_names_missing_plugins_and_the_command_that_installs_them() {
         "{stdout}"
     );
     assert!(
-        stdout.contains("ok      provider cpu"),
+        stdout.contains("ok      cpu fp32: loads"),
         "ONNX Runtime is still found: {stdout}"
     );
 }
 
 #[test]
 fn doctor_reports_a_provider_the_run_needs_but_cannot_load() {
-    // The PyPI wheel is the CPU build: asking for CUDA must be a problem, not a
-    // silent fall-back.
+    // make setup installs no CUDA build: asking for CUDA must be a problem, not a
+    // silent fall-back. Nor does the CPU provider run bf16.
     let out = pedvision(&["doctor", "--device", "cuda"]);
     failed(&out);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("MISSING provider cuda"), "{stdout}");
+    assert!(stdout.contains("MISSING --device cuda"), "{stdout}");
+    let out = pedvision(&["doctor", "--device", "cpu", "--precision", "bf16"]);
+    failed(&out);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("MISSING --device cpu --precision bf16"), "{stdout}");
+    assert!(stdout.contains("cpu bf16: not supported here"), "{stdout}");
 }
 
 #[test]

@@ -100,7 +100,7 @@ fn unknown_keys_and_bad_values_name_the_key_and_line() {
     std::fs::write(&bad, "[model]\ndevice = \"gpu\"\n").unwrap();
     let line = failed(&pedvision(&["run", "--config", path_str(&bad)]));
     assert!(
-        line.contains("[model] device \"gpu\" is not one of cpu, cuda, tensorrt"),
+        line.contains("[model] device \"gpu\" is not one of auto, cpu, openvino, cuda, tensorrt"),
         "{line}"
     );
     let line = failed(&pedvision(&["run", "--config", "/nonexistent/p.toml"]));

@@ -124,7 +124,7 @@ pub fn nvidia_gpu_present() -> bool {
 /// Errors from the ONNX Runtime library, its providers and the model session.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
-    #[error("ONNX Runtime library ({kind}) not found (looked in: {searched}); {remedy}")]
+    #[error("ONNX Runtime library not found ({kind}; looked in: {searched}); {remedy}")]
     LibraryNotFound {
         kind: LibraryKind,
         searched: String,

@@ -103,6 +103,11 @@ impl Detector {
                 ) => {
                     return Err(e);
                 }
+                // Not even the CPU provider, which runs every operator, reads it:
+                // the file is at fault, and its own error says so best.
+                Err(e @ RuntimeError::ModelLoad { .. }) if device == Device::Cpu => {
+                    return Err(e);
+                }
                 Err(e) => {
                     tracing::info!(device = %device, "--device auto: {device} not used: {e}");
                     tried.push(format!("{device}: {e}"));
