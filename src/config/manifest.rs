@@ -280,6 +280,52 @@ mod tests {
     }
 
     #[test]
+    fn int8_precision_swaps_in_the_named_variant_and_only_that() {
+        use crate::infer::Precision;
+        let fp32 = Manifest::load(Path::new(BUNDLED)).unwrap();
+        assert!(!fp32.is_int8());
+        let same = fp32.clone().for_precision(Precision::Bf16).unwrap();
+        assert_eq!(same, fp32);
+        let int8 = fp32.clone().for_precision(Precision::Int8).unwrap();
+        assert!(int8.is_int8());
+        assert_eq!(int8.name, "nanodet-g-int8");
+        assert!(int8.onnx.ends_with("models/nanodet-g-int8.onnx"));
+        assert_eq!((&int8.labels, &int8.input), (&fp32.labels, &fp32.input));
+        // An int8 model stays itself.
+        assert_eq!(int8.clone().for_precision(Precision::Int8).unwrap(), int8);
+
+        let dir = std::env::temp_dir().join(format!("pv-variants-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let plain = dir.join("plain.toml");
+        let text = bundled_text();
+        let text = text.split("[variants]").next().unwrap().to_string();
+        std::fs::write(&plain, &text).unwrap();
+        let err = Manifest::load(&plain)
+            .unwrap()
+            .for_precision(Precision::Int8)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("names none"), "{err}");
+        // A variant without a [quantization] table is not taken for int8.
+        std::fs::write(dir.join("fake-int8.toml"), &text).unwrap();
+        std::fs::write(
+            &plain,
+            format!("{text}\n[variants]\nint8 = \"fake-int8.toml\"\n"),
+        )
+        .unwrap();
+        let err = Manifest::load(&plain)
+            .unwrap()
+            .for_precision(Precision::Int8)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no [quantization] table"), "{err}");
+        let bad = text.clone() + "\n[quantization]\nprecision = \"int4\"\n";
+        let err = Manifest::parse(&bad, &plain).unwrap_err().to_string();
+        assert!(err.contains("int4"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn onnx_path_finds_manifest_beside_it() {
         let m = Manifest::load(&Path::new(BUNDLED).with_extension("onnx")).unwrap();
         assert_eq!(m.name, "nanodet-g");

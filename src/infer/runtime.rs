@@ -302,4 +302,26 @@ mod tests {
         assert!(msg.contains("/nonexistent/libonnxruntime.so"), "{msg}");
         assert!(msg.contains("make setup"), "{msg}");
     }
+
+    #[test]
+    fn each_device_has_its_own_library() {
+        assert_eq!(LibraryKind::for_device(Device::Cpu), LibraryKind::Cpu);
+        assert_eq!(
+            LibraryKind::for_device(Device::Openvino),
+            LibraryKind::Openvino
+        );
+        assert_eq!(LibraryKind::for_device(Device::Cuda), LibraryKind::Gpu);
+        assert_eq!(LibraryKind::for_device(Device::Tensorrt), LibraryKind::Gpu);
+        let err = find_library(Some(Path::new("/nonexistent/x.so")), Device::Openvino)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("OpenVINO build"), "{err}");
+        let err = find_library(Some(Path::new("/nonexistent/x.so")), Device::Cuda)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("CUDA build") && err.contains("onnxruntime-gpu"),
+            "{err}"
+        );
+    }
 }
