@@ -77,7 +77,10 @@ fn doctor_reports_a_provider_the_run_needs_but_cannot_load() {
     let out = pedvision(&["doctor", "--device", "cpu", "--precision", "bf16"]);
     failed(&out);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("MISSING --device cpu --precision bf16"), "{stdout}");
+    assert!(
+        stdout.contains("MISSING --device cpu --precision bf16"),
+        "{stdout}"
+    );
     assert!(stdout.contains("cpu bf16: not supported here"), "{stdout}");
 }
 
