@@ -12,6 +12,7 @@ use std::process::Command;
 
 use pedvision::choice::Choice;
 use pedvision::infer::{Device, Precision};
+use pedvision::model::{BBox, geometry::iou};
 
 use super::{BenchArgs, BenchResult, median};
 
@@ -215,7 +216,7 @@ fn print_table(
 }
 
 /// A detection from a JSON Lines record: class, score, box.
-type Det = (u64, f64, [f64; 4]);
+type Det = (u64, f64, BBox);
 
 fn read_detections(path: &Path) -> anyhow::Result<Vec<(u64, Vec<Det>)>> {
     let text = std::fs::read_to_string(path)?;
@@ -232,13 +233,14 @@ fn read_detections(path: &Path) -> anyhow::Result<Vec<(u64, Vec<Det>)>> {
                 a.iter()
                     .filter_map(|d| {
                         let b = d["bbox"].as_array()?;
-                        let bbox: [f64; 4] = [
-                            b.first()?.as_f64()?,
-                            b.get(1)?.as_f64()?,
-                            b.get(2)?.as_f64()?,
-                            b.get(3)?.as_f64()?,
-                        ];
-                        Some((d["class_id"].as_u64()?, d["score"].as_f64()?, bbox))
+                        let bbox: BBox = std::array::from_fn(|i| {
+                            b.get(i).and_then(|v| v.as_f64()).unwrap_or(f64::NAN) as f32
+                        });
+                        bbox.iter().all(|v| v.is_finite()).then_some((
+                            d["class_id"].as_u64()?,
+                            d["score"].as_f64()?,
+                            bbox,
+                        ))
                     })
                     .collect()
             })
@@ -278,14 +280,6 @@ pub fn parity(reference: &Path, candidate: &Path) -> anyhow::Result<(usize, usiz
         }
     }
     Ok((matched, total))
-}
-
-fn iou(a: &[f64; 4], b: &[f64; 4]) -> f64 {
-    let w = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
-    let h = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
-    let inter = w * h;
-    let union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter;
-    if union > 0.0 { inter / union } else { 0.0 }
 }
 
 #[cfg(test)]

@@ -23,6 +23,8 @@ use std::time::Duration;
 
 use clap::Args;
 
+use pedvision::pipeline::RunPlan;
+
 use super::common::{DEMO_CLIP, DetectorArgs};
 use runner::{Pass, Runner};
 use stage_cpu::STAGES;
@@ -105,106 +107,177 @@ pub fn execute(args: BenchArgs) -> anyhow::Result<()> {
     }
     print_header(&args, &input, &work, &model.detector);
     let dir = std::env::temp_dir().join(format!("pedvision-bench-{}", std::process::id()));
-    let plan = runner::base_plan(&input, &model, work.batch, &dir)?;
-    let plans = [
-        runner::zero_cost_plan(&plan),
-        plan.clone(),
-        runner::metadata_only_plan(&plan),
-    ];
-    let sinks = args
-        .with_sinks
-        .as_deref()
-        .map(|url| runner::sinks_plan(url, &plan, &dir))
-        .transpose()?;
-    let tracking = args
-        .compare_tracking
-        .then(|| runner::tracking_plans(&plan))
-        .transpose()?;
-    let mut result = BenchResult {
-        device: model.detector.device().to_string(),
-        precision: model.detector.precision().to_string(),
-        batch: work.batch,
-        frames: work.frames,
-        ..Default::default()
-    };
+    let plans = Plans::new(
+        &args,
+        runner::base_plan(&input, &model, work.batch, &dir)?,
+        &dir,
+    )?;
+    let (device, precision) = (model.detector.device(), model.detector.precision());
     let mut runner = Runner {
         detector: &mut model.detector,
         dir: &dir,
         frames: work.frames,
     };
     let cpu_before = runner::cpu_time();
-    let mut infer_fps = vec![work.inference_only_fps(runner.detector)?];
+    let mut tally = Tally {
+        infer_fps: vec![work.inference_only_fps(runner.detector)?],
+        ..Default::default()
+    };
     let infer_cpu = runner::cpu_time().zip(cpu_before).map(|(a, b)| a - b);
-    let mut fps: [Vec<f64>; 3] = Default::default();
-    let mut stage_totals = [[Duration::ZERO; 6]; 3];
-    let (mut sink_ratios, mut tracking_ratios, mut tracking_cpu) = (vec![], vec![], vec![]);
     for round in 1..=usize::from(args.rounds) {
-        let mut passes: Vec<Pass> = Vec::new();
-        for (i, (what, plan)) in PASSES.iter().zip(&plans).enumerate() {
-            if i == 1
-                && let Some(keep) = &args.keep_metadata
-                && round == usize::from(args.rounds)
-            {
-                passes.push(runner.pass_keeping(plan, what, keep)?);
-            } else {
-                passes.push(runner.pass(plan, what)?);
-            }
-        }
-        infer_fps.push(work.inference_only_fps(runner.detector)?);
-        for (i, pass) in passes.iter().enumerate() {
-            fps[i].push(pass.report.fps());
-            for (total, stage) in stage_totals[i].iter_mut().zip(pass.stages) {
-                *total += stage;
-            }
-        }
-        if let Some(sinks) = &sinks {
-            sink_ratios.push(runner.sinks_round(round, sinks, &passes[1].report)?);
-        }
-        if let Some((with, without)) = &tracking {
-            let (ratio, cpu) = runner.tracking_round(round, with, without)?;
-            tracking_ratios.push(ratio);
-            tracking_cpu.extend(cpu);
-        }
-        out!(
-            "round {round}: inference only {:6.1} / {:6.1} fps | zero-cost detector {:6.1} fps | end to end {:6.1} fps | metadata only {:6.1} fps",
-            infer_fps[round - 1],
-            infer_fps[round],
-            fps[0][round - 1],
-            fps[1][round - 1],
-            fps[2][round - 1],
-        );
+        let keep = args
+            .keep_metadata
+            .as_deref()
+            .filter(|_| round == usize::from(args.rounds));
+        tally.round(round, &mut runner, &work, &plans, keep)?;
     }
-    // Each round's inference-only figure is the mean of the passes around it.
-    let infer_rounds: Vec<f64> = infer_fps.windows(2).map(|w| (w[0] + w[1]) / 2.0).collect();
-    result.inference_only_fps = median(&infer_rounds);
-    result.zero_cost_fps = median(&fps[0]);
-    result.end_to_end_fps = median(&fps[1]);
-    result.metadata_only_fps = median(&fps[2]);
-    result.inference_cpu_ms = infer_cpu.map_or(0.0, |d| work.per_frame_ms(d));
-    let rounds = f64::from(args.rounds);
-    result.stage_cpu_ms = stage_totals
-        .iter()
-        .map(|stages| {
-            stages
-                .iter()
-                .map(|d| work.per_frame_ms(*d) / rounds)
-                .collect()
-        })
-        .collect();
-    print_summary(&result, &infer_rounds, &fps);
-    summarise("ratio with / without metrics + MQTT", &mut sink_ratios);
-    summarise(
-        "ratio with / without tracking + analytics",
-        &mut tracking_ratios,
-    );
-    summarise(
-        "CPU time with / without tracking + analytics",
-        &mut tracking_cpu,
-    );
+    let mut result = tally.result(&work, f64::from(args.rounds), infer_cpu);
+    result.device = device.to_string();
+    result.precision = precision.to_string();
+    print_summary(&result, &tally.inference_rounds(), &tally.fps);
+    tally.print_comparisons();
     if args.result_line {
         out!("bench-result: {}", serde_json::to_string(&result)?);
     }
     Ok(())
+}
+
+/// The plans a round runs: one per pass ([`PASSES`]), and the optional
+/// comparisons.
+struct Plans {
+    passes: [RunPlan; 3],
+    sinks: Option<RunPlan>,
+    tracking: Option<(RunPlan, RunPlan)>,
+}
+
+impl Plans {
+    fn new(args: &BenchArgs, plan: RunPlan, dir: &std::path::Path) -> anyhow::Result<Self> {
+        let sinks = args
+            .with_sinks
+            .as_deref()
+            .map(|url| runner::sinks_plan(url, &plan, dir))
+            .transpose()?;
+        let tracking = args
+            .compare_tracking
+            .then(|| runner::tracking_plans(&plan))
+            .transpose()?;
+        Ok(Self {
+            passes: [
+                runner::zero_cost_plan(&plan),
+                plan.clone(),
+                runner::metadata_only_plan(&plan),
+            ],
+            sinks,
+            tracking,
+        })
+    }
+}
+
+/// What the rounds measured so far.
+#[derive(Default)]
+struct Tally {
+    /// Inference-only fps before the first round and after each.
+    infer_fps: Vec<f64>,
+    /// Per pass ([`PASSES`]), each round's fps.
+    fps: [Vec<f64>; 3],
+    /// Per pass, CPU time per stage summed over the rounds.
+    stage_totals: [[Duration; 6]; 3],
+    sink_ratios: Vec<f64>,
+    tracking_ratios: Vec<f64>,
+    tracking_cpu: Vec<f64>,
+}
+
+impl Tally {
+    /// Runs round `round`: every pass, inference alone, then the comparisons;
+    /// prints its line. `keep` keeps the end-to-end pass's metadata.
+    fn round(
+        &mut self,
+        round: usize,
+        runner: &mut Runner<'_>,
+        work: &Workload,
+        plans: &Plans,
+        keep: Option<&std::path::Path>,
+    ) -> anyhow::Result<()> {
+        let mut passes: Vec<Pass> = Vec::new();
+        for (i, (what, plan)) in PASSES.iter().zip(&plans.passes).enumerate() {
+            passes.push(match keep {
+                Some(keep) if i == 1 => runner.pass_keeping(plan, what, keep)?,
+                _ => runner.pass(plan, what)?,
+            });
+        }
+        self.infer_fps
+            .push(work.inference_only_fps(runner.detector)?);
+        for (i, pass) in passes.iter().enumerate() {
+            self.fps[i].push(pass.report.fps());
+            for (total, stage) in self.stage_totals[i].iter_mut().zip(pass.stages) {
+                *total += stage;
+            }
+        }
+        if let Some(sinks) = &plans.sinks {
+            let ratio = runner.sinks_round(round, sinks, &passes[1].report)?;
+            self.sink_ratios.push(ratio);
+        }
+        if let Some((with, without)) = &plans.tracking {
+            let (ratio, cpu) = runner.tracking_round(round, with, without)?;
+            self.tracking_ratios.push(ratio);
+            self.tracking_cpu.extend(cpu);
+        }
+        out!(
+            "round {round}: inference only {:6.1} / {:6.1} fps | zero-cost detector {:6.1} fps | end to end {:6.1} fps | metadata only {:6.1} fps",
+            self.infer_fps[round - 1],
+            self.infer_fps[round],
+            self.fps[0][round - 1],
+            self.fps[1][round - 1],
+            self.fps[2][round - 1],
+        );
+        Ok(())
+    }
+
+    /// Each round's inference-only figure: the mean of the passes around it.
+    fn inference_rounds(&self) -> Vec<f64> {
+        self.infer_fps
+            .windows(2)
+            .map(|w| (w[0] + w[1]) / 2.0)
+            .collect()
+    }
+
+    /// Medians over the rounds, and CPU ms per frame (device and precision are
+    /// the caller's to fill in).
+    fn result(&self, work: &Workload, rounds: f64, infer_cpu: Option<Duration>) -> BenchResult {
+        BenchResult {
+            batch: work.batch,
+            frames: work.frames,
+            inference_only_fps: median(&self.inference_rounds()),
+            zero_cost_fps: median(&self.fps[0]),
+            end_to_end_fps: median(&self.fps[1]),
+            metadata_only_fps: median(&self.fps[2]),
+            inference_cpu_ms: infer_cpu.map_or(0.0, |d| work.per_frame_ms(d)),
+            stage_cpu_ms: self
+                .stage_totals
+                .iter()
+                .map(|stages| {
+                    stages
+                        .iter()
+                        .map(|d| work.per_frame_ms(*d) / rounds)
+                        .collect()
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    /// The optional comparisons' ratios (nothing for those not run).
+    fn print_comparisons(&mut self) {
+        summarise("ratio with / without metrics + MQTT", &mut self.sink_ratios);
+        summarise(
+            "ratio with / without tracking + analytics",
+            &mut self.tracking_ratios,
+        );
+        summarise(
+            "CPU time with / without tracking + analytics",
+            &mut self.tracking_cpu,
+        );
+    }
 }
 
 /// Medians, the ceilings' ratios, and CPU time per frame per stage.

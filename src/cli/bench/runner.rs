@@ -242,10 +242,7 @@ pub fn tracking_plans(plan: &RunPlan) -> anyhow::Result<(RunPlan, RunPlan)> {
 /// `None` where that file does not exist.
 pub fn cpu_time() -> Option<Duration> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // Fields after the command name (which may hold spaces) start at state (3rd).
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    let (_, ticks) = super::stage_cpu::parse_stat(&stat)?;
     // Linux reports these in USER_HZ, which is 100 on every mainstream platform.
     Some(Duration::from_millis(ticks * 10))
 }

@@ -154,7 +154,7 @@ fn threads() -> Vec<(u32, String, u64)> {
 
 /// The name and user + system ticks in a `stat` line (the name, in parentheses,
 /// may hold spaces and parentheses).
-fn parse_stat(stat: &str) -> Option<(String, u64)> {
+pub fn parse_stat(stat: &str) -> Option<(String, u64)> {
     let open = stat.find('(')?;
     let close = stat.rfind(')')?;
     let name = stat.get(open + 1..close)?.to_string();
