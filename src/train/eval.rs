@@ -48,16 +48,47 @@ pub fn evaluate(
     manifest: &Manifest,
     runtime: &RuntimeOptions,
     batch: usize,
-    mut progress: impl FnMut(usize),
+    progress: impl FnMut(usize),
 ) -> Result<EvalReport, TrainError> {
+    let images = detect_all(dataset, manifest, runtime, batch, progress)?;
+    let counts = dataset.label_counts();
+    let classes = score_classes(&images, manifest, &counts);
+    let mean = |f: fn(&ClassResult) -> Option<f32>| {
+        let v: Vec<f32> = classes.iter().filter_map(f).collect();
+        (!v.is_empty()).then(|| v.iter().sum::<f32>() / v.len() as f32)
+    };
+    Ok(EvalReport {
+        model: manifest.name.clone(),
+        data: dataset.path.clone(),
+        images: images.len(),
+        skipped: dataset.skipped.len(),
+        ap50: mean(|c| c.ap50),
+        ap50_95: mean(|c| c.ap50_95),
+        not_in_model: counts
+            .keys()
+            .filter(|l| !manifest.labels.contains(l))
+            .cloned()
+            .collect(),
+        classes,
+    })
+}
+
+/// The model's detections and the ground truth of every image (labels the model
+/// lacks are left out of the truth).
+fn detect_all(
+    dataset: &Dataset,
+    manifest: &Manifest,
+    runtime: &RuntimeOptions,
+    batch: usize,
+    mut progress: impl FnMut(usize),
+) -> Result<Vec<ImageEval>, TrainError> {
     let mut detector = Detector::load(manifest, runtime)?;
     let layout = manifest.layout();
-    let spec = &manifest.input;
     let mut images = Vec::with_capacity(dataset.samples.len());
     let mut tensor = Vec::new();
     for chunk in dataset.samples.chunks(batch.max(1)) {
         let paths: Vec<&std::path::Path> = chunk.iter().map(|s| s.image.as_path()).collect();
-        let (view, sizes) = super::images::load_batch(&paths, spec, &mut tensor)?;
+        let (view, sizes) = super::images::load_batch(&paths, &manifest.input, &mut tensor)?;
         let outputs = detector.run(view)?;
         for ((sample, out), size) in chunk.iter().zip(&outputs).zip(sizes) {
             let levels = out.levels(&layout.strides);
@@ -86,14 +117,23 @@ pub fn evaluate(
         }
         progress(images.len());
     }
-    let counts = dataset.label_counts();
+    Ok(images)
+}
+
+/// AP, AP@[.5:.95] and (for people) the log-average miss rate of every model
+/// class that the data has.
+fn score_classes(
+    images: &[ImageEval],
+    manifest: &Manifest,
+    counts: &std::collections::BTreeMap<String, usize>,
+) -> Vec<ClassResult> {
     let mut classes = Vec::new();
     for (id, label) in manifest.labels.iter().enumerate() {
         let Some(&boxes) = counts.get(label) else {
             continue;
         };
         let (ap50, ap) =
-            metrics::coco_ap(&images, id).map_or((None, None), |(a, b)| (Some(a), Some(b)));
+            metrics::coco_ap(images, id).map_or((None, None), |(a, b)| (Some(a), Some(b)));
         classes.push(ClassResult {
             label: label.clone(),
             boxes,
@@ -104,26 +144,9 @@ pub fn evaluate(
             ap50,
             ap50_95: ap,
             mr2: (label == "person")
-                .then(|| metrics::log_average_miss_rate(&images, id))
+                .then(|| metrics::log_average_miss_rate(images, id))
                 .flatten(),
         });
     }
-    let mean = |f: fn(&ClassResult) -> Option<f32>| {
-        let v: Vec<f32> = classes.iter().filter_map(f).collect();
-        (!v.is_empty()).then(|| v.iter().sum::<f32>() / v.len() as f32)
-    };
-    Ok(EvalReport {
-        model: manifest.name.clone(),
-        data: dataset.path.clone(),
-        images: images.len(),
-        skipped: dataset.skipped.len(),
-        ap50: mean(|c| c.ap50),
-        ap50_95: mean(|c| c.ap50_95),
-        not_in_model: counts
-            .keys()
-            .filter(|l| !manifest.labels.contains(l))
-            .cloned()
-            .collect(),
-        classes,
-    })
+    classes
 }

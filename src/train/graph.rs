@@ -58,6 +58,63 @@ pub struct LinearWeights {
     pub bias: Array1<f32>,
 }
 
+/// One level's head, found from its class output (Conv → Split → Sigmoid →
+/// Reshape → Transpose, constant weight and bias of the expected shape), and the
+/// width of the feature it reads; the reason when the graph is not like that.
+fn locate_level(
+    graph: &GraphProto,
+    output: &str,
+    classes: usize,
+    bins: usize,
+) -> Result<(LevelHead, usize), String> {
+    let producer = |tensor: &str| {
+        graph
+            .node
+            .iter()
+            .position(|n| n.output.iter().any(|o| o == tensor))
+    };
+    let chain = walk_back(
+        graph.node.as_slice(),
+        &producer,
+        output,
+        &["Transpose", "Reshape", "Sigmoid", "Split", "Conv"],
+    )
+    .map_err(|found| {
+        format!(
+            "the class output {output:?} does not come from a 1×1 Conv head \
+             (expected Conv → Split → Sigmoid → Reshape → Transpose, found {found}); \
+             only NanoDet-style heads can be retrained"
+        )
+    })?;
+    let (cls_reshape, split, conv) = (chain[1], chain[3], chain[4]);
+    let node = &graph.node[conv];
+    if node.input.len() != 3 {
+        return Err(format!("head Conv {:?} has no bias input", node.name));
+    }
+    let weight = initializer(graph, &node.input[1])
+        .ok_or_else(|| format!("head Conv {:?} weight is not a constant", node.name))?;
+    if initializer(graph, &node.input[2]).is_none() {
+        return Err(format!("head Conv {:?} bias is not a constant", node.name));
+    }
+    let dims = &weight.dims;
+    if dims.len() != 4 || dims[2] != 1 || dims[3] != 1 || dims[0] as usize != classes + 4 * bins {
+        return Err(format!(
+            "head Conv {:?} weight has shape {dims:?}, expected [{} + {}, F, 1, 1]",
+            node.name,
+            classes,
+            4 * bins
+        ));
+    }
+    let level = LevelHead {
+        conv,
+        split,
+        cls_reshape,
+        feature: node.input[0].clone(),
+        class_output: output.to_string(),
+    };
+    Ok((level, dims[1] as usize))
+}
+
 /// A NanoDet graph with its head located.
 pub struct HeadGraph {
     path: PathBuf,
@@ -83,71 +140,15 @@ impl HeadGraph {
         let bytes = std::fs::read(path).map_err(|e| err(format!("cannot read: {e}")))?;
         let model = ModelProto::parse_from_bytes(&bytes)
             .map_err(|e| err(format!("not an ONNX model: {e}")))?;
-        let graph = &model.graph;
-        let producer = |tensor: &str| {
-            graph
-                .node
-                .iter()
-                .position(|n| n.output.iter().any(|o| o == tensor))
-        };
         let mut levels = Vec::new();
         let mut features = None;
         for output in class_outputs {
-            let chain = walk_back(
-                graph.node.as_slice(),
-                &producer,
-                output,
-                &["Transpose", "Reshape", "Sigmoid", "Split", "Conv"],
-            )
-            .map_err(|found| {
-                err(format!(
-                    "the class output {output:?} does not come from a 1×1 Conv head \
-                         (expected Conv → Split → Sigmoid → Reshape → Transpose, found {found}); \
-                         only NanoDet-style heads can be retrained"
-                ))
-            })?;
-            let (cls_reshape, split, conv) = (chain[1], chain[3], chain[4]);
-            let node = &graph.node[conv];
-            if node.input.len() != 3 {
-                return Err(err(format!("head Conv {:?} has no bias input", node.name)));
-            }
-            let weight = initializer(graph, &node.input[1]).ok_or_else(|| {
-                err(format!(
-                    "head Conv {:?} weight is not a constant",
-                    node.name
-                ))
-            })?;
-            if initializer(graph, &node.input[2]).is_none() {
-                return Err(err(format!(
-                    "head Conv {:?} bias is not a constant",
-                    node.name
-                )));
-            }
-            let dims = &weight.dims;
-            if dims.len() != 4
-                || dims[2] != 1
-                || dims[3] != 1
-                || dims[0] as usize != classes + 4 * bins
-            {
-                return Err(err(format!(
-                    "head Conv {:?} weight has shape {dims:?}, expected [{} + {}, F, 1, 1]",
-                    node.name,
-                    classes,
-                    4 * bins
-                )));
-            }
-            let f = dims[1] as usize;
+            let (level, f) = locate_level(&model.graph, output, classes, bins).map_err(err)?;
             if features.is_some_and(|g| g != f) {
                 return Err(err("head levels have different feature widths".into()));
             }
             features = Some(f);
-            levels.push(LevelHead {
-                conv,
-                split,
-                cls_reshape,
-                feature: node.input[0].clone(),
-                class_output: output.clone(),
-            });
+            levels.push(level);
         }
         Ok(Self {
             path: path.to_path_buf(),
@@ -231,80 +232,16 @@ impl HeadGraph {
         let mut model = self.model.clone();
         let graph = model.graph.mut_or_insert_default();
         let mut replaced = HashSet::new();
-        let split_name = "pedvision/head/split_sizes".to_string();
-        let shape_name = "pedvision/head/class_shape".to_string();
         for (i, (level, head)) in self.levels.iter().zip(heads).enumerate() {
-            let rows = classes + self.box_channels;
-            if head.weight.dim() != (rows, self.features) || head.bias.len() != rows {
-                return Err(err(format!(
-                    "head {i} has shape {:?}, expected [{rows}, {}]",
-                    head.weight.dim(),
-                    self.features
-                )));
-            }
-            let weight_name = format!("pedvision/head/s{i}/weight");
-            let bias_name = format!("pedvision/head/s{i}/bias");
-            let conv = &mut graph.node[level.conv];
-            replaced.insert(std::mem::replace(&mut conv.input[1], weight_name.clone()));
-            replaced.insert(std::mem::replace(&mut conv.input[2], bias_name.clone()));
-            graph.initializer.push(float_tensor(
-                &weight_name,
-                &[rows as i64, self.features as i64, 1, 1],
-                head.weight.iter().copied(),
-            ));
-            graph.initializer.push(float_tensor(
-                &bias_name,
-                &[rows as i64],
-                head.bias.iter().copied(),
-            ));
-            replace_input(&mut graph.node[level.split], 1, &split_name, &mut replaced);
-            let old_shape = graph.node[level.cls_reshape].input[1].clone();
             if i == 0 {
-                let shape = initializer(graph, &old_shape)
-                    .and_then(int64_values)
-                    .ok_or_else(|| err(format!("class reshape {old_shape:?} is not a constant")))?;
-                let shape: Vec<i64> = shape
-                    .iter()
-                    .map(|&d| {
-                        if d == self.classes as i64 {
-                            classes as i64
-                        } else {
-                            d
-                        }
-                    })
-                    .collect();
-                graph.initializer.push(int64_tensor(&shape_name, &shape));
-                graph.initializer.push(int64_tensor(
-                    &split_name,
-                    &[classes as i64, self.box_channels as i64],
-                ));
+                let old_shape = graph.node[level.cls_reshape].input[1].clone();
+                self.add_shared_constants(graph, &old_shape, classes)
+                    .map_err(err)?;
             }
-            replace_input(
-                &mut graph.node[level.cls_reshape],
-                1,
-                &shape_name,
-                &mut replaced,
-            );
-            if let Some(out) = graph
-                .output
-                .iter_mut()
-                .find(|o| o.name == level.class_output)
-            {
-                set_last_dim(out, classes as i64);
-            }
+            self.swap_level_head(graph, i, level, head, classes, &mut replaced)
+                .map_err(err)?;
         }
-        // Drop the old head's constants once nothing reads them.
-        let used: HashSet<String> = graph
-            .node
-            .iter()
-            .flat_map(|n| n.input.iter().cloned())
-            .collect();
-        graph
-            .initializer
-            .retain(|t| !replaced.contains(&t.name) || used.contains(&t.name));
-        graph
-            .value_info
-            .retain(|v| !replaced.contains(&v.name) || used.contains(&v.name));
+        drop_unread(graph, &replaced);
         let mut entry = onnx_protobuf::StringStringEntryProto::new();
         entry.key = "pedvision.labels".into();
         entry.value = labels.join(",");
@@ -315,12 +252,106 @@ impl HeadGraph {
         self.serialise(&model)
     }
 
+    /// The split sizes and class-reshape shape every level's new head shares,
+    /// made from the first level's reshape constant `old_shape`.
+    fn add_shared_constants(
+        &self,
+        graph: &mut GraphProto,
+        old_shape: &str,
+        classes: usize,
+    ) -> Result<(), String> {
+        let shape = initializer(graph, old_shape)
+            .and_then(int64_values)
+            .ok_or_else(|| format!("class reshape {old_shape:?} is not a constant"))?;
+        let shape: Vec<i64> = shape
+            .iter()
+            .map(|&d| {
+                if d == self.classes as i64 {
+                    classes as i64
+                } else {
+                    d
+                }
+            })
+            .collect();
+        graph.initializer.push(int64_tensor(SHAPE_NAME, &shape));
+        graph.initializer.push(int64_tensor(
+            SPLIT_NAME,
+            &[classes as i64, self.box_channels as i64],
+        ));
+        Ok(())
+    }
+
+    /// Points level `i`'s Conv, Split and class Reshape at the new head's
+    /// constants, and its class output at the new class count.
+    fn swap_level_head(
+        &self,
+        graph: &mut GraphProto,
+        i: usize,
+        level: &LevelHead,
+        head: &LinearWeights,
+        classes: usize,
+        replaced: &mut HashSet<String>,
+    ) -> Result<(), String> {
+        let rows = classes + self.box_channels;
+        if head.weight.dim() != (rows, self.features) || head.bias.len() != rows {
+            return Err(format!(
+                "head {i} has shape {:?}, expected [{rows}, {}]",
+                head.weight.dim(),
+                self.features
+            ));
+        }
+        let weight_name = format!("pedvision/head/s{i}/weight");
+        let bias_name = format!("pedvision/head/s{i}/bias");
+        let conv = &mut graph.node[level.conv];
+        replaced.insert(std::mem::replace(&mut conv.input[1], weight_name.clone()));
+        replaced.insert(std::mem::replace(&mut conv.input[2], bias_name.clone()));
+        graph.initializer.push(float_tensor(
+            &weight_name,
+            &[rows as i64, self.features as i64, 1, 1],
+            head.weight.iter().copied(),
+        ));
+        graph.initializer.push(float_tensor(
+            &bias_name,
+            &[rows as i64],
+            head.bias.iter().copied(),
+        ));
+        replace_input(&mut graph.node[level.split], 1, SPLIT_NAME, replaced);
+        replace_input(&mut graph.node[level.cls_reshape], 1, SHAPE_NAME, replaced);
+        if let Some(out) = graph
+            .output
+            .iter_mut()
+            .find(|o| o.name == level.class_output)
+        {
+            set_last_dim(out, classes as i64);
+        }
+        Ok(())
+    }
+
     fn serialise(&self, model: &ModelProto) -> Result<Vec<u8>, GraphError> {
         model.write_to_bytes().map_err(|e| GraphError {
             path: self.path.clone(),
             reason: format!("cannot serialise: {e}"),
         })
     }
+}
+
+/// Names of the constants the new heads share.
+const SPLIT_NAME: &str = "pedvision/head/split_sizes";
+const SHAPE_NAME: &str = "pedvision/head/class_shape";
+
+/// Drops the old head's constants once nothing reads them.
+fn drop_unread(graph: &mut GraphProto, replaced: &HashSet<String>) {
+    let used: HashSet<String> = graph
+        .node
+        .iter()
+        .flat_map(|n| n.input.iter().cloned())
+        .collect();
+    graph
+        .initializer
+        .retain(|t| !replaced.contains(&t.name) || used.contains(&t.name));
+    graph
+        .value_info
+        .retain(|v| !replaced.contains(&v.name) || used.contains(&v.name));
 }
 
 /// Follows first inputs back from `tensor` through nodes of the given op types.

@@ -60,6 +60,17 @@ pub fn draw(path: &Path, history: &[EpochStats], curves: &[PrCurve]) -> Result<(
     let root = BitMapBackend::new(path, (1200, 500)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| plot_error(path, e))?;
     let (left, right) = root.split_horizontally(600);
+    draw_losses(&left, history, path)?;
+    draw_pr_curves(&right, curves, path)?;
+    root.present().map_err(|e| plot_error(path, e))?;
+    Ok(())
+}
+
+/// The plot's panels: drawing areas of the PNG.
+type Panel<'a> = DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>;
+
+/// The left panel: training and validation loss per epoch.
+fn draw_losses(left: &Panel<'_>, history: &[EpochStats], path: &Path) -> Result<(), TrainError> {
     let epochs = history.len().max(1) as f32;
     let max_loss = history
         .iter()
@@ -68,7 +79,7 @@ pub fn draw(path: &Path, history: &[EpochStats], curves: &[PrCurve]) -> Result<(
         .fold(0.0f32, f32::max)
         .max(1e-3)
         * 1.1;
-    let mut chart = ChartBuilder::on(&left)
+    let mut chart = ChartBuilder::on(left)
         .caption("loss per epoch", ("sans-serif", 22))
         .margin(12)
         .x_label_area_size(36)
@@ -106,8 +117,12 @@ pub fn draw(path: &Path, history: &[EpochStats], curves: &[PrCurve]) -> Result<(
         .border_style(BLACK)
         .draw()
         .map_err(|e| plot_error(path, e))?;
+    Ok(())
+}
 
-    let mut pr = ChartBuilder::on(&right)
+/// The right panel: each class's validation precision-recall curve.
+fn draw_pr_curves(right: &Panel<'_>, curves: &[PrCurve], path: &Path) -> Result<(), TrainError> {
+    let mut pr = ChartBuilder::on(right)
         .caption("validation precision-recall (IoU 0.5)", ("sans-serif", 22))
         .margin(12)
         .x_label_area_size(36)
@@ -135,6 +150,5 @@ pub fn draw(path: &Path, history: &[EpochStats], curves: &[PrCurve]) -> Result<(
         .border_style(BLACK)
         .draw()
         .map_err(|e| plot_error(path, e))?;
-    root.present().map_err(|e| plot_error(path, e))?;
     Ok(())
 }
