@@ -349,13 +349,7 @@ pub fn train(
     mut on_epoch: impl FnMut(&EpochStats),
 ) -> Trained {
     let classes = head.classes.first().map_or(0, |w| w.bias.len());
-    let mut sizes = Vec::new();
-    let mut decay = Vec::new();
-    let box_levels: &[LinearWeights] = if options.train_box { &head.boxes } else { &[] };
-    for w in head.classes.iter().chain(box_levels) {
-        sizes.extend([w.weight.len(), w.bias.len()]);
-        decay.extend([true, false]);
-    }
+    let (sizes, decay) = parameter_layout(&head, options.train_box);
     let mut adam = AdamW::new(options.learning_rate, options.weight_decay, &sizes);
     let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
     let mut order: Vec<usize> = (0..train.len()).collect();
@@ -365,42 +359,9 @@ pub fn train(
     for epoch in 1..=options.epochs {
         let started = std::time::Instant::now();
         order.shuffle(&mut rng);
-        let (mut epoch_loss, mut epoch_pos) = (0.0f32, 0usize);
-        for batch in order.chunks(options.batch_images.max(1)) {
-            let mut grads = Grads::zeros(&head);
-            let mut positives = 0;
-            for &i in batch {
-                let (loss, pos) =
-                    head.image_loss(layout, &train[i], options.train_box, Some(&mut grads));
-                epoch_loss += loss;
-                positives += pos;
-            }
-            epoch_pos += positives;
-            let scale = 1.0 / positives.max(1) as f32;
-            let mut params: Vec<&mut [f32]> = Vec::new();
-            let mut g: Vec<Vec<f32>> = Vec::new();
-            let boxes = if options.train_box {
-                head.boxes.iter_mut().zip(&grads.boxes).collect()
-            } else {
-                Vec::new()
-            };
-            for (w, (dw, db)) in head.classes.iter_mut().zip(&grads.classes).chain(boxes) {
-                g.push(dw.iter().map(|v| v * scale).collect());
-                g.push(db.iter().map(|v| v * scale).collect());
-                params.push(w.weight.as_slice_mut().expect("weights are contiguous"));
-                params.push(w.bias.as_slice_mut().expect("bias is contiguous"));
-            }
-            let grad_refs: Vec<&[f32]> = g.iter().map(Vec::as_slice).collect();
-            adam.step(&mut params, &grad_refs, &decay);
-        }
-        let (mut val_loss, mut val_pos) = (0.0f32, 0usize);
-        for ex in val {
-            let (loss, pos) = head.image_loss(layout, ex, options.train_box, None);
-            val_loss += loss;
-            val_pos += pos;
-        }
-        let val_loss = val_loss / val_pos.max(1) as f32;
-        let val_ap50 = mean_ap50(&head.evaluate(layout, val, options.train_box), classes);
+        let (epoch_loss, epoch_pos) =
+            train_epoch(&mut head, layout, train, &order, options, &mut adam, &decay);
+        let (val_loss, val_ap50) = validate(&head, layout, val, options.train_box, classes);
         let stats = EpochStats {
             epoch,
             train_loss: epoch_loss / epoch_pos.max(1) as f32,
@@ -438,6 +399,96 @@ pub fn train(
             stopped_early,
         },
     }
+}
+
+/// Per trained tensor (class heads, then box heads when trained; weight, then
+/// bias): its length, and whether weight decay applies.
+fn parameter_layout(head: &Head, train_box: bool) -> (Vec<usize>, Vec<bool>) {
+    let (mut sizes, mut decay) = (Vec::new(), Vec::new());
+    let box_levels: &[LinearWeights] = if train_box { &head.boxes } else { &[] };
+    for w in head.classes.iter().chain(box_levels) {
+        sizes.extend([w.weight.len(), w.bias.len()]);
+        decay.extend([true, false]);
+    }
+    (sizes, decay)
+}
+
+/// One pass over `train` in `order`, a step per batch; the summed loss and
+/// positives.
+fn train_epoch(
+    head: &mut Head,
+    layout: &Layout,
+    train: &[Example<'_>],
+    order: &[usize],
+    options: &TrainOptions,
+    adam: &mut AdamW,
+    decay: &[bool],
+) -> (f32, usize) {
+    let (mut epoch_loss, mut epoch_pos) = (0.0f32, 0usize);
+    for batch in order.chunks(options.batch_images.max(1)) {
+        let mut grads = Grads::zeros(head);
+        let mut positives = 0;
+        for &i in batch {
+            let (loss, pos) =
+                head.image_loss(layout, &train[i], options.train_box, Some(&mut grads));
+            epoch_loss += loss;
+            positives += pos;
+        }
+        epoch_pos += positives;
+        step(
+            head,
+            &grads,
+            1.0 / positives.max(1) as f32,
+            options.train_box,
+            adam,
+            decay,
+        );
+    }
+    (epoch_loss, epoch_pos)
+}
+
+/// One AdamW step on the trained tensors with the gradients scaled by `scale`.
+fn step(
+    head: &mut Head,
+    grads: &Grads,
+    scale: f32,
+    train_box: bool,
+    adam: &mut AdamW,
+    decay: &[bool],
+) {
+    let mut params: Vec<&mut [f32]> = Vec::new();
+    let mut g: Vec<Vec<f32>> = Vec::new();
+    let boxes = if train_box {
+        head.boxes.iter_mut().zip(&grads.boxes).collect()
+    } else {
+        Vec::new()
+    };
+    for (w, (dw, db)) in head.classes.iter_mut().zip(&grads.classes).chain(boxes) {
+        g.push(dw.iter().map(|v| v * scale).collect());
+        g.push(db.iter().map(|v| v * scale).collect());
+        params.push(w.weight.as_slice_mut().expect("weights are contiguous"));
+        params.push(w.bias.as_slice_mut().expect("bias is contiguous"));
+    }
+    let grad_refs: Vec<&[f32]> = g.iter().map(Vec::as_slice).collect();
+    adam.step(&mut params, &grad_refs, decay);
+}
+
+/// Validation loss per positive and mean AP@0.5 of `head` on `val`.
+fn validate(
+    head: &Head,
+    layout: &Layout,
+    val: &[Example<'_>],
+    train_box: bool,
+    classes: usize,
+) -> (f32, Option<f32>) {
+    let (mut val_loss, mut val_pos) = (0.0f32, 0usize);
+    for ex in val {
+        let (loss, pos) = head.image_loss(layout, ex, train_box, None);
+        val_loss += loss;
+        val_pos += pos;
+    }
+    let ap50 = mean_ap50(&head.evaluate(layout, val, train_box), classes);
+    (val_loss / val_pos.max(1) as f32, ap50)
 }
 
 #[cfg(test)]
