@@ -183,14 +183,13 @@ pub fn covers(
     precision: Precision,
 ) -> Result<String, String> {
     let cpu = CpuFeatures::detect();
-    let fits = |d: Device, loaded: &[Precision]| match precision.resolve(d, &cpu, false) {
-        Ok(p) => loaded.contains(&p).then_some(p),
-        // An int8 request resolves against the quantized model, which the probe
-        // loaded as int8.
-        Err(_) if precision == Precision::Int8 => {
-            loaded.contains(&Precision::Int8).then_some(Precision::Int8)
-        }
-        Err(_) => None,
+    // An int8 request runs the quantized model, which the probe loaded as int8.
+    let int8_model = precision == Precision::Int8;
+    let fits = |d: Device, loaded: &[Precision]| {
+        precision
+            .resolve(d, &cpu, int8_model)
+            .ok()
+            .filter(|p| loaded.contains(p))
     };
     let candidates: Vec<Device> = if device == Device::Auto {
         Device::AUTO_ORDER.to_vec()

@@ -53,7 +53,7 @@ fn parse_list(list: &str) -> anyhow::Result<Vec<Config>> {
 pub fn execute(args: &BenchArgs, list: &str) -> anyhow::Result<()> {
     let configs = parse_list(list)?;
     let exe = std::env::current_exe()?;
-    let dir = tempfile_dir()?;
+    let dir = scratch_dir()?;
     let mut results: Vec<Vec<BenchResult>> = vec![Vec::new(); configs.len()];
     let mut failures: Vec<Option<String>> = vec![None; configs.len()];
     for round in 1..=usize::from(args.rounds) {
@@ -93,7 +93,7 @@ pub fn execute(args: &BenchArgs, list: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn tempfile_dir() -> anyhow::Result<PathBuf> {
+fn scratch_dir() -> anyhow::Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!("pedvision-compare-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
