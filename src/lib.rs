@@ -15,8 +15,10 @@
 //! holds the model manifest; [`cli`] (in the binary's edge) turns flags into a plan.
 
 pub mod analytics;
+pub mod api;
 pub mod choice;
 pub mod config;
+pub mod control;
 pub mod error;
 pub mod frame;
 pub mod infer;

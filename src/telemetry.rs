@@ -345,6 +345,25 @@ impl Metrics {
         }
     }
 
+    /// Drops a removed stream's series, so a run whose streams come and go does
+    /// not grow without bound.
+    pub fn forget_stream(&self, id: u32, input: &str) {
+        let labels = StreamLabels {
+            stream: id.to_string(),
+            input: input.to_string(),
+        };
+        self.received.remove(&labels);
+        self.processed.remove(&labels);
+        self.dropped.remove(&labels);
+        self.reconnects.remove(&labels);
+        self.up.remove(&labels);
+        self.expected.remove(&labels);
+        self.queue_depth.remove(&labels);
+        self.fps.remove(&labels);
+        self.latency.remove(&labels);
+        self.people.tracks_live.remove(&labels);
+    }
+
     /// Everything, in Prometheus text format.
     pub fn encode(&self) -> String {
         let mut out = String::new();

@@ -102,6 +102,10 @@ pub struct StreamAnalytics {
     pub lines: Vec<LineState>,
     pub zones: Vec<ZoneState>,
     frame_size: Option<(u32, u32)>,
+    /// Whether a rule outside the first frame is an error (rules of the run's
+    /// start) or only skipped with a warning (rules given while it runs: a bad
+    /// one must not stop the run).
+    strict: bool,
 }
 
 impl StreamAnalytics {
@@ -136,7 +140,33 @@ impl StreamAnalytics {
                 })
                 .collect(),
             frame_size: None,
+            strict: true,
         }
+    }
+
+    /// The same analytics, with rules that never stop the run (given while it
+    /// runs): one that does not fit the frame is skipped with a warning.
+    pub fn make_lenient(&mut self) {
+        self.strict = false;
+    }
+
+    /// Takes the run's new rules. A line or zone whose rule is unchanged keeps its
+    /// counts and the tracks inside it; the others start afresh. New rules never
+    /// stop the run.
+    pub fn update_rules(&mut self, rules: &Rules) {
+        let fresh = Self::new(self.stream, rules, &self.labels);
+        let lines = std::mem::take(&mut self.lines);
+        self.lines = keep_unchanged(lines, fresh.lines, |a, b| a.rule == b.rule);
+        let zones = std::mem::take(&mut self.zones);
+        self.zones = keep_unchanged(zones, fresh.zones, |a, b| a.rule == b.rule);
+        self.frame_size = None;
+        self.strict = false;
+    }
+
+    /// The class names events use (a model switched in keeps the old ids' names
+    /// and may add more).
+    pub fn set_labels(&mut self, labels: &[String]) {
+        self.labels = labels.to_vec();
     }
 
     pub fn is_empty(&self) -> bool {
@@ -151,7 +181,7 @@ impl StreamAnalytics {
         if self.frame_size == Some((width, height)) {
             return Ok(());
         }
-        let first = self.frame_size.is_none();
+        let first = self.frame_size.is_none() && self.strict;
         let stream = self.stream;
         let fits = |r: Result<Vec<Point>, RuleError>| match r {
             Ok(points) => Ok(Some(points)),
@@ -204,6 +234,18 @@ impl StreamAnalytics {
         }
         Ok(events)
     }
+}
+
+/// `fresh`, in its order, with each item that `old` has unchanged taken from
+/// `old` (its state goes on).
+fn keep_unchanged<T>(mut old: Vec<T>, fresh: Vec<T>, same: impl Fn(&T, &T) -> bool) -> Vec<T> {
+    fresh
+        .into_iter()
+        .map(|new| match old.iter().position(|o| same(o, &new)) {
+            Some(i) => old.swap_remove(i),
+            None => new,
+        })
+        .collect()
 }
 
 /// The label of a class id (its number when the model has no such label).

@@ -17,6 +17,7 @@ pub mod doctor;
 pub mod doctor_devices;
 pub mod eval;
 pub mod mqtt;
+pub mod reload;
 pub mod retrain;
 pub mod run;
 pub mod synth;

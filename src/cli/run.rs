@@ -6,13 +6,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Args};
+use pedvision::api::ApiServer;
 use pedvision::choice::Choice;
 use pedvision::config::pipeline::ModelSection;
 use pedvision::config::{Layers, Manifest, PipelineConfig};
+use pedvision::control::{Board, Control};
 use pedvision::infer::{Detector, runtime};
 use pedvision::pipeline::{self, RunPlan, RunReport};
 use pedvision::redact;
 use pedvision::sources::{ReconnectPolicy, RtspOptions, RtspTransport};
+use pedvision::telemetry::Metrics;
 
 use super::common::{DEFAULT_MODEL, DEMO_CLIP, DetectorArgs};
 
@@ -108,6 +111,25 @@ pub struct RunArgs {
     #[arg(long, value_name = "S")]
     pub duration: Option<f64>,
 
+    /// Serve the HTTP control API at http://ADDRESS:PORT/: add and remove streams,
+    /// switch the model, list, add and remove lines and zones while the run goes
+    /// on; /healthz, /readyz, /metrics and /openapi.json too. A bare port binds to
+    /// 127.0.0.1; any other address needs --api-token-env. With --api the run
+    /// starts even without an input and goes on until stopped (SIGINT, SIGTERM,
+    /// --duration).
+    #[arg(long, value_name = "[ADDRESS:]PORT")]
+    pub api: Option<String>,
+
+    /// The environment variable that holds the control API's bearer token
+    /// (clients send `Authorization: Bearer TOKEN`). Required when --api binds a
+    /// non-loopback address.
+    #[arg(long, value_name = "NAME")]
+    pub api_token_env: Option<String>,
+
+    /// Most streams open at once, inputs and streams added through the API.
+    #[arg(long, value_name = "N")]
+    pub max_streams: Option<usize>,
+
     #[command(flatten)]
     pub detector: DetectorArgs,
 
@@ -148,6 +170,9 @@ impl RunArgs {
             l.inputs = self.input.clone();
         }
         layer!(m, l, names; duration_s <- "duration" "--duration" = self.duration.unwrap_or_default());
+        layer!(m, l, names; api.bind <- "api" "--api" = self.api.clone().unwrap_or_default());
+        layer!(m, l, names; api.token_env <- "api_token_env" "--api-token-env" = self.api_token_env.clone().unwrap_or_default());
+        layer!(m, l, names; api.max_streams <- "max_streams" "--max-streams" = self.max_streams.unwrap_or_default());
         self.model_layer(m, &mut l, &mut names);
         self.output_layer(m, &mut l, &mut names);
         self.network_layer(m, &mut l, &mut names);
@@ -166,8 +191,15 @@ impl RunArgs {
             .as_deref()
             .map(PipelineConfig::load_layer)
             .transpose()?;
+        // Under the control API a run with no input starts idle, waiting for one.
+        let api =
+            l.api.bind.is_some() || file.as_ref().is_some_and(|f| f.config.api.bind.is_some());
         let base = PipelineConfig {
-            inputs: vec![DEMO_CLIP.to_string()],
+            inputs: if api {
+                Vec::new()
+            } else {
+                vec![DEMO_CLIP.to_string()]
+            },
             model: ModelSection {
                 path: Some(DEFAULT_MODEL.into()),
                 ..Default::default()
@@ -239,19 +271,37 @@ impl RunArgs {
     }
 }
 
-/// Raises `stop` on SIGINT or SIGTERM; a second signal exits at once.
-fn install_stop_handler(stop: Arc<AtomicBool>) {
-    let result = ctrlc::set_handler(move || {
-        if stop.swap(true, Ordering::SeqCst) {
-            eprintln!("error: interrupted twice; exiting without finalising outputs");
-            std::process::exit(130);
+/// Raises `stop` on SIGINT or SIGTERM, and on SIGHUP (a closed terminal) when
+/// `hangup_stops`; a second signal exits at once. With a pipeline file SIGHUP
+/// re-reads it instead (see [`super::reload`]).
+fn install_stop_handler(stop: Arc<AtomicBool>, hangup_stops: bool) {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut wanted = vec![SIGINT, SIGTERM];
+    if hangup_stops {
+        wanted.push(SIGHUP);
+    }
+    let mut signals = match signal_hook::iterator::Signals::new(wanted) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot install the SIGINT/SIGTERM handler");
+            return;
         }
-        eprintln!(
-            "stopping: finishing queued frames and closing outputs (interrupt again to abort)"
-        );
-    });
-    if let Err(e) = result {
-        tracing::warn!(error = %e, "cannot install the SIGINT/SIGTERM handler");
+    };
+    let spawned = std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for _ in signals.forever() {
+                if stop.swap(true, Ordering::SeqCst) {
+                    eprintln!("error: interrupted twice; exiting without finalising outputs");
+                    std::process::exit(130);
+                }
+                eprintln!(
+                    "stopping: finishing queued frames and closing outputs (interrupt again to abort)"
+                );
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot start the signal thread");
     }
 }
 
@@ -284,10 +334,23 @@ pub fn execute(args: RunArgs, matches: &ArgMatches) -> anyhow::Result<()> {
     let manifest = manifest.for_precision(plan.runtime.precision)?;
     plan.model_path = manifest.path.clone();
     plan.model_name = manifest.name.clone();
+    let board = Arc::new(Board::default());
+    let (commands_tx, commands) = crossbeam_channel::unbounded();
+    let control = Control::new(commands_tx, board.clone());
+    let metrics = Arc::new(Metrics::new(&plan.model_name));
+    // The API answers /healthz (and /readyz with 503) while the model loads.
+    let _api = plan
+        .api
+        .as_ref()
+        .map(|settings| ApiServer::start(settings, control.clone(), metrics.clone()))
+        .transpose()?;
     runtime::init(plan.ort_lib.as_deref(), plan.runtime.device)?;
     let mut detector = Detector::load(&manifest, &plan.runtime)?;
     let stop = Arc::new(AtomicBool::new(false));
-    install_stop_handler(stop.clone());
+    install_stop_handler(stop.clone(), args.config.is_none());
+    if args.config.is_some() {
+        super::reload::watch(layers, &plan, control)?;
+    }
     if let Some(after) = plan.duration {
         let stop = stop.clone();
         std::thread::spawn(move || {
@@ -295,7 +358,8 @@ pub fn execute(args: RunArgs, matches: &ArgMatches) -> anyhow::Result<()> {
             stop.store(true, Ordering::SeqCst);
         });
     }
-    let report = pipeline::run(&plan, &mut detector, &stop)?;
+    let steering = pipeline::Steering { commands, board };
+    let report = pipeline::run_with_metrics(&plan, &mut detector, &stop, steering, metrics)?;
     print_summary(&report);
     Ok(())
 }
@@ -375,8 +439,8 @@ fn print_summary(report: &RunReport) {
     }
     print_streams(report);
     print_counts(report);
-    for (id, url) in report.rtsp_urls.iter().enumerate() {
-        out!("stream {id} was served at {url}");
+    for (s, url) in report.streams.iter().zip(&report.rtsp_urls) {
+        out!("stream {} was served at {url}", s.id);
     }
     if let Some(m) = &report.mqtt {
         out!(

@@ -14,6 +14,8 @@ pub const BATCH: u16 = 1;
 /// Largest batch accepted (a batch is allocated up front: 64 frames of 416×416 is
 /// 133 MB of tensor).
 pub const MAX_BATCH: u16 = 64;
+/// Most streams open at once in one run.
+pub const MAX_STREAMS: usize = 64;
 /// Most detections per frame after NMS (COCO's limit).
 pub const MAX_DETECTIONS: usize = 100;
 /// Longest wait for a partial batch when any input is live, in ms.

@@ -61,6 +61,23 @@ pub struct PipelineConfig {
     pub lines: Vec<LineConfig>,
     /// Zones (`[[zones]]`).
     pub zones: Vec<ZoneConfig>,
+    /// The HTTP control API.
+    pub api: ApiSection,
+}
+
+/// `[api]`: the HTTP control API (streams, model, lines and zones changed while
+/// the run goes on).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiSection {
+    /// Serve the API on `[ADDRESS:]PORT` (a bare port binds to 127.0.0.1). With
+    /// it, the run starts even with no input and goes on until it is stopped.
+    pub bind: Option<String>,
+    /// Name of the environment variable holding the bearer token that every
+    /// request must carry; required when `bind` is not a loopback address.
+    pub token_env: Option<String>,
+    /// Most streams open at once (inputs and streams added while running).
+    pub max_streams: Option<usize>,
 }
 
 /// `[model]`: the detector and its thresholds.
@@ -365,6 +382,10 @@ impl PipelineConfig {
                 buffer_s: Some(tracker.buffer_s),
                 min_hits: Some(tracker.min_hits),
                 low_score: Some(tracker.low),
+            },
+            api: ApiSection {
+                max_streams: Some(defaults::MAX_STREAMS),
+                ..Default::default()
             },
             ..Default::default()
         }

@@ -2,8 +2,17 @@
 //! histogram (3 significant digits, 1 µs to 1 h) instead of a list of every frame's
 //! latency, so a stream that runs for weeks keeps a few kilobytes, not a growing
 //! vector. Prometheus gets the same values through its own buckets.
+//!
+//! [`RecentLatency`] keeps the same percentiles over short consecutive windows
+//! for the control API (`GET /streams/{id}`): what the latency is now, not
+//! since the start.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
+
+use crate::control::{LatencyWindow, lock};
 
 /// Longest latency recorded as itself, in µs (one hour); longer ones saturate.
 const MAX_US: u64 = 3_600_000_000;
@@ -33,6 +42,48 @@ impl LatencyHistogram {
     /// The `p`th percentile in ms (within 0.1%), or `None` before any record.
     pub fn percentile_ms(&self, p: f64) -> Option<f64> {
         (!self.us.is_empty()).then(|| self.us.value_at_quantile(p / 100.0) as f64 / 1e3)
+    }
+}
+
+/// How long each window of [`RecentLatency`] lasts.
+pub const WINDOW: Duration = Duration::from_secs(2);
+
+/// Latency over the last completed window, published where the control board
+/// reads it.
+#[derive(Debug)]
+pub struct RecentLatency {
+    current: LatencyHistogram,
+    started: Instant,
+    published: Arc<Mutex<Option<LatencyWindow>>>,
+}
+
+impl RecentLatency {
+    pub fn new(published: Arc<Mutex<Option<LatencyWindow>>>) -> Self {
+        Self {
+            current: LatencyHistogram::default(),
+            started: Instant::now(),
+            published,
+        }
+    }
+
+    /// Where the last window is published.
+    pub fn shared(&self) -> Arc<Mutex<Option<LatencyWindow>>> {
+        self.published.clone()
+    }
+
+    /// Records one frame's latency; publishes the window when it is over.
+    pub fn record_ms(&mut self, ms: f64) {
+        self.current.record_ms(ms);
+        if self.started.elapsed() >= WINDOW {
+            let window = LatencyWindow {
+                p50_ms: self.current.percentile_ms(50.0).unwrap_or(ms),
+                p99_ms: self.current.percentile_ms(99.0).unwrap_or(ms),
+                max_ms: self.current.percentile_ms(100.0).unwrap_or(ms),
+            };
+            *lock(&self.published) = Some(window);
+            self.current = LatencyHistogram::default();
+            self.started = Instant::now();
+        }
     }
 }
 

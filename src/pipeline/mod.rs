@@ -27,34 +27,31 @@
 //! within a poll interval instead of running on while nothing takes their frames.
 
 pub mod batcher;
+mod controller;
 mod fault;
 mod handoff;
 pub mod latency;
 pub mod people;
 pub mod plan;
 mod stages;
+mod streams;
 
 pub use crate::frame::{Frame, chroma_size, colour, i420_len};
 pub use handoff::{Inferred, PreparedBatch};
 pub use plan::{PlanError, RunPlan};
 pub use stages::{InferStats, PostOptions};
 
-use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, bounded};
+use crossbeam_channel::{Receiver, bounded, unbounded};
 
+use crate::control::{Board, Command, SourceOutcome, lock as control_lock};
 use crate::infer::Detector;
-use crate::sinks::{
-    live_out::{Display, RtspOut},
-    metadata::MetadataWriter,
-    staging::StagedFile,
-};
-use crate::sources::{SourceEnd, StopFlags, StreamQueue, run_source};
-use crate::telemetry::{Metrics, MetricsServer, StreamMetrics};
+use crate::sinks::{live_out::RtspOut, metadata::MetadataWriter};
+use crate::telemetry::{Metrics, MetricsServer};
 
 /// Errors of the wiring itself, and failures that leave partial outputs behind.
 #[derive(Debug, thiserror::Error)]
@@ -203,77 +200,34 @@ fn join<T>(
     }
 }
 
-/// Everything the stages need before the first frame: the outputs, the servers,
-/// the queues.
+/// Everything the stages need before the first frame.
 struct Built {
     metadata: Option<MetadataWriter>,
-    streams: Vec<stages::StreamOutputs>,
     rtsp_out: Option<RtspOut>,
     metrics: Arc<Metrics>,
     _metrics_server: Option<MetricsServer>,
     mqtt: Option<crate::sinks::mqtt::MqttSink>,
-    /// Per stream: its metric handles (the report reads its counters).
-    counters: Vec<StreamMetrics>,
-    queues: Vec<StreamQueue>,
-    receivers: Vec<Receiver<Frame>>,
+    run_id: Arc<str>,
+    /// The inputs' streams, opened; their sources start with the stages.
+    opened: Vec<streams::Opened>,
+    /// The post stage's streams (what it closed is reported from here).
+    post: stages::PostStreams,
     started: Instant,
 }
 
 /// How each stage ended.
 struct Ended {
-    /// Per source, in stream order.
-    sources: Vec<Result<SourceEnd, crate::Error>>,
+    /// Sources that failed, in the order they were reaped.
+    sources: Vec<crate::Error>,
     infer: Option<InferStats>,
     /// Failures of the stages after the sources, in pipeline order.
     stages: Vec<crate::Error>,
 }
 
-/// Each stream's outputs before its first frame: its staged MP4, its tracker, its
-/// RTSP outlet and window; and the RTSP server that serves the outlets.
-fn open_stream_outputs(
-    plan: &RunPlan,
-    run_id: &Arc<str>,
-) -> crate::Result<(Vec<stages::StreamOutputs>, Option<RtspOut>)> {
-    let mut streams = Vec::new();
-    for i in 0..plan.sources.len() {
-        let staged = plan
-            .videos
-            .get(i)
-            .cloned()
-            .flatten()
-            .as_deref()
-            .map(StagedFile::create)
-            .transpose()?;
-        let people = people::StreamPeople::new(
-            i as u32,
-            &plan.tracking,
-            plan.post.conf,
-            &plan.rules,
-            &plan.post.labels,
-        );
-        streams.push(stages::StreamOutputs::new(staged, people, run_id.clone()));
-    }
-    let rtsp_out = match &plan.rtsp_out {
-        Some(bind) => {
-            let (server, outlets) = RtspOut::start(bind, plan.sources.len() as u32)?;
-            for (s, outlet) in streams.iter_mut().zip(outlets) {
-                s.rtsp = Some(outlet);
-            }
-            Some(server)
-        }
-        None => None,
-    };
-    if plan.display {
-        for s in &mut streams {
-            s.display = Some(Display::open()?);
-        }
-    }
-    Ok((streams, rtsp_out))
-}
-
 /// Opens the outputs (first: an unwritable destination fails before any
-/// decoding), the metrics server, the MQTT sink and the per-stream queues.
-fn build(plan: &RunPlan) -> crate::Result<Built> {
+/// decoding), the metrics server, the MQTT sink, the RTSP server and each
+/// input's stream.
+fn build(plan: &RunPlan, metrics: Arc<Metrics>) -> crate::Result<Built> {
     let metadata = plan
         .metadata
         .as_deref()
@@ -281,8 +235,6 @@ fn build(plan: &RunPlan) -> crate::Result<Built> {
         .transpose()?;
     let run_id: Arc<str> = format!("{:016x}", rand::random::<u64>()).into();
     tracing::info!(run_id = %run_id, streams = plan.sources.len(), "run starting");
-    let (mut streams, rtsp_out) = open_stream_outputs(plan, &run_id)?;
-    let metrics = Arc::new(Metrics::new(&plan.model_name));
     let metrics_server = plan
         .metrics
         .as_deref()
@@ -293,124 +245,181 @@ fn build(plan: &RunPlan) -> crate::Result<Built> {
         .clone()
         .map(|settings| crate::sinks::mqtt::MqttSink::start(settings, metrics.mqtt.clone()))
         .transpose()?;
-    let (mut counters, mut queues, mut receivers) = (Vec::new(), Vec::new(), Vec::new());
-    for (spec, out) in plan.sources.iter().zip(streams.iter_mut()) {
-        let handles = metrics.stream(spec.id, &spec.name());
-        out.metrics = handles.clone();
-        let capacity = if spec.is_live() { 1 } else { plan.batch.max(4) };
-        let (queue, rx) = StreamQueue::new(capacity, spec.is_live(), handles.clone());
-        counters.push(handles);
-        queues.push(queue);
-        receivers.push(rx);
-    }
+    let rtsp_out = plan
+        .rtsp_out
+        .as_deref()
+        .map(|bind| RtspOut::start(bind, 0).map(|(server, _)| server))
+        .transpose()?;
+    let shared = streams::RunShared {
+        plan,
+        run_id: run_id.clone(),
+        metrics: &metrics,
+        rtsp_out: rtsp_out.as_ref(),
+    };
+    let opened = plan
+        .sources
+        .iter()
+        .enumerate()
+        .map(|(i, spec)| {
+            let video = plan.videos.get(i).cloned().flatten();
+            streams::open(&shared, spec.clone(), video, &plan.rules, false)
+        })
+        .collect::<crate::Result<Vec<_>>>()?;
     Ok(Built {
         metadata,
-        streams,
         rtsp_out,
         metrics,
         _metrics_server: metrics_server,
         mqtt,
-        counters,
-        queues,
-        receivers,
+        run_id,
+        opened,
+        post: stages::PostStreams::default(),
         started: Instant::now(),
     })
 }
 
-/// Runs the stages on named threads (the post stage on this one) until the
+/// How a run is steered while it goes on: the commands of the control API and
+/// SIGHUP, and the board they read.
+pub struct Steering {
+    pub commands: Receiver<Command>,
+    pub board: Arc<Board>,
+}
+
+impl Steering {
+    /// A run nobody steers (its streams are its inputs).
+    pub fn none() -> Self {
+        Self {
+            commands: crossbeam_channel::never(),
+            board: Arc::default(),
+        }
+    }
+}
+
+/// Runs the stages on named threads and the controller on this one until the
 /// inputs end, the user stops the run, or a stage fails.
-fn spawn(plan: &RunPlan, detector: &mut Detector, built: &mut Built, stop: &AtomicBool) -> Ended {
+fn spawn(
+    plan: &RunPlan,
+    detector: &mut Detector,
+    built: &mut Built,
+    stop: &Arc<AtomicBool>,
+    steering: Steering,
+) -> Ended {
     // Rendezvous hand-offs between batcher, preprocess and infer: a batch is only
     // formed when the next stage is ready for it, so under overload live frames
     // wait in their (one-frame, drop-oldest) queues instead of in stale batches.
     // Measured with 5 overloaded RTSP streams: p50 latency 390 ms instead of 630 ms
     // with one-slot channels, at the same throughput.
-    let (batch_tx, batch_rx) = bounded::<Vec<Frame>>(0);
+    let (batch_tx, batch_rx) = bounded::<batcher::Batch>(0);
     let (prep_tx, prep_rx) = bounded::<PreparedBatch>(0);
-    let (inf_tx, inf_rx) = bounded::<Inferred>(2 * plan.batch + 2);
+    let (inf_tx, inf_rx) = bounded::<handoff::ToPost>(2 * plan.batch + 2);
     let (recycle_tx, recycle_rx) = bounded::<Vec<f32>>(4);
-    let abort = AtomicBool::new(false);
-    let flags = StopFlags {
-        user: stop,
-        abort: &abort,
+    // The controller's channels: unbounded, so it never waits on a stage (each
+    // carries one message per stream added or rule changed).
+    let (joins_tx, joins_rx) = unbounded::<batcher::StreamInput>();
+    let (post_cmd_tx, post_cmd_rx) = unbounded::<stages::PostCommand>();
+    let (closed_tx, closed_rx) = unbounded::<u32>();
+    let (swap_tx, swap_rx) = bounded::<handoff::ModelSwap>(1);
+    let flags = streams::RunFlags {
+        user: stop.clone(),
+        abort: Arc::new(AtomicBool::new(false)),
     };
+    let abort = flags.abort.clone();
     let spec_in = &plan.post.input;
     // Under ByteTrack the detector reports scores down to the tracker's low
     // threshold; only those at or above the run's threshold are reported.
-    let decode = PostOptions {
-        conf: people::StreamPeople::decode_floor(&plan.tracking, plan.post.conf),
-        ..plan.post.clone()
+    let first_model = Arc::new(handoff::ModelInUse {
+        name: plan.model_name.clone(),
+        decode: PostOptions {
+            conf: people::StreamPeople::decode_floor(&plan.tracking, plan.post.conf),
+            ..plan.post.clone()
+        },
+    });
+    steering.board.set_model(crate::control::ModelStatus {
+        name: plan.model_name.clone(),
+        path: plan.model_path.clone(),
+        swaps: 0,
+    });
+    let Built {
+        metadata,
+        rtsp_out,
+        metrics,
+        mqtt,
+        run_id,
+        opened,
+        post: post_streams,
+        ..
+    } = built;
+    let shared = streams::RunShared {
+        plan,
+        run_id: run_id.clone(),
+        metrics,
+        rtsp_out: rtsp_out.as_ref(),
     };
-    let queues = std::mem::take(&mut built.queues);
-    let receivers = std::mem::take(&mut built.receivers);
-    let metrics = built.metrics.clone();
+    let wires = controller::Wires {
+        joins: joins_tx,
+        to_post: post_cmd_tx,
+        swaps: swap_tx,
+    };
+    let mut control = controller::Controller::new(shared, steering.board, flags, wires);
+    for stream in std::mem::take(opened) {
+        // A failure is recorded in `control.failures`.
+        let _ = control.start(stream);
+    }
+    let metrics = metrics.clone();
     std::thread::scope(|s| {
-        let spawn = |name: String| std::thread::Builder::new().name(name);
+        let spawn = |name: &str| std::thread::Builder::new().name(name.into());
         let guard = || AbortOnPanic(&abort);
-        let source_threads: Vec<_> = plan
-            .sources
-            .iter()
-            .zip(queues)
-            .map(|(spec, queue)| {
-                spawn(format!("source-{}", spec.id)).spawn_scoped(s, move || {
-                    let _guard = guard();
-                    fault::inject("source", spec.id.into())
-                        .map_err(|e| crate::sources::SourceError::Gstreamer(e.to_string()))?;
-                    run_source(spec, &plan.rtsp, &plan.reconnect, queue, flags)
-                })
-            })
-            .collect();
         let (size, timeout) = (plan.batch, plan.batch_timeout);
-        let batcher_thread = spawn("batcher".into()).spawn_scoped(s, move || {
+        let batcher_thread = spawn("batcher").spawn_scoped(s, move || {
             let _guard = guard();
-            batcher::run(receivers, batch_tx, size, timeout)
+            batcher::run(Vec::new(), joins_rx, batch_tx, size, timeout)
         });
-        let prep_thread = spawn("preprocess".into()).spawn_scoped(s, move || {
+        let prep_thread = spawn("preprocess").spawn_scoped(s, move || {
             let _guard = guard();
             stages::preprocess(batch_rx, prep_tx, recycle_rx, spec_in)
         });
-        let infer_thread = spawn("infer".into()).spawn_scoped(s, move || {
+        let infer_thread = spawn("infer").spawn_scoped(s, move || {
             let _guard = guard();
             let detector = (!plan.skip_inference).then_some(detector);
-            stages::infer(prep_rx, inf_tx, recycle_tx, detector, &metrics)
-        });
-        let post = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            stages::post(
-                inf_rx,
-                &decode,
-                &mut built.streams,
-                built.metadata.as_mut(),
-                built.mqtt.as_ref(),
+            stages::infer(
+                prep_rx,
+                inf_tx,
+                recycle_tx,
+                (detector, first_model),
+                swap_rx,
+                &metrics,
             )
-        }));
-        // Whether it finished or failed, nothing downstream takes frames any more:
-        // live sources would otherwise run on. (After a normal end every source
-        // has already ended.)
-        abort.store(true, Ordering::SeqCst);
-        gather(
-            source_threads,
-            [batcher_thread, prep_thread],
-            infer_thread,
-            post,
-        )
+        });
+        let records = stages::Records {
+            metadata: metadata.as_mut(),
+            mqtt: mqtt.as_ref(),
+        };
+        let (abort, closed_tx) = (&abort, &closed_tx);
+        let post_thread = spawn("post").spawn_scoped(s, move || {
+            let _guard = AbortOnPanic(abort);
+            let result = stages::post(inf_rx, &post_cmd_rx, post_streams, records, closed_tx);
+            // Whether it finished or failed, nothing downstream takes frames any
+            // more: live sources would otherwise run on. (After a normal end
+            // every source has already ended.)
+            abort.store(true, Ordering::SeqCst);
+            result
+        });
+        control.run(steering.commands, closed_rx);
+        let mut ended = gather([batcher_thread, prep_thread], infer_thread, post_thread);
+        ended.sources = std::mem::take(&mut control.failures);
+        ended
     })
 }
 
 /// A stage thread as spawned.
 type Handle<'s, T> = std::io::Result<std::thread::ScopedJoinHandle<'s, T>>;
 
-/// Waits for every stage thread and sorts out how each ended (the post stage ran
-/// on the caller's thread; `post` is its result or its panic).
+/// Waits for every stage thread after the sources and sorts out how each ended.
 fn gather(
-    sources: Vec<Handle<'_, Result<SourceEnd, crate::sources::SourceError>>>,
     [batcher, prep]: [Handle<'_, ()>; 2],
     infer: Handle<'_, Result<InferStats, crate::infer::RuntimeError>>,
-    post: std::thread::Result<crate::Result<()>>,
+    post: Handle<'_, crate::Result<()>>,
 ) -> Ended {
-    let sources = sources
-        .into_iter()
-        .map(|h| join(h, "source").and_then(|r| r.map_err(Into::into)))
-        .collect();
     let mut stages = Vec::new();
     for (handle, name) in [(batcher, "batcher"), (prep, "preprocess")] {
         if let Err(e) = join(handle, name) {
@@ -424,70 +433,70 @@ fn gather(
             None
         }
     };
-    let post = post.unwrap_or_else(|p| {
-        Err(PipelineError::Panicked {
-            stage: "post".into(),
-            message: panic_message(&*p),
-        }
-        .into())
-    });
-    if let Err(e) = post {
+    if let Err(e) = join(post, "post").and_then(|r| r) {
         stages.push(e);
     }
     Ended {
-        sources,
+        sources: Vec::new(),
         infer,
         stages,
     }
 }
 
+/// The report of a stream whose outputs are final.
+fn stream_report(
+    id: u32,
+    out: &stages::StreamOutputs,
+    video: Option<PathBuf>,
+    outcome: Option<SourceOutcome>,
+) -> StreamReport {
+    let (tracks, lines, zones) = people_summary(&out.people);
+    StreamReport {
+        id,
+        name: out.name.clone(),
+        received: out.metrics.received.get(),
+        processed: out.frames,
+        dropped: out.metrics.dropped.get(),
+        reconnects: out.metrics.reconnects.get(),
+        video,
+        error: match outcome {
+            Some(SourceOutcome::Failed(e)) => Some(e),
+            _ => None,
+        },
+        latency_p50_ms: out.latency.percentile_ms(50.0),
+        latency_p99_ms: out.latency.percentile_ms(99.0),
+        tracks,
+        lines,
+        zones,
+    }
+}
+
 /// Finalises every output: complete under its final name where the stream
 /// succeeded, `*.incomplete.*` where it did not; and reports.
-fn finish(plan: &RunPlan, built: Built, ended: Ended) -> crate::Result<RunReport> {
+fn finish(built: Built, ended: Ended) -> crate::Result<RunReport> {
     let Built {
         metadata,
-        mut streams,
         rtsp_out,
         mqtt,
-        counters,
+        post,
         started,
         ..
     } = built;
-    let stages_ok = ended.stages.is_empty();
     let mut failures = ended.stages;
+    failures.extend(ended.sources);
     let mut report = RunReport {
         infer: ended.infer.unwrap_or_default(),
         ..RunReport::default()
     };
-    for (i, ((spec, out), source)) in plan
-        .sources
-        .iter()
-        .zip(streams.iter_mut())
-        .zip(ended.sources)
-        .enumerate()
-    {
-        let complete = stages_ok && matches!(source, Ok(end) if end.is_complete());
-        if let Err(e) = source {
-            failures.push(e);
-        }
-        let video = stages::finish_video(out, complete)?;
-        let (tracks, lines, zones) = people_summary(&out.people);
-        report.streams.push(StreamReport {
-            id: spec.id,
-            name: spec.name(),
-            received: counters[i].received.get(),
-            processed: out.frames,
-            dropped: counters[i].dropped.get(),
-            reconnects: counters[i].reconnects.get(),
-            video,
-            error: None,
-            latency_p50_ms: out.latency.percentile_ms(50.0),
-            latency_p99_ms: out.latency.percentile_ms(99.0),
-            tracks,
-            lines,
-            zones,
-        });
+    report.streams = post.closed;
+    // Streams the post stage never closed (it failed): what they processed is
+    // kept as incomplete.
+    for (id, mut out) in post.open {
+        let video = stages::finish_video(&mut out, false)?;
+        let outcome = control_lock(&out.outcome).clone();
+        report.streams.push(stream_report(id, &out, video, outcome));
     }
+    report.streams.sort_by_key(|s| s.id);
     report.frames = report.streams.iter().map(|s| s.processed).sum();
     if let Some(sink) = mqtt {
         match sink.finish() {
@@ -503,7 +512,7 @@ fn finish(plan: &RunPlan, built: Built, ended: Ended) -> crate::Result<RunReport
     };
     report.rtsp_urls = rtsp_out
         .as_ref()
-        .map(|r| (0..plan.sources.len() as u32).map(|i| r.url(i)).collect())
+        .map(|r| report.streams.iter().map(|s| r.url(s.id)).collect())
         .unwrap_or_default();
     drop(rtsp_out);
     report.elapsed = started.elapsed();
@@ -538,14 +547,34 @@ fn failure(report: &RunReport, mut failures: Vec<crate::Error>) -> crate::Error 
 }
 
 /// Runs the whole pipeline with an already-loaded detector until every source
-/// ends, or `stop` is raised (the sources stop; everything queued still drains
-/// and every output is finalised).
+/// ends (or, with the control API, until stopped), or `stop` is raised (the
+/// sources stop; everything queued still drains and every output is
+/// finalised). `steering` carries the commands that change the run as it goes.
 pub fn run(
     plan: &RunPlan,
     detector: &mut Detector,
     stop: &Arc<AtomicBool>,
+    steering: Steering,
 ) -> crate::Result<RunReport> {
-    let mut built = build(plan)?;
-    let ended = spawn(plan, detector, &mut built, stop);
-    finish(plan, built, ended)
+    run_with_metrics(
+        plan,
+        detector,
+        stop,
+        steering,
+        Arc::new(Metrics::new(&plan.model_name)),
+    )
+}
+
+/// [`run`], with a metrics registry the caller also serves (the control API's
+/// `/metrics`).
+pub fn run_with_metrics(
+    plan: &RunPlan,
+    detector: &mut Detector,
+    stop: &Arc<AtomicBool>,
+    steering: Steering,
+    metrics: Arc<Metrics>,
+) -> crate::Result<RunReport> {
+    let mut built = build(plan, metrics)?;
+    let ended = spawn(plan, detector, &mut built, stop, steering);
+    finish(built, ended)
 }

@@ -12,6 +12,7 @@ use std::time::Duration;
 use crate::choice::Choice;
 use crate::config::pipeline::{MqttSection, OutputsSection};
 use crate::config::{Layers, Manifest, Origin, PipelineConfig, defaults};
+use crate::control::{ApiSettings, RuleSet, is_loopback};
 use crate::infer::{Device, Precision, RuntimeOptions};
 use crate::model::classes::ClassFilter;
 use crate::sinks::mqtt::MqttSettings;
@@ -59,6 +60,17 @@ pub struct RunPlan {
     pub rules: crate::analytics::Rules,
     /// Stop after this long, as SIGINT would.
     pub duration: Option<Duration>,
+    /// The MP4 pattern of a stream added while the run goes on (`{name}`,
+    /// `{stream}`); `None` when the run writes no video.
+    pub video_pattern: Option<String>,
+    /// The HTTP control API, if served. With it the run goes on until stopped.
+    pub api: Option<ApiSettings>,
+    /// Most streams open at once.
+    pub max_streams: usize,
+    /// The class filter as given (a model switched in is checked against it).
+    pub classes_spec: String,
+    /// Lines and zones as given (the control API edits these).
+    pub rule_configs: RuleSet,
     /// Measurement only (`bench`'s zero-cost-detector pass): the inference stage
     /// passes every frame on with no detections instead of running the model, so
     /// the run shows what the rest of the pipeline can do. Never set by `run`.
@@ -186,10 +198,25 @@ impl RunPlan {
     pub fn build(layers: &Layers, manifest: &Manifest) -> Result<Self, PlanError> {
         let c = layers.effective();
         let check = Check { layers };
-        let sources = sources(&check, &c.inputs)?;
+        let api = api_settings(&check, &c)?;
+        let sources = sources(&check, &c.inputs, api.is_some())?;
+        let max_streams = check.valid(
+            &["api", "max_streams"],
+            c.api.max_streams,
+            |n| (1..=1024).contains(&n),
+            "must be from 1 to 1024",
+        )?;
+        if sources.len() > max_streams {
+            return Err(check.fail(
+                &["api", "max_streams"],
+                max_streams,
+                format!("is fewer than the {} inputs", sources.len()),
+            ));
+        }
         let post = post_options(&check, &c, manifest)?;
-        let (videos, metadata) = output_files(&check, &c.outputs, &sources)?;
-        let (batch, batch_timeout) = batching(&check, &c, &sources)?;
+        let many = sources.len() > 1 || api.is_some();
+        let (videos, metadata, video_pattern) = output_files(&check, &c.outputs, &sources, many)?;
+        let (batch, batch_timeout) = batching(&check, &c, &sources, api.is_some())?;
         let tracking = tracker(&check, &c, post.conf)?;
         let rules = crate::analytics::Rules::validate(
             &c.lines,
@@ -248,14 +275,47 @@ impl RunPlan {
             duration: duration.map(Duration::from_secs_f64),
             skip_inference: false,
             sources,
+            video_pattern,
+            api,
+            max_streams,
+            classes_spec: c.model.classes.clone().unwrap_or_default(),
+            rule_configs: RuleSet {
+                lines: c.lines.clone(),
+                zones: c.zones.clone(),
+            },
         })
     }
 }
 
-/// The inputs, folders expanded, parsed into sources (ids in order).
-fn sources(check: &Check<'_>, inputs: &[String]) -> Result<Vec<SourceSpec>, PlanError> {
+/// `[api]`: the address (loopback unless one is given) and the token a
+/// non-loopback address needs.
+fn api_settings(check: &Check<'_>, c: &PipelineConfig) -> Result<Option<ApiSettings>, PlanError> {
+    let Some(bind) = c.api.bind.as_deref() else {
+        return Ok(None);
+    };
+    let bind = loopback_unless_given(bind);
+    if bind
+        .rsplit_once(':')
+        .is_none_or(|(_, port)| port.parse::<u16>().is_err())
+    {
+        return Err(check.fail(&["api", "bind"], &bind, "must be [ADDRESS:]PORT"));
+    }
+    let token_env = c.api.token_env.clone().filter(|t| !t.is_empty());
+    if token_env.is_none() && !is_loopback(&bind) {
+        return Err(check.fail(
+            &["api", "bind"],
+            &bind,
+            "is not a loopback address: it needs a bearer token (--api-token-env NAME, the environment variable that holds it)",
+        ));
+    }
+    Ok(Some(ApiSettings { bind, token_env }))
+}
+
+/// The inputs, folders expanded, parsed into sources (ids in order). None is
+/// allowed when the control API will add them.
+fn sources(check: &Check<'_>, inputs: &[String], api: bool) -> Result<Vec<SourceSpec>, PlanError> {
     let inputs = expand_folders(inputs)?;
-    if inputs.is_empty() {
+    if inputs.is_empty() && !api {
         return Err(check.fail(&["inputs"], "[]", "must name at least one input"));
     }
     Ok(inputs
@@ -271,6 +331,7 @@ fn batching(
     check: &Check<'_>,
     c: &PipelineConfig,
     sources: &[SourceSpec],
+    api: bool,
 ) -> Result<(usize, Option<Duration>), PlanError> {
     let batch = check.valid(
         &["batching", "size"],
@@ -284,7 +345,8 @@ fn batching(
         |t| t <= 60_000,
         "must be at most 60000 ms",
     )?;
-    let any_live = sources.iter().any(SourceSpec::is_live);
+    // Under the control API a live stream may join at any time.
+    let any_live = api || sources.iter().any(SourceSpec::is_live);
     let timeout = timeout_ms
         .or(any_live.then_some(defaults::LIVE_BATCH_TIMEOUT_MS))
         .map(Duration::from_millis);
@@ -335,14 +397,16 @@ fn post_options(
     })
 }
 
-/// Per stream: the MP4 to write; and the metadata file.
+/// Per stream: the MP4 to write; the metadata file; the MP4 pattern of streams
+/// added later. `many`: several streams (or some may be added).
 #[allow(clippy::type_complexity)]
 fn output_files(
     check: &Check<'_>,
     o: &OutputsSection,
     sources: &[SourceSpec],
-) -> Result<(Vec<Option<PathBuf>>, Option<PathBuf>), PlanError> {
-    let many = sources.len() > 1;
+    many: bool,
+) -> Result<(Vec<Option<PathBuf>>, Option<PathBuf>, Option<String>), PlanError> {
+    let mut video_pattern = None;
     let videos = if o.no_video.unwrap_or(false) {
         vec![None; sources.len()]
     } else {
@@ -356,9 +420,10 @@ fn output_files(
             return Err(check.fail(
                 &["outputs", "video"],
                 format!("{pattern:?}"),
-                "must contain {stream} when there are several inputs",
+                "must contain {stream} when there are several inputs (or the control API may add some)",
             ));
         }
+        video_pattern = Some(pattern.to_string());
         sources.iter().map(|s| Some(expand(pattern, s))).collect()
     };
     let metadata = (!o.no_metadata.unwrap_or(false)).then(|| {
@@ -372,7 +437,7 @@ fn output_files(
             "--output and --metadata name the same file".into(),
         ));
     }
-    Ok((videos, metadata))
+    Ok((videos, metadata, video_pattern))
 }
 
 /// `[rtsp]`.

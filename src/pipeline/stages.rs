@@ -3,16 +3,20 @@
 //! metadata). Each takes its input channel and ends when that closes; dropping its
 //! sender then ends the next one.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{Receiver, Sender, select};
 use ndarray::ArrayView4;
 
+use super::batcher::Batch;
+use super::handoff::{ModelInUse, ModelSwap, ToPost};
 use super::people::{FrameAnalysis, StreamPeople};
-use super::{Frame, Inferred, PreparedBatch};
+use super::{Frame, Inferred, PreparedBatch, StreamReport};
 use crate::analytics::{Event, EventKind, MessageId};
 use crate::config::InputSpec;
+use crate::control::{SourceOutcome, lock};
 use crate::infer::{Detector, FrameOutputs, RuntimeError, preprocess::Preprocessor};
 use crate::model::{Detection, classes::ClassFilter, nanodet};
 use crate::sinks::{
@@ -67,14 +71,14 @@ impl PostOptions {
 /// size (streams may differ). Tensors come back from the inference stage through
 /// `recycled`, so the steady state allocates (and page-faults) nothing.
 pub fn preprocess(
-    rx: Receiver<Vec<Frame>>,
+    rx: Receiver<Batch>,
     tx: Sender<PreparedBatch>,
     recycled: Receiver<Vec<f32>>,
     spec: &InputSpec,
 ) {
     let mut by_size: HashMap<(u32, u32), Preprocessor> = HashMap::new();
     let per_frame = 3 * spec.width as usize * spec.height as usize;
-    for frames in rx {
+    for Batch { frames, ended } in rx {
         let mut tensor = recycled.try_recv().unwrap_or_default();
         tensor.resize(frames.len() * per_frame, 0.0);
         for (frame, out) in frames.iter().zip(tensor.chunks_exact_mut(per_frame)) {
@@ -83,7 +87,12 @@ pub fn preprocess(
                 .or_insert_with(|| Preprocessor::new(frame.width, frame.height, spec))
                 .run(frame, out);
         }
-        if tx.send(PreparedBatch { frames, tensor }).is_err() {
+        let batch = PreparedBatch {
+            frames,
+            tensor,
+            ended,
+        };
+        if tx.send(batch).is_err() {
             return;
         }
     }
@@ -99,55 +108,130 @@ pub struct InferStats {
     pub mixed: u64,
 }
 
+/// The detectors of the inference stage: the one the run started with, and the
+/// one switched in since, if any (it wins).
+struct Detectors<'a> {
+    first: Option<&'a mut Detector>,
+    swapped: Option<Detector>,
+}
+
+impl Detectors<'_> {
+    fn live(&mut self) -> Option<&mut Detector> {
+        match &mut self.swapped {
+            Some(d) => Some(d),
+            None => self.first.as_deref_mut(),
+        }
+    }
+}
+
 /// Runs the detector on each batch (no detector: every frame passes with no
 /// detections, for `bench`). Spent tensors go back to the preprocessor
-/// through `recycle`.
+/// through `recycle`. A model sent on `swaps` replaces the live one between two
+/// batches: each frame is processed by exactly one model, and says which.
 pub fn infer(
     rx: Receiver<PreparedBatch>,
-    tx: Sender<Inferred>,
+    tx: Sender<ToPost>,
     recycle: Sender<Vec<f32>>,
-    mut detector: Option<&mut Detector>,
+    (detector, mut model): (Option<&mut Detector>, Arc<ModelInUse>),
+    swaps: Receiver<ModelSwap>,
     metrics: &Metrics,
 ) -> Result<InferStats, RuntimeError> {
     let mut stats = InferStats::default();
-    for PreparedBatch { frames, tensor } in rx {
-        super::fault::inject("infer", stats.batches)
-            .map_err(|e| RuntimeError::Run(e.to_string()))?;
-        let started = Instant::now();
-        let outputs = match detector.as_deref_mut() {
-            Some(detector) => {
-                let (w, h) = detector.layout().input_size;
-                let shape = (frames.len(), 3, h as usize, w as usize);
-                let view = ArrayView4::from_shape(shape, &tensor)
-                    .map_err(|e| RuntimeError::Run(format!("batch tensor: {e}")))?;
-                detector.run(view)?
+    let mut detectors = Detectors {
+        first: detector,
+        swapped: None,
+    };
+    let mut swaps = swaps;
+    loop {
+        let batch = select! {
+            recv(rx) -> batch => match batch {
+                Ok(batch) => batch,
+                Err(_) => return Ok(stats),
+            },
+            recv(swaps) -> swap => {
+                match swap {
+                    Ok(swap) => {
+                        let old = detectors.swapped.replace(swap.detector);
+                        tracing::info!(from = %model.name, to = %swap.model.name, after_batches = stats.batches, "model switched in");
+                        model = swap.model;
+                        let _ = swap.done.send(old);
+                    }
+                    Err(_) => swaps = crossbeam_channel::never(),
+                }
+                continue;
             }
-            // The zero-cost detector of `bench`: no detections, no time.
-            None => vec![FrameOutputs::default(); frames.len()],
         };
-        let took = started.elapsed();
-        metrics.inference_seconds.observe(took.as_secs_f64());
-        metrics.batch_size.observe(frames.len() as f64);
-        stats.batches += 1;
-        if stats.sizes.len() <= frames.len() {
-            stats.sizes.resize(frames.len() + 1, 0);
-        }
-        stats.sizes[frames.len()] += 1;
-        if frames.iter().any(|f| f.stream_id != frames[0].stream_id) {
-            stats.mixed += 1;
-        }
+        let PreparedBatch {
+            frames,
+            tensor,
+            ended,
+        } = batch;
+        let outputs = run_batch(&mut detectors, &frames, &tensor, &mut stats, metrics)?;
         let _ = recycle.try_send(tensor);
         for (frame, outputs) in frames.into_iter().zip(outputs) {
-            if tx.send(Inferred { frame, outputs }).is_err() {
+            let inferred = Inferred {
+                frame,
+                outputs,
+                model: model.clone(),
+            };
+            if tx.send(ToPost::Frame(inferred)).is_err() {
+                return Ok(stats);
+            }
+        }
+        for id in ended {
+            if tx.send(ToPost::Ended(id)).is_err() {
                 return Ok(stats);
             }
         }
     }
-    Ok(stats)
+}
+
+/// One batch through the live detector, counted.
+fn run_batch(
+    detectors: &mut Detectors<'_>,
+    frames: &[Frame],
+    tensor: &[f32],
+    stats: &mut InferStats,
+    metrics: &Metrics,
+) -> Result<Vec<FrameOutputs>, RuntimeError> {
+    if frames.is_empty() {
+        return Ok(Vec::new());
+    }
+    super::fault::inject("infer", stats.batches).map_err(|e| RuntimeError::Run(e.to_string()))?;
+    let started = Instant::now();
+    let outputs = match detectors.live() {
+        Some(detector) => {
+            let (w, h) = detector.layout().input_size;
+            let shape = (frames.len(), 3, h as usize, w as usize);
+            let view = ArrayView4::from_shape(shape, tensor)
+                .map_err(|e| RuntimeError::Run(format!("batch tensor: {e}")))?;
+            detector.run(view)?
+        }
+        // The zero-cost detector of `bench`: no detections, no time.
+        None => vec![FrameOutputs::default(); frames.len()],
+    };
+    let took = started.elapsed();
+    metrics.inference_seconds.observe(took.as_secs_f64());
+    metrics.batch_size.observe(frames.len() as f64);
+    stats.batches += 1;
+    if stats.sizes.len() <= frames.len() {
+        stats.sizes.resize(frames.len() + 1, 0);
+    }
+    stats.sizes[frames.len()] += 1;
+    if frames.iter().any(|f| f.stream_id != frames[0].stream_id) {
+        stats.mixed += 1;
+    }
+    Ok(outputs)
 }
 
 /// One stream's outputs, owned by the post stage.
 pub struct StreamOutputs {
+    /// The input, credentials hidden.
+    pub name: String,
+    /// How the stream's source ended; set by its thread before its queue closes.
+    pub outcome: Arc<std::sync::Mutex<Option<SourceOutcome>>>,
+    /// The model of the stream's last frame (its labels name the events).
+    pub model: Option<Arc<ModelInUse>>,
     /// Where the MP4 goes, until the first frame tells its size.
     pub staged: Option<StagedFile>,
     pub encoder: Option<Mp4Encoder>,
@@ -155,8 +239,10 @@ pub struct StreamOutputs {
     pub display: Option<Display>,
     /// Frames finished (metadata written, drawn, sent on).
     pub frames: u64,
-    /// For live sources: capture-to-metadata latency percentiles.
+    /// For live sources: capture-to-metadata latency percentiles, over the run
+    /// and over the last window.
     pub latency: super::latency::LatencyHistogram,
+    pub recent_latency: super::latency::RecentLatency,
     /// The stream's metric handles.
     pub metrics: StreamMetrics,
     /// Frames processed at the last fps update.
@@ -171,11 +257,15 @@ pub struct StreamOutputs {
 impl StreamOutputs {
     /// A stream's outputs before its first frame: its MP4 (if any) and its tracker.
     pub fn new(
+        name: String,
         staged: Option<StagedFile>,
         people: StreamPeople,
         run_id: std::sync::Arc<str>,
     ) -> Self {
         Self {
+            name,
+            outcome: Arc::default(),
+            model: None,
             run_id,
             next_seq: 0,
             staged,
@@ -184,6 +274,7 @@ impl StreamOutputs {
             display: None,
             frames: 0,
             latency: Default::default(),
+            recent_latency: super::latency::RecentLatency::new(Arc::default()),
             metrics: StreamMetrics::default(),
             frames_at_last_rate: 0,
             people,
@@ -213,42 +304,109 @@ fn now_unix_ns() -> u64 {
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
-/// Decodes, records, draws and sends on each frame, in arrival order; frames go
-/// to their own stream's outputs. Logs a one-line summary per stream every few
-/// seconds (never per frame).
-pub fn post(
-    rx: Receiver<Inferred>,
-    options: &PostOptions,
-    streams: &mut [StreamOutputs],
-    mut metadata: Option<&mut MetadataWriter>,
-    mqtt: Option<&crate::sinks::mqtt::MqttSink>,
-) -> crate::Result<()> {
-    let overlay = streams
-        .iter()
-        .any(StreamOutputs::draws)
-        .then(|| Overlay::new(&options.labels));
-    let mut pace = Pace::new();
-    for Inferred { mut frame, outputs } in rx {
-        let detections = options.detections(&frame, &outputs);
-        let Some(out) = streams.get_mut(frame.stream_id as usize) else {
-            continue;
-        };
-        super::fault::inject("post", out.frames).map_err(super::PipelineError::from)?;
-        let mut analysis = out.people.step(&frame, detections)?;
-        if metadata.is_some() || mqtt.is_some() {
-            record(
-                out,
-                &frame,
-                &mut analysis,
-                &options.labels,
-                metadata.as_deref_mut(),
-                mqtt,
-            )?;
+/// What the post stage is told besides frames.
+pub enum PostCommand {
+    /// A new stream's outputs, sent before its first frame can arrive.
+    Open(u32, Box<StreamOutputs>),
+    /// The run's lines and zones changed.
+    Rules(crate::analytics::Rules),
+}
+
+/// The post stage's streams: the open ones by id, and the reports of those
+/// whose outputs are final.
+#[derive(Default)]
+pub struct PostStreams {
+    pub open: BTreeMap<u32, StreamOutputs>,
+    pub closed: Vec<StreamReport>,
+}
+
+impl PostStreams {
+    fn apply(&mut self, commands: &Receiver<PostCommand>) {
+        for command in commands.try_iter() {
+            match command {
+                PostCommand::Open(id, outputs) => {
+                    self.open.insert(id, *outputs);
+                }
+                PostCommand::Rules(rules) => {
+                    for (id, out) in &mut self.open {
+                        out.people.analytics.update_rules(&rules.for_stream(*id));
+                    }
+                }
+            }
         }
-        observe(out, &frame, &analysis);
-        if let Some(overlay) = &overlay
-            && out.draws()
+    }
+}
+
+/// Where frame records go.
+#[derive(Default)]
+pub struct Records<'a> {
+    pub metadata: Option<&'a mut MetadataWriter>,
+    pub mqtt: Option<&'a crate::sinks::mqtt::MqttSink>,
+}
+
+/// Decodes, records, draws and sends on each frame, in arrival order; frames go
+/// to their own stream's outputs. A stream's end marker finalises its outputs
+/// (complete when its source ended well) and is reported on `closed`. Logs a
+/// one-line summary per stream every few seconds (never per frame).
+pub fn post(
+    rx: Receiver<ToPost>,
+    commands: &Receiver<PostCommand>,
+    streams: &mut PostStreams,
+    mut records: Records<'_>,
+    closed: &Sender<u32>,
+) -> crate::Result<()> {
+    let mut overlay: Option<(Arc<ModelInUse>, Overlay)> = None;
+    let mut pace = Pace::new();
+    for item in rx {
+        streams.apply(commands);
+        match item {
+            ToPost::Ended(id) => {
+                close(id, streams, records.metadata.as_deref_mut())?;
+                let _ = closed.send(id);
+            }
+            ToPost::Frame(inferred) => {
+                let Some(out) = streams.open.get_mut(&inferred.frame.stream_id) else {
+                    continue;
+                };
+                one_frame(inferred, out, &mut records, &mut overlay)?;
+            }
+        }
+        pace.tick(&mut streams.open);
+    }
+    Ok(())
+}
+
+/// One frame of an open stream: detections, tracks and events, its record, its
+/// counters, and its annotated picture where the stream shows one.
+fn one_frame(
+    Inferred {
+        mut frame,
+        outputs,
+        model,
+    }: Inferred,
+    out: &mut StreamOutputs,
+    records: &mut Records<'_>,
+    overlay: &mut Option<(Arc<ModelInUse>, Overlay)>,
+) -> crate::Result<()> {
+    let detections = model.decode.detections(&frame, &outputs);
+    super::fault::inject("post", out.frames).map_err(super::PipelineError::from)?;
+    if !out.model.as_ref().is_some_and(|m| Arc::ptr_eq(m, &model)) {
+        out.people.analytics.set_labels(&model.decode.labels);
+        out.model = Some(model.clone());
+    }
+    let mut analysis = out.people.step(&frame, detections)?;
+    if records.metadata.is_some() || records.mqtt.is_some() {
+        record(out, &frame, &mut analysis, &model, records)?;
+    }
+    observe(out, &frame, &analysis);
+    if out.draws() {
+        if !overlay
+            .as_ref()
+            .is_some_and(|(m, _)| Arc::ptr_eq(m, &model))
         {
+            *overlay = Some((model.clone(), Overlay::new(&model.decode.labels)));
+        }
+        if let Some((_, overlay)) = overlay.as_ref() {
             let scene = out.people.scene();
             overlay.draw_scene(
                 &mut I420Canvas::new(&mut frame),
@@ -256,10 +414,31 @@ pub fn post(
                 &analysis.track_ids,
                 &scene,
             );
-            show(out, frame)?;
         }
-        pace.tick(streams);
+        show(out, frame)?;
     }
+    Ok(())
+}
+
+/// Finalises a stream whose every frame is written: its MP4 under its final
+/// name when its source ended well, its metadata lines on disk.
+fn close(
+    id: u32,
+    streams: &mut PostStreams,
+    metadata: Option<&mut MetadataWriter>,
+) -> crate::Result<()> {
+    let Some(mut out) = streams.open.remove(&id) else {
+        return Ok(());
+    };
+    let outcome = lock(&out.outcome).clone();
+    let complete = matches!(outcome, Some(SourceOutcome::Complete));
+    let video = finish_video(&mut out, complete)?;
+    if let Some(m) = metadata {
+        m.flush()?;
+    }
+    streams
+        .closed
+        .push(super::stream_report(id, &out, video, outcome));
     Ok(())
 }
 
@@ -269,9 +448,8 @@ fn record(
     out: &mut StreamOutputs,
     frame: &Frame,
     analysis: &mut FrameAnalysis,
-    labels: &[String],
-    metadata: Option<&mut MetadataWriter>,
-    mqtt: Option<&crate::sinks::mqtt::MqttSink>,
+    model: &ModelInUse,
+    records: &mut Records<'_>,
 ) -> crate::Result<()> {
     let record_id = out.next_id();
     for e in &mut analysis.events {
@@ -281,11 +459,17 @@ fn record(
         frame,
         &analysis.detections,
         &analysis.track_ids,
-        labels,
+        &model.decode.labels,
         &analysis.events,
     );
     record.id = Some(record_id);
-    publish(&record, &analysis.events, metadata, mqtt)
+    record.model = Some(&model.name);
+    publish(
+        &record,
+        &analysis.events,
+        records.metadata.as_deref_mut(),
+        records.mqtt,
+    )
 }
 
 /// The stream's counters, gauges and latency for one processed frame.
@@ -295,6 +479,7 @@ fn observe(out: &mut StreamOutputs, frame: &Frame, analysis: &FrameAnalysis) {
     if let Some(captured) = frame.captured_unix_ns {
         let ms = now_unix_ns().saturating_sub(captured) as f64 / 1e6;
         out.latency.record_ms(ms);
+        out.recent_latency.record_ms(ms);
         out.metrics.latency.observe(ms / 1e3);
     }
     out.frames += 1;
@@ -322,12 +507,12 @@ impl Pace {
         }
     }
 
-    fn tick(&mut self, streams: &mut [StreamOutputs]) {
+    fn tick(&mut self, streams: &mut BTreeMap<u32, StreamOutputs>) {
         self.progress.update(streams);
         if self.last_rate.elapsed() >= Duration::from_secs(1) {
             let secs = self.last_rate.elapsed().as_secs_f64();
             self.last_rate = Instant::now();
-            for s in streams.iter_mut() {
+            for s in streams.values_mut() {
                 s.metrics
                     .fps
                     .set((s.frames - s.frames_at_last_rate) as f64 / secs);
@@ -337,7 +522,7 @@ impl Pace {
         if !self.progress.visible() && self.last_log.elapsed() >= Duration::from_secs(10) {
             self.last_log = Instant::now();
             let secs = self.started.elapsed().as_secs_f64();
-            for (id, s) in streams.iter().enumerate() {
+            for (id, s) in streams.iter() {
                 tracing::info!(stream = id, frames = s.frames, fps = %format!("{:.1}", s.frames as f64 / secs), "progress");
             }
         }
@@ -472,18 +657,18 @@ impl Progress {
         self.bar.is_some()
     }
 
-    fn update(&self, streams: &[StreamOutputs]) {
+    fn update(&self, streams: &BTreeMap<u32, StreamOutputs>) {
         let Some(bar) = &self.bar else { return };
         // The total is known only when every stream is a file that declares it.
         let expected: Option<u64> = streams
-            .iter()
+            .values()
             .map(|s| {
                 u64::try_from(s.metrics.frames_expected.get())
                     .ok()
                     .filter(|n| *n > 0)
             })
             .sum();
-        let done: u64 = streams.iter().map(|s| s.frames).sum();
+        let done: u64 = streams.values().map(|s| s.frames).sum();
         if self.with_total.get() != Some(expected.is_some()) {
             self.with_total.set(Some(expected.is_some()));
             let template = if expected.is_some() { BAR } else { SPINNER };

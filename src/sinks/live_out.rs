@@ -27,6 +27,7 @@ pub struct RtspOut {
     main_loop: glib::MainLoop,
     thread: Option<std::thread::JoinHandle<()>>,
     _server: rtsp_server::RTSPServer,
+    mounts: rtsp_server::RTSPMountPoints,
     address: String,
     port: u16,
 }
@@ -40,7 +41,8 @@ pub struct RtspOutlet {
 
 impl RtspOut {
     /// Starts a server on `address:port` (`127.0.0.1:8554` binds to loopback only)
-    /// with one mount per stream id, and returns the outlets in stream order.
+    /// with one mount per stream id below `streams`, and returns their outlets in
+    /// stream order. More mounts can be added while it runs ([`RtspOut::outlet`]).
     pub fn start(bind: &str, streams: u32) -> Result<(Self, Vec<RtspOutlet>), SinkError> {
         gst::init().map_err(|e| SinkError::EncoderSetup(e.to_string()))?;
         let (address, port) = bind
@@ -56,43 +58,6 @@ impl RtspOut {
         let mounts = server
             .mount_points()
             .ok_or_else(|| SinkError::EncoderSetup("RTSP server without mount points".into()))?;
-        let mut outlets = Vec::new();
-        for id in 0..streams {
-            let factory = rtsp_server::RTSPMediaFactory::new();
-            factory.set_launch(
-                "( appsrc name=src is-live=true format=time do-timestamp=true max-bytes=4000000 ! queue leaky=downstream max-size-buffers=4 ! \
-                 videoconvert ! x264enc tune=zerolatency speed-preset=ultrafast threads=1 key-int-max=30 ! rtph264pay name=pay0 pt=96 config-interval=1 )",
-            );
-            factory.set_shared(true);
-            let slot: Slot = Arc::new(Mutex::new(None));
-            let caps_set: Arc<Mutex<Option<(u32, u32)>>> = Arc::new(Mutex::new(None));
-            let (slot_c, caps_c) = (slot.clone(), caps_set.clone());
-            factory.connect_media_configure(move |_, media| {
-                let Some(src) = media
-                    .element()
-                    .downcast::<gst::Bin>()
-                    .ok()
-                    .and_then(|bin| bin.by_name_recurse_up("src"))
-                    .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
-                else {
-                    return;
-                };
-                if let Ok(mut g) = caps_c.lock() {
-                    *g = None;
-                }
-                if let Ok(mut g) = slot_c.lock() {
-                    *g = Some(src);
-                }
-                let slot_unprepared = slot_c.clone();
-                media.connect_unprepared(move |_| {
-                    if let Ok(mut g) = slot_unprepared.lock() {
-                        *g = None;
-                    }
-                });
-            });
-            mounts.add_factory(&format!("/stream{id}"), factory);
-            outlets.push(RtspOutlet { slot, caps_set });
-        }
         let source_id = server
             .attach(Some(&context))
             .map_err(|e| SinkError::EncoderSetup(format!("cannot serve RTSP on {bind}: {e}")))?;
@@ -108,16 +73,59 @@ impl RtspOut {
             .map_err(|e| SinkError::EncoderSetup(e.to_string()))?;
         let bound_port = server.bound_port();
         tracing::info!(address = %address, port = bound_port, streams, "RTSP output serving rtsp://{address}:{bound_port}/streamN");
-        Ok((
-            Self {
-                main_loop,
-                thread: Some(thread),
-                _server: server,
-                address,
-                port: bound_port as u16,
-            },
-            outlets,
-        ))
+        let out = Self {
+            main_loop,
+            thread: Some(thread),
+            _server: server,
+            mounts,
+            address,
+            port: bound_port as u16,
+        };
+        let outlets = (0..streams).map(|id| out.outlet(id)).collect();
+        Ok((out, outlets))
+    }
+
+    /// Mounts stream `id` at `/streamID` and returns where its frames go.
+    pub fn outlet(&self, id: u32) -> RtspOutlet {
+        let factory = rtsp_server::RTSPMediaFactory::new();
+        factory.set_launch(
+            "( appsrc name=src is-live=true format=time do-timestamp=true max-bytes=4000000 ! queue leaky=downstream max-size-buffers=4 ! \
+             videoconvert ! x264enc tune=zerolatency speed-preset=ultrafast threads=1 key-int-max=30 ! rtph264pay name=pay0 pt=96 config-interval=1 )",
+        );
+        factory.set_shared(true);
+        let slot: Slot = Arc::new(Mutex::new(None));
+        let caps_set: Arc<Mutex<Option<(u32, u32)>>> = Arc::new(Mutex::new(None));
+        let (slot_c, caps_c) = (slot.clone(), caps_set.clone());
+        factory.connect_media_configure(move |_, media| {
+            let Some(src) = media
+                .element()
+                .downcast::<gst::Bin>()
+                .ok()
+                .and_then(|bin| bin.by_name_recurse_up("src"))
+                .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
+            else {
+                return;
+            };
+            if let Ok(mut g) = caps_c.lock() {
+                *g = None;
+            }
+            if let Ok(mut g) = slot_c.lock() {
+                *g = Some(src);
+            }
+            let slot_unprepared = slot_c.clone();
+            media.connect_unprepared(move |_| {
+                if let Ok(mut g) = slot_unprepared.lock() {
+                    *g = None;
+                }
+            });
+        });
+        self.mounts.add_factory(&format!("/stream{id}"), factory);
+        RtspOutlet { slot, caps_set }
+    }
+
+    /// Unmounts stream `id` (clients watching it see the stream end).
+    pub fn remove(&self, id: u32) {
+        self.mounts.remove_factory(&format!("/stream{id}"));
     }
 
     /// The URL of a stream's mount.

@@ -26,6 +26,10 @@ pub struct FrameRecord<'a> {
     pub id: Option<MessageId>,
     pub stream_id: u32,
     pub frame_index: u64,
+    /// The model that processed the frame (its manifest's `name`); it changes at
+    /// one frame when a model is switched in during a run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<&'a str>,
     /// The frame's time on its stream's timeline, in ns: the running time for
     /// files; for live sources the time since the stream's first captured frame,
     /// continuing across reconnections. `null` when the decoder gave none.
@@ -74,6 +78,7 @@ impl<'a> FrameRecord<'a> {
             id: None,
             stream_id: frame.stream_id,
             frame_index: frame.index,
+            model: None,
             pts_ns: frame.pts_ns,
             captured_unix_ns: frame.captured_unix_ns,
             width: frame.width,
@@ -123,6 +128,15 @@ impl MetadataWriter {
         self.out.write_all(json).map_err(io)?;
         self.out.write_all(b"\n").map_err(io)?;
         Ok(())
+    }
+
+    /// Hands what is buffered to the file (a removed stream's lines are all on
+    /// disk when its removal is answered).
+    pub fn flush(&mut self) -> Result<(), SinkError> {
+        self.out.flush().map_err(|source| SinkError::Io {
+            path: self.staged.final_path().to_path_buf(),
+            source,
+        })
     }
 
     /// Flushes and syncs the file, then gives it its final name (or the

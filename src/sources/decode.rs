@@ -499,9 +499,11 @@ pub fn read_frames(input: &str, limit: Option<usize>) -> Result<Vec<Frame>, Sour
     let stop_pump = stop.clone();
     let pump = std::thread::spawn(move || {
         let mut index = 0;
+        let (removed, abort) = (AtomicBool::new(false), AtomicBool::new(false));
         let flags = StopFlags {
             user: &stop_pump,
-            abort: &AtomicBool::new(false),
+            removed: &removed,
+            abort: &abort,
         };
         let mut clock = StreamClock::default();
         source.pump(

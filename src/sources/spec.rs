@@ -108,6 +108,12 @@ pub struct SourceSpec {
 }
 
 impl SourceSpec {
+    /// The input as given, credentials included: for telling inputs apart, never
+    /// for showing (use [`Self::name`]).
+    pub fn input(&self) -> &str {
+        &self.raw
+    }
+
     /// Parses one `--input`. Local files must exist.
     pub fn parse(id: u32, input: &str) -> Result<Self, SpecError> {
         let kind = if let Some(rest) = input.strip_prefix("test:") {

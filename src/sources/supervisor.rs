@@ -50,19 +50,20 @@ impl ReconnectPolicy {
     }
 }
 
-/// Runs `spec` until it ends, fails for good, or a stop flag is raised.
+/// Runs `spec` until it ends, fails for good, or a stop flag is raised. The
+/// caller drops `queue` afterwards, which tells the batcher the stream is over.
 pub fn run_source(
     spec: &SourceSpec,
     rtsp: &RtspOptions,
     policy: &ReconnectPolicy,
-    mut queue: StreamQueue,
+    queue: &mut StreamQueue,
     stop: StopFlags<'_>,
 ) -> Result<SourceEnd, SourceError> {
     let mut next_index = 0u64;
     let mut clock = StreamClock::default();
     if !spec.reconnects() {
         let source = VideoSource::open(spec, rtsp)?;
-        let outcome = source.pump(&queue, &mut next_index, &mut clock, stop, policy.stall);
+        let outcome = source.pump(queue, &mut next_index, &mut clock, stop, policy.stall);
         queue.metrics().up.set(0);
         return outcome;
     }
@@ -79,7 +80,7 @@ pub fn run_source(
         let outcome = VideoSource::open(spec, rtsp).and_then(|s| {
             live = s.is_live();
             queue.set_live(live);
-            s.pump(&queue, &mut next_index, &mut clock, stop, policy.stall)
+            s.pump(queue, &mut next_index, &mut clock, stop, policy.stall)
         });
         queue.metrics().up.set(0);
         if next_index > frames_before {

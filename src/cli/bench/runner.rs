@@ -60,7 +60,12 @@ impl Runner<'_> {
     ) -> anyhow::Result<Pass> {
         let before = cpu_time();
         let sampler = StageSampler::start();
-        let report = pipeline::run(plan, self.detector, &Arc::new(AtomicBool::new(false)));
+        let report = pipeline::run(
+            plan,
+            self.detector,
+            &Arc::new(AtomicBool::new(false)),
+            pipeline::Steering::none(),
+        );
         let stages = sampler.finish();
         let cpu = cpu_time().zip(before).map(|(a, b)| a - b);
         if let (Some(keep), Some(metadata)) = (keep, &plan.metadata) {
@@ -190,6 +195,11 @@ pub fn base_plan(
             ..Default::default()
         },
         rules: Default::default(),
+        video_pattern: None,
+        api: None,
+        max_streams: pedvision::config::defaults::MAX_STREAMS,
+        classes_spec: pedvision::config::defaults::CLASSES.into(),
+        rule_configs: Default::default(),
     })
 }
 
