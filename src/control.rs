@@ -275,6 +275,10 @@ pub enum ControlError {
     Stopping,
     #[error("the pipeline did not answer within {0} s")]
     Timeout(u64),
+    /// The pipeline could not do what it should have been able to (a thread
+    /// that could not start).
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 /// A one-shot answer from the pipeline.

@@ -330,9 +330,32 @@ fn the_api_refuses_bad_requests_with_json_errors_and_the_run_goes_on() {
         400
     );
     assert_eq!(
+        error(api.post("/streams", &json!({ "input": "test:nosuchpattern" }))),
+        400
+    );
+    assert_eq!(
         error(api.post(
             "/streams",
             &json!({ "input": "test:ball", "output": "out/x.avi" })
+        )),
+        400
+    );
+    // A stream whose source fails is that stream's failure, not the run's.
+    let junk = join(dir.path(), "junk.mp4");
+    std::fs::write(&junk, "not a video").unwrap();
+    let (status, body) = api.post("/streams", &json!({ "input": path_str(&junk) }));
+    assert_eq!((status, &body["id"]), (201, &json!(0)), "{body}");
+    let failed = api.wait_stream(0, "failed", |s| s["state"] == "failed");
+    assert!(
+        failed["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{failed}"
+    );
+    assert_eq!(api.delete("/streams/0").0, 204);
+    assert_eq!(api.get("/streams"), (200, json!([])));
+    assert_eq!(
+        error(api.post(
+            "/streams",
+            &json!({ "input": "test:ball", "output": "a.mp4", "no_video": true })
         )),
         400
     );
@@ -340,7 +363,7 @@ fn the_api_refuses_bad_requests_with_json_errors_and_the_run_goes_on() {
         "/streams",
         &json!({ "input": "test:ball?width=160&height=120" }),
     );
-    assert_eq!(status, 201, "{body}");
+    assert_eq!((status, &body["id"]), (201, &json!(1)), "{body}");
     assert_eq!(
         error(api.post("/streams", &json!({ "input": "test:smpte" }))),
         409
@@ -400,12 +423,13 @@ fn the_api_refuses_bad_requests_with_json_errors_and_the_run_goes_on() {
         "{metrics}"
     );
     // Still running, and the one stream still flows.
-    let s = api.wait_stream(0, "ran", |s| s["frames"].as_u64().unwrap() >= 5);
+    let s = api.wait_stream(1, "ran", |s| s["frames"].as_u64().unwrap() >= 5);
     assert_eq!(s["state"], "running");
     let (code, err) = interrupt(run);
     assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("a stream failed; the run went on"), "{err}");
     let lines = read_jsonl(&metadata);
-    assert!(by_stream(&lines, 0).len() >= 5);
+    assert!(by_stream(&lines, 1).len() >= 5);
     assert!(lines.iter().all(|l| l["model"] == "nanodet-g"));
 }
 

@@ -59,7 +59,8 @@ impl ApiServer {
             Some(var) => Some(
                 std::env::var(var)
                     .ok()
-                    .filter(|t| !t.trim().is_empty())
+                    .map(|t| t.trim().to_string())
+                    .filter(|t| !t.is_empty())
                     .ok_or_else(|| ApiError::NoToken(var.clone()))?,
             ),
             None => None,

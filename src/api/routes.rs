@@ -75,6 +75,7 @@ impl From<ControlError> for Failure {
             ControlError::Model(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ControlError::Stopping => StatusCode::SERVICE_UNAVAILABLE,
             ControlError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ControlError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         Failure(status, e.to_string())
     }

@@ -1,13 +1,17 @@
 //! SIGHUP: re-reads the run's pipeline file and applies what changed through the
 //! same control path as the HTTP API, so the run never restarts.
 //!
-//! - Inputs are told apart by the input as written: one no longer in the file is
-//!   removed (its outputs finalised); a new one is added; one whose video output
-//!   changed is removed and added again.
-//! - Lines and zones are replaced by the file's (a rule that stays the same keeps
-//!   its counts); a rule's `stream`, a position in the file's inputs, becomes the
-//!   id that input runs under.
+//! - Inputs are told apart by the input as written (one listed twice is refused):
+//!   one no longer in the file is removed (its outputs finalised); a new one is
+//!   added under the next free id, its video named by the run's pattern; one that
+//!   stays runs on untouched.
+//! - The file's lines and zones replace those for every stream and for the file's
+//!   streams (a rule that stays the same keeps its counts); a rule's `stream`, a
+//!   position in the file's inputs, becomes the id that input runs under. Rules
+//!   of streams added through the API stay.
 //! - A changed `[model] path` is loaded beside the live model and switched in.
+//! - A step that fails (a stream limit, a model that does not load) is logged and
+//!   the others still apply.
 //!
 //! Other settings (batching, thresholds, outputs, sinks) are read once at start;
 //! a reload that changes them says so in the log. A file that no longer parses
@@ -22,8 +26,8 @@ use pedvision::pipeline::RunPlan;
 use signal_hook::consts::SIGHUP;
 use signal_hook::iterator::Signals;
 
-/// The inputs the file manages: input as written → (stream id, video output).
-type Managed = BTreeMap<String, (u32, Option<PathBuf>)>;
+/// The inputs the file manages: input as written → stream id.
+type Managed = BTreeMap<String, u32>;
 
 /// What a reload compares against: the streams from the file and the model.
 struct Applied {
@@ -38,8 +42,7 @@ pub fn watch(layers: Layers, plan: &RunPlan, control: Control) -> anyhow::Result
     let streams = plan
         .sources
         .iter()
-        .zip(&plan.videos)
-        .map(|(s, v)| (s.input().to_string(), (s.id, v.clone())))
+        .map(|s| (s.input().to_string(), s.id))
         .collect();
     let mut applied = Applied {
         streams,
@@ -80,57 +83,94 @@ fn reload(layers: &Layers, applied: &mut Applied, control: &Control) -> anyhow::
         .unwrap_or_else(|| applied.model.clone());
     let manifest = Manifest::load(&model_path)?;
     let plan = RunPlan::build(&layers, &manifest)?;
+    // The run compares the manifest it would load, as the start did.
+    let resolved = manifest.for_precision(plan.runtime.precision)?.path;
+    let mut seen = std::collections::BTreeSet::new();
+    if let Some(twice) = plan.sources.iter().find(|s| !seen.insert(s.input())) {
+        anyhow::bail!(
+            "input {} is listed twice (SIGHUP tells inputs apart by how they are written)",
+            twice.name()
+        );
+    }
     warn_unapplied(&applied.plan, &plan);
-    let wanted: Managed = plan
-        .sources
-        .iter()
-        .zip(&plan.videos)
-        .map(|(s, v)| (s.input().to_string(), (s.id, v.clone())))
-        .collect();
-    let (mut removed, mut added) = (0, 0);
+    let mut failed: Vec<String> = Vec::new();
+    let wanted: BTreeMap<&str, u32> = plan.sources.iter().map(|s| (s.input(), s.id)).collect();
     let stale: Vec<String> = applied
         .streams
-        .iter()
-        .filter(|(input, (_, video))| wanted.get(*input).is_none_or(|(_, v)| v != video))
-        .map(|(input, _)| input.clone())
+        .keys()
+        .filter(|input| !wanted.contains_key(input.as_str()))
+        .cloned()
         .collect();
-    for input in stale {
-        if let Some((id, _)) = applied.streams.remove(&input) {
+    for input in &stale {
+        if let Some(id) = applied.streams.remove(input) {
             // An input that already ended and was removed is simply gone.
             let _ = control.remove_stream(id);
-            removed += 1;
         }
     }
     let mut ids = BTreeMap::new();
+    let mut added = 0;
     for spec in &plan.sources {
         let input = spec.input().to_string();
-        if let Some((id, _)) = applied.streams.get(&input) {
+        if let Some(id) = applied.streams.get(&input) {
             ids.insert(spec.id, *id);
             continue;
         }
-        let video = plan.videos.get(spec.id as usize).cloned().flatten();
         let request = StreamRequest {
             input: input.clone(),
-            output: video.as_ref().map(|v| v.display().to_string()),
-            no_video: video.is_none(),
             ..Default::default()
         };
-        let id = control.add_stream(request)?;
-        ids.insert(spec.id, id);
-        applied.streams.insert(input, (id, video));
-        added += 1;
+        match control.add_stream(request) {
+            Ok(id) => {
+                ids.insert(spec.id, id);
+                applied.streams.insert(input, id);
+                added += 1;
+            }
+            Err(e) => failed.push(format!("input {}: {e}", spec.name())),
+        }
     }
-    control.edit_rules(RuleEdit::Replace(translate(&plan.rule_configs, &ids)))?;
+    let managed: std::collections::BTreeSet<u32> = applied.streams.values().copied().collect();
+    let mut rules = translate(&plan.rule_configs, &ids);
+    match control.rules() {
+        Ok(current) => keep_api_rules(&mut rules, current, &managed),
+        Err(e) => failed.push(format!("lines and zones: {e}")),
+    }
+    if let Err(e) = control.edit_rules(RuleEdit::Replace(rules)) {
+        failed.push(format!("lines and zones: {e}"));
+    }
     let mut summary = format!(
-        "pipeline file applied: {added} streams added, {removed} removed, lines and zones replaced"
+        "pipeline file applied: {added} added, {} removed, lines and zones replaced",
+        stale.len()
     );
-    if plan.model_path != applied.model {
-        let status = control.swap_model(plan.model_path.clone())?;
-        applied.model = plan.model_path.clone();
-        summary.push_str(&format!(", model {} live", status.name));
+    if resolved != applied.model {
+        match control.swap_model(plan.model_path.clone()) {
+            Ok(status) => {
+                applied.model = resolved;
+                summary.push_str(&format!(", model {} live", status.name));
+            }
+            Err(e) => failed.push(format!("model: {e}")),
+        }
     }
     applied.plan = plan;
+    if !failed.is_empty() {
+        tracing::error!(failed = %failed.join("; "), "part of the pipeline file was not applied");
+    }
     Ok(summary)
+}
+
+/// Adds to the file's rules those of `current` that belong to streams the file
+/// does not manage (added through the API).
+fn keep_api_rules(
+    rules: &mut RuleSet,
+    current: RuleSet,
+    managed: &std::collections::BTreeSet<u32>,
+) {
+    let api_only = |s: Option<u32>| s.is_some_and(|id| !managed.contains(&id));
+    rules
+        .lines
+        .extend(current.lines.into_iter().filter(|l| api_only(l.stream)));
+    rules
+        .zones
+        .extend(current.zones.into_iter().filter(|z| api_only(z.stream)));
 }
 
 /// The file's rules with each `stream` (a position among the file's inputs)
@@ -190,10 +230,9 @@ fn warn_unapplied(old: &RunPlan, new: &RunPlan) {
 mod tests {
     use super::*;
 
-    #[test]
-    fn rule_streams_follow_their_inputs_to_their_ids() {
-        let line = |stream| pedvision::config::rules::LineConfig {
-            name: format!("l{stream:?}"),
+    fn line(name: &str, stream: Option<u32>) -> pedvision::config::rules::LineConfig {
+        pedvision::config::rules::LineConfig {
+            name: name.into(),
             stream,
             points: vec![[0.0, 0.5], [1.0, 0.5]],
             units: None,
@@ -201,14 +240,37 @@ mod tests {
             classes: None,
             anchor: None,
             hysteresis: None,
-        };
+        }
+    }
+
+    #[test]
+    fn rule_streams_follow_their_inputs_to_their_ids() {
         let rules = RuleSet {
-            lines: vec![line(Some(0)), line(Some(1)), line(None)],
+            lines: vec![line("a", Some(0)), line("b", Some(1)), line("c", None)],
             zones: vec![],
         };
         let ids = BTreeMap::from([(0, 4), (1, 7)]);
         let out = translate(&rules, &ids);
         let streams: Vec<Option<u32>> = out.lines.iter().map(|l| l.stream).collect();
         assert_eq!(streams, [Some(4), Some(7), None]);
+    }
+
+    #[test]
+    fn rules_of_streams_added_through_the_api_survive_a_reload() {
+        let mut from_file = RuleSet {
+            lines: vec![line("file", Some(0))],
+            zones: vec![],
+        };
+        let current = RuleSet {
+            lines: vec![
+                line("old-file", Some(0)),
+                line("everywhere", None),
+                line("api", Some(5)),
+            ],
+            zones: vec![],
+        };
+        keep_api_rules(&mut from_file, current, &[0].into());
+        let names: Vec<&str> = from_file.lines.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(names, ["file", "api"]);
     }
 }

@@ -377,8 +377,12 @@ fn print_streams(report: &RunReport) {
                 (Some(p50), Some(p99)) => format!(", latency p50 {p50:.0} ms p99 {p99:.0} ms"),
                 _ => String::new(),
             };
+            let failed = s
+                .error
+                .as_ref()
+                .map_or(String::new(), |e| format!("; failed: {e}"));
             out!(
-                "stream {} ({}): {} frames processed, {} dropped, {} reconnects, {} tracks{latency}",
+                "stream {} ({}): {} frames processed, {} dropped, {} reconnects, {} tracks{latency}{failed}",
                 s.id,
                 s.name,
                 s.processed,

@@ -42,7 +42,6 @@ use crate::track::TrackerKind;
 struct OpenStream {
     thread: Option<std::thread::JoinHandle<Result<SourceEnd, SourceError>>>,
     removed: Arc<AtomicBool>,
-    video: Option<PathBuf>,
 }
 
 /// The channels the controller drives the stages through.
@@ -66,6 +65,8 @@ pub(super) struct Controller<'a> {
     rules: RuleSet,
     /// The live model's labels (rules are checked against them).
     labels: Arc<Mutex<Vec<String>>>,
+    /// Every video output of the run so far: a later stream never overwrites one.
+    written: std::collections::HashSet<PathBuf>,
     /// Raised while a model loads (one switch at a time).
     loading: Arc<AtomicBool>,
     /// Sources that failed, and threads that could not start.
@@ -87,6 +88,7 @@ impl<'a> Controller<'a> {
             rules: plan.rule_configs.clone(),
             labels: Arc::new(Mutex::new(plan.post.labels.clone())),
             loading: Arc::new(AtomicBool::new(false)),
+            written: Default::default(),
             failures: Vec::new(),
             run,
         }
@@ -96,6 +98,7 @@ impl<'a> Controller<'a> {
     /// source.
     pub fn start(&mut self, opened: Opened) -> Result<(), ControlError> {
         let entry = opened.entry();
+        let board_entry = entry.clone();
         let Opened {
             spec,
             outputs,
@@ -104,6 +107,7 @@ impl<'a> Controller<'a> {
             video,
         } = opened;
         let id = spec.id;
+        self.written.extend(video.clone());
         self.to_post
             .send(PostCommand::Open(id, Box::new(outputs)))
             .map_err(|_| ControlError::Stopping)?;
@@ -116,7 +120,7 @@ impl<'a> Controller<'a> {
             entry.outcome.clone(),
             self.flags.clone(),
         );
-        self.board.insert(id, entry);
+        self.board.insert(id, board_entry);
         match running {
             Ok(r) => {
                 self.open.insert(
@@ -124,7 +128,6 @@ impl<'a> Controller<'a> {
                     OpenStream {
                         thread: Some(r.thread),
                         removed: r.removed,
-                        video,
                     },
                 );
                 Ok(())
@@ -133,12 +136,13 @@ impl<'a> Controller<'a> {
             // stream, and the post stage finalises it as incomplete.
             Err(e) => {
                 let message = format!("cannot start the source thread: {e}");
+                *lock(&entry.outcome) =
+                    Some(crate::control::SourceOutcome::Failed(message.clone()));
                 self.open.insert(
                     id,
                     OpenStream {
                         thread: None,
                         removed: Arc::default(),
-                        video,
                     },
                 );
                 self.failures.push(
@@ -148,7 +152,7 @@ impl<'a> Controller<'a> {
                     }
                     .into(),
                 );
-                Err(ControlError::Invalid(message))
+                Err(ControlError::Internal(message))
             }
         }
     }
@@ -296,7 +300,12 @@ impl<'a> Controller<'a> {
     ) -> Result<Option<PathBuf>, ControlError> {
         let plan = self.run.plan;
         let pattern = match (&request.output, request.no_video) {
-            (_, true) => None,
+            (Some(_), true) => {
+                return Err(ControlError::Invalid(
+                    "output and no_video exclude each other".into(),
+                ));
+            }
+            (None, true) => None,
             (Some(p), false) => Some(p.as_str()),
             (None, false) => plan.video_pattern.as_deref(),
         };
@@ -318,13 +327,15 @@ impl<'a> Controller<'a> {
                 video.display()
             )));
         }
-        if let Some((other, _)) = self
-            .open
-            .iter()
-            .find(|(_, s)| s.video.as_deref() == Some(video.as_path()))
-        {
+        if self.written.contains(&video) {
             return Err(ControlError::Conflict(format!(
-                "output {} is being written by stream {other}",
+                "output {} is written by another stream of this run",
+                video.display()
+            )));
+        }
+        if std::path::Path::new(spec.input()) == video {
+            return Err(ControlError::Invalid(format!(
+                "output {} is the stream's own input",
                 video.display()
             )));
         }
@@ -420,6 +431,7 @@ impl<'a> Controller<'a> {
             board: self.board.clone(),
         };
         let loading = self.loading.clone();
+        let answer = reply.clone();
         let spawned = std::thread::Builder::new()
             .name("model-load".into())
             .spawn(move || {
@@ -428,11 +440,13 @@ impl<'a> Controller<'a> {
                     tracing::warn!(error = %e, "model not switched in; the live one goes on");
                 }
                 loading.store(false, Ordering::SeqCst);
-                let _ = reply.send(result);
+                let _ = answer.send(result);
             });
         if let Err(e) = spawned {
             self.loading.store(false, Ordering::SeqCst);
-            tracing::warn!(error = %e, "cannot start a thread to load the model");
+            let _ = reply.send(Err(ControlError::Internal(format!(
+                "cannot start a thread to load the model: {e}"
+            ))));
         }
     }
 }
@@ -491,7 +505,18 @@ impl ModelJob {
             classes,
             ..self.decode.clone()
         };
-        let detector = Detector::load(&manifest, &self.runtime).map_err(|e| model_error(&e))?;
+        let mut detector = Detector::load(&manifest, &self.runtime).map_err(|e| model_error(&e))?;
+        // One batch here first: a model that loads but cannot run (memory, a
+        // provider that builds its engine on the first call) fails this request,
+        // not the live streams.
+        let (w, h) = (
+            manifest.input.width as usize,
+            manifest.input.height as usize,
+        );
+        let zeros = ndarray::Array4::<f32>::zeros((1, 3, h, w));
+        detector
+            .run(zeros.view())
+            .map_err(|e| model_error(&format!("a trial batch failed: {e}")))?;
         let (done, old) = bounded(1);
         let model = Arc::new(ModelInUse {
             name: manifest.name.clone(),

@@ -407,6 +407,14 @@ fn spawn(
         control.run(steering.commands, closed_rx);
         let mut ended = gather([batcher_thread, prep_thread], infer_thread, post_thread);
         ended.sources = std::mem::take(&mut control.failures);
+        if plan.api.is_some() {
+            // Under the control API cameras come and go: one that fails is that
+            // stream's outcome (its state, its outputs kept as incomplete, the
+            // summary), not the whole run's.
+            for e in ended.sources.drain(..) {
+                tracing::warn!(error = %e, "a stream failed; the run went on");
+            }
+        }
         ended
     })
 }

@@ -94,6 +94,18 @@ pub(super) fn open(
     })
 }
 
+/// Records a failed outcome when the source's thread unwinds from a panic, so
+/// the stream shows `failed` rather than `connecting` for ever.
+struct FailedOnPanic<'a>(&'a std::sync::Mutex<Option<SourceOutcome>>);
+
+impl Drop for FailedOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            lock(self.0).get_or_insert(SourceOutcome::Failed("the source panicked".into()));
+        }
+    }
+}
+
 /// The run-wide flags a source watches, shared with its thread.
 #[derive(Clone)]
 pub(super) struct RunFlags {
@@ -123,6 +135,7 @@ pub(super) fn start(
         .name(format!("source-{}", spec.id))
         .spawn(move || {
             let _guard = AbortOnPanic(&flags.abort);
+            let _outcome = FailedOnPanic(&outcome);
             let stop = StopFlags {
                 user: &flags.user,
                 removed: &stream_flag,

@@ -257,16 +257,48 @@ fn existing_file(path: &Path) -> Result<PathBuf, SpecError> {
 }
 
 /// `test:` or `test:PATTERN?width=W&height=H&fps=F` (defaults: smpte, 640×480, 10).
+/// videotestsrc's pattern names (GStreamer 1.22), in its enum's order: a name or
+/// its number is accepted.
+const TEST_PATTERNS: [&str; 26] = [
+    "smpte",
+    "snow",
+    "black",
+    "white",
+    "red",
+    "green",
+    "blue",
+    "checkers-1",
+    "checkers-2",
+    "checkers-4",
+    "checkers-8",
+    "circular",
+    "blink",
+    "smpte75",
+    "zone-plate",
+    "gamut",
+    "chroma-zone-plate",
+    "solid-color",
+    "ball",
+    "smpte100",
+    "bar",
+    "pinwheel",
+    "spokes",
+    "gradient",
+    "colors",
+    "smpte-rp-219",
+];
+
 fn parse_test(input: &str, rest: &str) -> Result<SourceKind, SpecError> {
     let bad = |why: &str| SpecError::BadTest(input.to_string(), why.to_string());
     let (pattern, query) = rest.split_once('?').unwrap_or((rest, ""));
     let pattern = if pattern.is_empty() { "smpte" } else { pattern };
-    if !pattern
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || c == '-')
-    {
+    let known = TEST_PATTERNS.contains(&pattern)
+        || pattern
+            .parse::<usize>()
+            .is_ok_and(|n| n < TEST_PATTERNS.len());
+    if !known {
         return Err(bad(
-            "the pattern is a videotestsrc pattern name such as smpte or ball",
+            "the pattern is a videotestsrc pattern name such as smpte, ball or snow (gst-inspect-1.0 videotestsrc lists them)",
         ));
     }
     let (mut width, mut height, mut fps) = (640u32, 480u32, 10u32);
@@ -348,6 +380,15 @@ mod tests {
             SourceSpec::parse(0, "test:ball?speed=2"),
             Err(SpecError::BadTest(..))
         ));
+        assert!(matches!(
+            SourceSpec::parse(0, "test:nosuchpattern"),
+            Err(SpecError::BadTest(..))
+        ));
+        assert!(
+            SourceSpec::parse(0, "test:18").is_ok(),
+            "a pattern's number"
+        );
+        assert!(SourceSpec::parse(0, "test:26").is_err());
     }
 
     #[test]
