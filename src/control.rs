@@ -436,7 +436,14 @@ mod tests {
 
     #[test]
     fn loopback_addresses_are_told_apart() {
-        for bind in ["127.0.0.1:8080", "localhost:1", "[::1]:80", "127.3.2.1:9"] {
+        for bind in [
+            "127.0.0.1:8080",
+            "localhost:1",
+            "[::1]:80",
+            "127.3.2.1:9",
+            "localhost",
+            "127.0.0.1",
+        ] {
             assert!(is_loopback(bind), "{bind}");
         }
         for bind in [

@@ -413,6 +413,14 @@ fn the_api_refuses_bad_requests_with_json_errors_and_the_run_goes_on() {
     let (status, doc) = api.get("/openapi.json");
     assert_eq!(status, 200);
     assert!(doc["paths"]["/streams"]["post"].is_object(), "{doc}");
+    // DNS rebinding: a page whose name resolves to 127.0.0.1 names itself.
+    let rebound = ureq::get(&format!("{}/streams", api.base))
+        .set("Host", "attacker.example")
+        .call();
+    assert!(
+        matches!(rebound, Err(ureq::Error::Status(403, _))),
+        "{rebound:?}"
+    );
     let (status, metrics) = api.get("/metrics");
     assert_eq!(status, 200);
     assert!(

@@ -317,6 +317,20 @@ fn same_token(given: &[u8], token: &[u8]) -> bool {
 /// it is a probe).
 async fn authorise(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let Some(token) = &state.token else {
+        // Without a token the API listens on loopback only; a request that names
+        // another host got here through DNS rebinding (a web page resolving its
+        // own name to 127.0.0.1), not from a local client.
+        let host = request
+            .headers()
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok());
+        if host.is_some_and(|h| !crate::control::is_loopback(h)) {
+            return Failure(
+                StatusCode::FORBIDDEN,
+                "a request to the API without a token must name a loopback host (127.0.0.1, localhost, [::1]); serve others with --api-token-env".into(),
+            )
+            .into_response();
+        }
         return next.run(request).await;
     };
     if matches!(request.uri().path(), "/healthz" | "/readyz") {
