@@ -98,11 +98,35 @@ impl Api {
     }
 }
 
+/// A run that is killed if the test fails before it stops it.
+struct Run(Child);
+
+impl std::ops::Deref for Run {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Run {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// Stops a run with SIGINT and returns its exit code and stderr.
-fn interrupt(mut run: Child) -> (Option<i32>, String) {
+fn interrupt(mut run: Run) -> (Option<i32>, String) {
     signal(&run, "INT");
-    let out = wait_with_timeout(&mut run, Duration::from_secs(120));
-    (out.0, out.1)
+    wait_with_timeout(&mut run, Duration::from_secs(120))
 }
 
 fn wait_with_timeout(run: &mut Child, limit: Duration) -> (Option<i32>, String) {
@@ -141,7 +165,7 @@ fn renamed_manifest(dir: &Path, name: &str) -> PathBuf {
     path
 }
 
-fn run_with_api(api: u16, args: &[&str]) -> Child {
+fn run_with_api(api: u16, args: &[&str]) -> Run {
     let port = api.to_string();
     let mut all = vec![
         "run",
@@ -153,7 +177,7 @@ fn run_with_api(api: u16, args: &[&str]) -> Child {
         "fp32",
     ];
     all.extend_from_slice(args);
-    pedvision_bg(&all)
+    Run(pedvision_bg(&all))
 }
 
 #[test]
@@ -199,7 +223,7 @@ fn streams_and_a_retrained_model_change_while_the_run_goes_on() {
         "videotestsrc num-buffers=90 pattern=ball ! video/x-raw,width=320,height=240,framerate=10/1 ! x264enc ! mp4mux",
     );
     let rtsp_port = free_port();
-    let mut rtsp = rtsp_server(rtsp_port);
+    let mut rtsp = Run(rtsp_server(rtsp_port));
 
     let port = free_port();
     let api = Api::new(port);
@@ -466,7 +490,7 @@ fn a_non_loopback_api_needs_a_token_and_checks_it() {
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("PV_API_TOKEN is not set"), "{err}");
 
-    let mut run = spawn(Some("s3cret"));
+    let mut run = Run(spawn(Some("s3cret")));
     let api = Api::new(port);
     api.wait_ready(&mut run);
     let url = format!("{}/streams", api.base);
@@ -497,7 +521,7 @@ fn sighup_applies_the_pipeline_file_while_the_run_goes_on() {
         std::fs::write(&file, text).unwrap();
     };
     write("test:ball?width=160&height=120", MODEL);
-    let mut run = pedvision_bg(&["run", "--config", path_str(&file)]);
+    let mut run = Run(pedvision_bg(&["run", "--config", path_str(&file)]));
     api.wait_ready(&mut run);
     api.wait_stream(0, "ran", |s| s["frames"].as_u64().unwrap() >= 5);
 
