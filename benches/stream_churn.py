@@ -17,32 +17,15 @@ frame exactly once and in order. Standard library only.
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
+
+from api_client import call, free_port, wait_ready
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def call(method, url, body=None):
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method=method,
-                                 headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=300) as r:
-            return r.status, json.loads(r.read() or b"null")
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"null")
 
 
 def proc_status(pid):
@@ -80,16 +63,7 @@ def main():
     run = subprocess.Popen(command, stderr=open(os.path.join(scratch, "run.log"), "w"))
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                if call("GET", base + "/readyz")[0] == 200:
-                    break
-            except OSError:
-                pass
-            if time.time() > deadline:
-                sys.exit("the run never became ready")
-            time.sleep(0.2)
+        wait_ready(base)
 
         def cycle():
             status, body = call("POST", base + "/streams",

@@ -94,11 +94,43 @@ fn reload(layers: &Layers, applied: &mut Applied, control: &Control) -> anyhow::
     }
     warn_unapplied(&applied.plan, &plan);
     let mut failed: Vec<String> = Vec::new();
-    let wanted: BTreeMap<&str, u32> = plan.sources.iter().map(|s| (s.input(), s.id)).collect();
+    let removed = remove_gone(&plan, applied, control);
+    let (ids, added) = add_new(&plan, applied, control, &mut failed);
+    let managed: std::collections::BTreeSet<u32> = applied.streams.values().copied().collect();
+    let mut rules = translate(&plan.rule_configs, &ids);
+    match control.rules() {
+        Ok(current) => keep_api_rules(&mut rules, current, &managed),
+        Err(e) => failed.push(format!("lines and zones: {e}")),
+    }
+    if let Err(e) = control.edit_rules(RuleEdit::Replace(rules)) {
+        failed.push(format!("lines and zones: {e}"));
+    }
+    let mut summary = format!(
+        "pipeline file applied: {added} added, {removed} removed, lines and zones replaced"
+    );
+    if resolved != applied.model {
+        match control.swap_model(plan.model_path.clone()) {
+            Ok(status) => {
+                applied.model = resolved;
+                summary.push_str(&format!(", model {} live", status.name));
+            }
+            Err(e) => failed.push(format!("model: {e}")),
+        }
+    }
+    applied.plan = plan;
+    if !failed.is_empty() {
+        tracing::error!(failed = %failed.join("; "), "part of the pipeline file was not applied");
+    }
+    Ok(summary)
+}
+
+/// Removes the streams whose input is no longer in the file; how many.
+fn remove_gone(plan: &RunPlan, applied: &mut Applied, control: &Control) -> usize {
+    let wanted: std::collections::BTreeSet<&str> = plan.sources.iter().map(|s| s.input()).collect();
     let stale: Vec<String> = applied
         .streams
         .keys()
-        .filter(|input| !wanted.contains_key(input.as_str()))
+        .filter(|input| !wanted.contains(input.as_str()))
         .cloned()
         .collect();
     for input in &stale {
@@ -107,6 +139,17 @@ fn reload(layers: &Layers, applied: &mut Applied, control: &Control) -> anyhow::
             let _ = control.remove_stream(id);
         }
     }
+    stale.len()
+}
+
+/// Adds the streams whose input is new in the file. Returns each file position's
+/// stream id, and how many were added; what could not be added goes to `failed`.
+fn add_new(
+    plan: &RunPlan,
+    applied: &mut Applied,
+    control: &Control,
+    failed: &mut Vec<String>,
+) -> (BTreeMap<u32, u32>, usize) {
     let mut ids = BTreeMap::new();
     let mut added = 0;
     for spec in &plan.sources {
@@ -128,33 +171,7 @@ fn reload(layers: &Layers, applied: &mut Applied, control: &Control) -> anyhow::
             Err(e) => failed.push(format!("input {}: {e}", spec.name())),
         }
     }
-    let managed: std::collections::BTreeSet<u32> = applied.streams.values().copied().collect();
-    let mut rules = translate(&plan.rule_configs, &ids);
-    match control.rules() {
-        Ok(current) => keep_api_rules(&mut rules, current, &managed),
-        Err(e) => failed.push(format!("lines and zones: {e}")),
-    }
-    if let Err(e) = control.edit_rules(RuleEdit::Replace(rules)) {
-        failed.push(format!("lines and zones: {e}"));
-    }
-    let mut summary = format!(
-        "pipeline file applied: {added} added, {} removed, lines and zones replaced",
-        stale.len()
-    );
-    if resolved != applied.model {
-        match control.swap_model(plan.model_path.clone()) {
-            Ok(status) => {
-                applied.model = resolved;
-                summary.push_str(&format!(", model {} live", status.name));
-            }
-            Err(e) => failed.push(format!("model: {e}")),
-        }
-    }
-    applied.plan = plan;
-    if !failed.is_empty() {
-        tracing::error!(failed = %failed.join("; "), "part of the pipeline file was not applied");
-    }
-    Ok(summary)
+    (ids, added)
 }
 
 /// Adds to the file's rules those of `current` that belong to streams the file

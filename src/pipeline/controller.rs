@@ -74,8 +74,14 @@ pub(super) struct Controller<'a> {
 }
 
 impl<'a> Controller<'a> {
+    /// A controller of the run `run`, which starts with the plan's model.
     pub fn new(run: RunShared<'a>, board: Arc<Board>, flags: RunFlags, wires: Wires) -> Self {
         let plan = run.plan;
+        board.set_model(ModelStatus {
+            name: plan.model_name.clone(),
+            path: plan.model_path.clone(),
+            swaps: 0,
+        });
         Self {
             board,
             flags,

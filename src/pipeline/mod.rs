@@ -46,7 +46,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, bounded, unbounded};
+use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 
 use crate::control::{Board, Command, SourceOutcome, lock as control_lock};
 use crate::infer::Detector;
@@ -295,6 +295,66 @@ impl Steering {
     }
 }
 
+/// The channels between the stages, and between the controller and the stages.
+struct Channels {
+    batch: (Sender<batcher::Batch>, Receiver<batcher::Batch>),
+    prep: (Sender<PreparedBatch>, Receiver<PreparedBatch>),
+    inferred: (Sender<handoff::ToPost>, Receiver<handoff::ToPost>),
+    recycle: (Sender<Vec<f32>>, Receiver<Vec<f32>>),
+    joins: (Sender<batcher::StreamInput>, Receiver<batcher::StreamInput>),
+    post_commands: (Sender<stages::PostCommand>, Receiver<stages::PostCommand>),
+    closed: (Sender<u32>, Receiver<u32>),
+    swaps: (Sender<handoff::ModelSwap>, Receiver<handoff::ModelSwap>),
+}
+
+impl Channels {
+    fn new(batch: usize) -> Self {
+        Self {
+            // Rendezvous hand-offs between batcher, preprocess and infer: a batch
+            // is only formed when the next stage is ready for it, so under
+            // overload live frames wait in their (one-frame, drop-oldest) queues
+            // instead of in stale batches. Measured with 5 overloaded RTSP
+            // streams: p50 latency 390 ms instead of 630 ms with one-slot
+            // channels, at the same throughput.
+            batch: bounded(0),
+            prep: bounded(0),
+            inferred: bounded(2 * batch + 2),
+            recycle: bounded(4),
+            // The controller's channels: unbounded, so it never waits on a stage
+            // (each carries one message per stream added or rule changed).
+            joins: unbounded(),
+            post_commands: unbounded(),
+            closed: unbounded(),
+            swaps: bounded(1),
+        }
+    }
+}
+
+/// The model the run starts with, as the inference stage hands it on. Under
+/// ByteTrack the detector reports scores down to the tracker's low threshold;
+/// only those at or above the run's threshold are reported.
+fn first_model(plan: &RunPlan) -> Arc<handoff::ModelInUse> {
+    Arc::new(handoff::ModelInUse {
+        name: plan.model_name.clone(),
+        decode: PostOptions {
+            conf: people::StreamPeople::decode_floor(&plan.tracking, plan.post.conf),
+            ..plan.post.clone()
+        },
+    })
+}
+
+/// The source failures that fail the run: all of them, except under the control
+/// API, where cameras come and go and one that fails is that stream's outcome
+/// (its state, its outputs kept as incomplete, the summary).
+fn run_failures(plan: &RunPlan, mut failures: Vec<crate::Error>) -> Vec<crate::Error> {
+    if plan.api.is_some() {
+        for e in failures.drain(..) {
+            tracing::warn!(error = %e, "a stream failed; the run went on");
+        }
+    }
+    failures
+}
+
 /// Runs the stages on named threads and the controller on this one until the
 /// inputs end, the user stops the run, or a stage fails.
 fn spawn(
@@ -304,41 +364,12 @@ fn spawn(
     stop: &Arc<AtomicBool>,
     steering: Steering,
 ) -> Ended {
-    // Rendezvous hand-offs between batcher, preprocess and infer: a batch is only
-    // formed when the next stage is ready for it, so under overload live frames
-    // wait in their (one-frame, drop-oldest) queues instead of in stale batches.
-    // Measured with 5 overloaded RTSP streams: p50 latency 390 ms instead of 630 ms
-    // with one-slot channels, at the same throughput.
-    let (batch_tx, batch_rx) = bounded::<batcher::Batch>(0);
-    let (prep_tx, prep_rx) = bounded::<PreparedBatch>(0);
-    let (inf_tx, inf_rx) = bounded::<handoff::ToPost>(2 * plan.batch + 2);
-    let (recycle_tx, recycle_rx) = bounded::<Vec<f32>>(4);
-    // The controller's channels: unbounded, so it never waits on a stage (each
-    // carries one message per stream added or rule changed).
-    let (joins_tx, joins_rx) = unbounded::<batcher::StreamInput>();
-    let (post_cmd_tx, post_cmd_rx) = unbounded::<stages::PostCommand>();
-    let (closed_tx, closed_rx) = unbounded::<u32>();
-    let (swap_tx, swap_rx) = bounded::<handoff::ModelSwap>(1);
+    let c = Channels::new(plan.batch);
     let flags = streams::RunFlags {
         user: stop.clone(),
         abort: Arc::new(AtomicBool::new(false)),
     };
     let abort = flags.abort.clone();
-    let spec_in = &plan.post.input;
-    // Under ByteTrack the detector reports scores down to the tracker's low
-    // threshold; only those at or above the run's threshold are reported.
-    let first_model = Arc::new(handoff::ModelInUse {
-        name: plan.model_name.clone(),
-        decode: PostOptions {
-            conf: people::StreamPeople::decode_floor(&plan.tracking, plan.post.conf),
-            ..plan.post.clone()
-        },
-    });
-    steering.board.set_model(crate::control::ModelStatus {
-        name: plan.model_name.clone(),
-        path: plan.model_path.clone(),
-        swaps: 0,
-    });
     let Built {
         metadata,
         rtsp_out,
@@ -356,65 +387,55 @@ fn spawn(
         rtsp_out: rtsp_out.as_ref(),
     };
     let wires = controller::Wires {
-        joins: joins_tx,
-        to_post: post_cmd_tx,
-        swaps: swap_tx,
+        joins: c.joins.0,
+        to_post: c.post_commands.0,
+        swaps: c.swaps.0,
     };
     let mut control = controller::Controller::new(shared, steering.board, flags, wires);
     for stream in std::mem::take(opened) {
         // A failure is recorded in `control.failures`.
         let _ = control.start(stream);
     }
-    let metrics = metrics.clone();
+    let (metrics, model) = (metrics.clone(), first_model(plan));
     std::thread::scope(|s| {
         let spawn = |name: &str| std::thread::Builder::new().name(name.into());
         let guard = || AbortOnPanic(&abort);
         let (size, timeout) = (plan.batch, plan.batch_timeout);
+        let (joins, (batch_tx, batch_rx)) = (c.joins.1, c.batch);
         let batcher_thread = spawn("batcher").spawn_scoped(s, move || {
             let _guard = guard();
-            batcher::run(Vec::new(), joins_rx, batch_tx, size, timeout)
+            batcher::run(Vec::new(), joins, batch_tx, size, timeout)
         });
+        let (prep, recycled) = (c.prep, c.recycle);
         let prep_thread = spawn("preprocess").spawn_scoped(s, move || {
             let _guard = guard();
-            stages::preprocess(batch_rx, prep_tx, recycle_rx, spec_in)
+            stages::preprocess(batch_rx, prep.0, recycled.1, &plan.post.input)
         });
+        let (inferred_tx, swaps) = (c.inferred.0, c.swaps.1);
         let infer_thread = spawn("infer").spawn_scoped(s, move || {
             let _guard = guard();
             let detector = (!plan.skip_inference).then_some(detector);
-            stages::infer(
-                prep_rx,
-                inf_tx,
-                recycle_tx,
-                (detector, first_model),
-                swap_rx,
-                &metrics,
-            )
+            let (rx, recycle) = (prep.1, recycled.0);
+            stages::infer(rx, inferred_tx, recycle, (detector, model), swaps, &metrics)
         });
         let records = stages::Records {
             metadata: metadata.as_mut(),
             mqtt: mqtt.as_ref(),
         };
-        let (abort, closed_tx) = (&abort, &closed_tx);
+        let (abort, closed_tx, commands) = (&abort, &c.closed.0, &c.post_commands.1);
+        let inferred = c.inferred.1;
         let post_thread = spawn("post").spawn_scoped(s, move || {
             let _guard = AbortOnPanic(abort);
-            let result = stages::post(inf_rx, &post_cmd_rx, post_streams, records, closed_tx);
+            let result = stages::post(inferred, commands, post_streams, records, closed_tx);
             // Whether it finished or failed, nothing downstream takes frames any
             // more: live sources would otherwise run on. (After a normal end
             // every source has already ended.)
             abort.store(true, Ordering::SeqCst);
             result
         });
-        control.run(steering.commands, closed_rx);
+        control.run(steering.commands, c.closed.1.clone());
         let mut ended = gather([batcher_thread, prep_thread], infer_thread, post_thread);
-        ended.sources = std::mem::take(&mut control.failures);
-        if plan.api.is_some() {
-            // Under the control API cameras come and go: one that fails is that
-            // stream's outcome (its state, its outputs kept as incomplete, the
-            // summary), not the whole run's.
-            for e in ended.sources.drain(..) {
-                tracing::warn!(error = %e, "a stream failed; the run went on");
-            }
-        }
+        ended.sources = run_failures(plan, std::mem::take(&mut control.failures));
         ended
     })
 }

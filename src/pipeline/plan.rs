@@ -198,21 +198,7 @@ impl RunPlan {
     pub fn build(layers: &Layers, manifest: &Manifest) -> Result<Self, PlanError> {
         let c = layers.effective();
         let check = Check { layers };
-        let api = api_settings(&check, &c)?;
-        let sources = sources(&check, &c.inputs, api.is_some())?;
-        let max_streams = check.valid(
-            &["api", "max_streams"],
-            c.api.max_streams,
-            |n| (1..=1024).contains(&n),
-            "must be from 1 to 1024",
-        )?;
-        if sources.len() > max_streams {
-            return Err(check.fail(
-                &["api", "max_streams"],
-                max_streams,
-                format!("is fewer than the {} inputs", sources.len()),
-            ));
-        }
+        let (api, sources, max_streams) = streams_and_api(&check, &c)?;
         let post = post_options(&check, &c, manifest)?;
         let many = sources.len() > 1 || api.is_some();
         let (videos, metadata, video_pattern) = output_files(&check, &c.outputs, &sources, many)?;
@@ -285,6 +271,30 @@ impl RunPlan {
             },
         })
     }
+}
+
+/// The control API, the inputs (none needed with the API) and the stream limit
+/// they must fit in.
+fn streams_and_api(
+    check: &Check<'_>,
+    c: &PipelineConfig,
+) -> Result<(Option<ApiSettings>, Vec<SourceSpec>, usize), PlanError> {
+    let api = api_settings(check, c)?;
+    let sources = sources(check, &c.inputs, api.is_some())?;
+    let max_streams = check.valid(
+        &["api", "max_streams"],
+        c.api.max_streams,
+        |n| (1..=1024).contains(&n),
+        "must be from 1 to 1024",
+    )?;
+    if sources.len() > max_streams {
+        return Err(check.fail(
+            &["api", "max_streams"],
+            max_streams,
+            format!("is fewer than the {} inputs", sources.len()),
+        ));
+    }
+    Ok((api, sources, max_streams))
 }
 
 /// `[api]`: the address (loopback unless one is given) and the token a
