@@ -100,6 +100,13 @@ impl<'a> Controller<'a> {
         }
     }
 
+    /// Starts the run's inputs; a failure is kept in `failures`.
+    pub fn start_all(&mut self, opened: Vec<Opened>) {
+        for stream in opened {
+            let _ = self.start(stream);
+        }
+    }
+
     /// Hands an opened stream to the post stage and the batcher, then starts its
     /// source.
     pub fn start(&mut self, opened: Opened) -> Result<(), ControlError> {

@@ -392,10 +392,7 @@ fn spawn(
         swaps: c.swaps.0,
     };
     let mut control = controller::Controller::new(shared, steering.board, flags, wires);
-    for stream in std::mem::take(opened) {
-        // A failure is recorded in `control.failures`.
-        let _ = control.start(stream);
-    }
+    control.start_all(std::mem::take(opened));
     let (metrics, model) = (metrics.clone(), first_model(plan));
     std::thread::scope(|s| {
         let spawn = |name: &str| std::thread::Builder::new().name(name.into());
