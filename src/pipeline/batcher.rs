@@ -75,7 +75,10 @@ impl Inputs {
                 Err(TryRecvError::Disconnected) => closed.push(i),
             }
         }
-        for i in closed.into_iter().rev() {
+        // Highest index first, so each removal leaves the others' indices valid
+        // (the sweep visits them in rotated order, not sorted).
+        closed.sort_unstable_by(|a, b| b.cmp(a));
+        for i in closed {
             batch.ended.push(self.open.remove(i).0);
         }
         self.next %= self.open.len().max(1);
@@ -210,6 +213,29 @@ mod tests {
                 vec![(0, 2), (1, 2), (0, 3), (1, 3)]
             ]
         );
+    }
+
+    /// Found by the fleet test: streams closing in one sweep that wrapped around
+    /// (visited as 1, then 0) were removed by descending visit order, not index.
+    #[test]
+    fn streams_closing_in_one_wrapped_sweep_all_leave() {
+        let (a_tx, a_rx) = bounded::<Frame>(1);
+        let (b_tx, b_rx) = bounded::<Frame>(1);
+        drop((a_tx, b_tx));
+        let mut inputs = Inputs {
+            open: vec![(0, a_rx), (1, b_rx)],
+            joins: None,
+            next: 1,
+        };
+        let mut batch = Batch {
+            frames: Vec::new(),
+            ended: Vec::new(),
+        };
+        assert!(!inputs.sweep(&mut batch, 4));
+        let mut ended = batch.ended.clone();
+        ended.sort_unstable();
+        assert_eq!(ended, vec![0, 1]);
+        assert!(inputs.finished());
     }
 
     #[test]
