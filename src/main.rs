@@ -36,6 +36,13 @@ fn main() -> ExitCode {
         cli::Command::Eval(a) => cli::eval::execute(a),
         cli::Command::Synth(a) => cli::synth::execute(a),
         cli::Command::Track(a) => cli::track::execute(a),
+        cli::Command::Worker(a) => {
+            let worker_matches = matches
+                .subcommand_matches("worker")
+                .expect("the worker subcommand matched");
+            cli::worker::execute(*a, worker_matches)
+        }
+        cli::Command::Fleet(a) => cli::fleet::execute(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

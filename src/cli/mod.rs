@@ -16,6 +16,7 @@ pub mod common;
 pub mod doctor;
 pub mod doctor_devices;
 pub mod eval;
+pub mod fleet;
 pub mod mqtt;
 pub mod reload;
 pub mod retrain;
@@ -23,6 +24,7 @@ pub mod run;
 pub mod synth;
 pub mod track;
 pub mod tracking;
+pub mod worker;
 
 use clap::builder::TypedValueParser as _;
 use clap::{Parser, Subcommand};
@@ -123,6 +125,31 @@ The same tracker as `run --tracker`, with ByteTrack's published defaults (first
 stage from score 0.5, new tracks from 0.6, second stage from 0.1, 1 s buffer).
 A malformed line is an error naming its number; the output appears only when complete.")]
     Track(track::TrackArgs),
+    /// Join a fleet: run the cameras this worker wins from a NATS JetStream
+    /// bucket (leases, failover, rebalancing) and publish their metadata to
+    /// JetStream.
+    #[command(after_help = "Examples:
+  pedvision worker --nats nats://127.0.0.1:4222
+  pedvision worker --nats nats://n1:4222,nats://n2:4222 --worker-id w1 --capacity 8 --replicas 3
+  pedvision worker --nats nats://127.0.0.1:4222 --worker-id w4 --rebalance
+
+Cameras are added with `pedvision fleet cameras add`. Metadata: JetStream stream
+PEDVISION, subjects pedvision.meta.CAMERA and pedvision.events.CAMERA, each message
+with a Nats-Msg-Id (run_id.stream.seq). Every `run` option (model, tracking,
+--api, --metrics) applies. SIGINT/SIGTERM stop the cameras and release the leases.")]
+    Worker(Box<worker::WorkerArgs>),
+    /// Edit and inspect a fleet: cameras, workers, who runs what.
+    #[command(after_help = "Examples:
+  pedvision fleet --nats nats://127.0.0.1:4222 cameras add door rtsp://10.0.0.5/live
+  pedvision fleet cameras add lobby rtsp://user:pw@10.0.0.6/s1 --line door:0.1,0.6,0.9,0.6
+  pedvision fleet cameras ls
+  pedvision fleet cameras rm door
+  pedvision fleet workers
+  pedvision fleet status --json
+
+--nats may also come from PEDVISION_NATS. The buckets are created on first use
+(--replicas, --lease-ttl apply then).")]
+    Fleet(fleet::FleetCliArgs),
 }
 
 /// clap's parser for a library [`Choice`](pedvision::choice::Choice): its names as

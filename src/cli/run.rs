@@ -191,9 +191,12 @@ impl RunArgs {
             .as_deref()
             .map(PipelineConfig::load_layer)
             .transpose()?;
-        // Under the control API a run with no input starts idle, waiting for one.
-        let api =
-            l.api.bind.is_some() || file.as_ref().is_some_and(|f| f.config.api.bind.is_some());
+        // Under the control API (or as a fleet worker) a run with no input starts
+        // idle, waiting for one.
+        let api = l.api.bind.is_some()
+            || file
+                .as_ref()
+                .is_some_and(|f| f.config.api.bind.is_some() || f.config.fleet.is_some());
         let base = PipelineConfig {
             inputs: if api {
                 Vec::new()
@@ -307,6 +310,12 @@ fn install_stop_handler(stop: Arc<AtomicBool>, hangup_stops: bool) {
 
 pub fn execute(args: RunArgs, matches: &ArgMatches) -> anyhow::Result<()> {
     let layers = args.layers(matches)?;
+    execute_layers(&args, layers)
+}
+
+/// Runs the pipeline the settings' layers describe: `run`, and `worker` with its
+/// `[fleet]` layer on top.
+pub fn execute_layers(args: &RunArgs, layers: Layers) -> anyhow::Result<()> {
     if args.print_config {
         let mut effective = layers.effective();
         effective.inputs = effective.inputs.iter().map(|i| redact::url(i)).collect();
@@ -349,7 +358,7 @@ pub fn execute(args: RunArgs, matches: &ArgMatches) -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     install_stop_handler(stop.clone(), args.config.is_none());
     if args.config.is_some() {
-        super::reload::watch(layers, &plan, control)?;
+        super::reload::watch(layers, &plan, control.clone())?;
     }
     if let Some(after) = plan.duration {
         let stop = stop.clone();
@@ -358,8 +367,18 @@ pub fn execute(args: RunArgs, matches: &ArgMatches) -> anyhow::Result<()> {
             stop.store(true, Ordering::SeqCst);
         });
     }
+    let agent = plan
+        .fleet
+        .clone()
+        .map(|f| pedvision::fleet::agent::start(f, control.clone(), stop.clone()))
+        .transpose()?;
     let steering = pipeline::Steering { commands, board };
-    let report = pipeline::run_with_metrics(&plan, &mut detector, &stop, steering, metrics)?;
+    let report = pipeline::run_with_metrics(&plan, &mut detector, &stop, steering, metrics);
+    stop.store(true, Ordering::SeqCst);
+    if let Some(agent) = agent {
+        agent.join();
+    }
+    let report = report?;
     print_summary(&report);
     Ok(())
 }
@@ -462,6 +481,17 @@ fn print_summary(report: &RunReport) {
                 m.too_large
             );
         }
+    }
+    if let Some(n) = &report.nats {
+        out!(
+            "nats: {} queued, {} acknowledged by JetStream ({} as duplicates), {} left in the spool, {} dropped (spool full), {} recovered from an earlier run",
+            n.queued,
+            n.acknowledged,
+            n.duplicates,
+            n.left_in_spool,
+            n.dropped,
+            n.recovered
+        );
     }
     let sizes: Vec<String> = report
         .infer

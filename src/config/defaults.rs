@@ -28,3 +28,10 @@ pub const MQTT_SPOOL: &str = "out/mqtt-spool";
 pub const MQTT_SPOOL_MAX_MB: u64 = 256;
 /// How long the end of a run keeps delivering the spool, in s.
 pub const MQTT_DRAIN_TIMEOUT_S: f64 = 10.0;
+/// Fleet: seconds a camera's lease lives after its last renewal (set when the
+/// lease bucket is created; workers use the bucket's).
+pub const FLEET_LEASE_TTL_S: f64 = 10.0;
+/// Fleet: replicas of the buckets and the metadata stream when first created.
+pub const FLEET_REPLICAS: usize = 1;
+/// Fleet: the worker's JetStream spool folder (`{worker}` is replaced).
+pub const FLEET_SPOOL: &str = "out/nats-spool-{worker}";

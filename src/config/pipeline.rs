@@ -63,6 +63,52 @@ pub struct PipelineConfig {
     pub zones: Vec<ZoneConfig>,
     /// The HTTP control API.
     pub api: ApiSection,
+    /// Run as a fleet worker (`pedvision worker`): cameras come from NATS.
+    pub fleet: Option<FleetSection>,
+}
+
+/// `[fleet]`: this run is a worker of a fleet sharing cameras through NATS
+/// JetStream (`pedvision worker` sets it from its flags).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FleetSection {
+    /// NATS server URLs, comma-separated: `nats://HOST:4222[,nats://HOST2:4222]`.
+    pub nats: Option<String>,
+    /// A NATS `.creds` file (JWT and NKey seed).
+    pub creds: Option<PathBuf>,
+    /// This worker's id, unique in the fleet (default: the host name).
+    pub worker_id: Option<String>,
+    /// Most cameras this worker runs (default: the stream limit).
+    pub capacity: Option<usize>,
+    /// Take cameras over from the most loaded workers, one at a time.
+    pub rebalance: Option<bool>,
+    /// Lease lifetime in s without renewal, used when the lease bucket is first
+    /// created (an existing bucket's wins).
+    pub lease_ttl_s: Option<f64>,
+    /// Replicas of the buckets and the stream when first created (3 on a cluster).
+    pub replicas: Option<usize>,
+    /// Folder of the disk spool between the pipeline and JetStream (`{worker}` is
+    /// replaced by the worker id).
+    pub spool_dir: Option<PathBuf>,
+    /// Spool size bound, in MiB.
+    pub spool_max_mb: Option<u64>,
+    /// How long a stopping worker keeps delivering its spool, in s.
+    pub drain_timeout_s: Option<f64>,
+}
+
+impl FleetSection {
+    /// The defaults of the fleet settings that have one.
+    pub fn defaults() -> Self {
+        Self {
+            lease_ttl_s: Some(defaults::FLEET_LEASE_TTL_S),
+            replicas: Some(defaults::FLEET_REPLICAS),
+            spool_dir: Some(defaults::FLEET_SPOOL.into()),
+            spool_max_mb: Some(defaults::MQTT_SPOOL_MAX_MB),
+            drain_timeout_s: Some(defaults::MQTT_DRAIN_TIMEOUT_S),
+            rebalance: Some(false),
+            ..Default::default()
+        }
+    }
 }
 
 /// `[api]`: the HTTP control API (streams, model, lines and zones changed while
@@ -254,6 +300,9 @@ impl Layers {
         c = c.overlaid(&self.flags);
         if let Some(m) = &c.mqtt {
             c.mqtt = Some(MqttSection::defaults().overlaid(m));
+        }
+        if let Some(f) = &c.fleet {
+            c.fleet = Some(overlay(&FleetSection::defaults(), f));
         }
         c
     }
@@ -463,6 +512,10 @@ impl PipelineConfig {
             fix(&mut m.tls_cert);
             fix(&mut m.tls_key);
             fix(&mut m.spool_dir);
+        }
+        if let Some(f) = &mut self.fleet {
+            fix(&mut f.creds);
+            fix(&mut f.spool_dir);
         }
     }
 }

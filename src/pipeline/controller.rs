@@ -190,7 +190,7 @@ impl<'a> Controller<'a> {
             if stopped || self.flags.abort.load(Ordering::SeqCst) {
                 break;
             }
-            if self.run.plan.api.is_none() && self.open.is_empty() {
+            if !self.run.plan.steered() && self.open.is_empty() {
                 break;
             }
         }
@@ -294,8 +294,9 @@ impl<'a> Controller<'a> {
             ..z.clone()
         }));
         let checked = self.check_rules_for(&rules, id + 1)?;
-        let opened = streams::open(&self.run, spec, video, &checked, true)
+        let mut opened = streams::open(&self.run, spec, video, &checked, true)
             .map_err(|e| ControlError::Invalid(e.to_string()))?;
+        opened.outputs.camera = request.camera.as_deref().map(Arc::from);
         self.next_id += 1;
         let name = opened.outputs.name.clone();
         self.start(opened)?;

@@ -154,6 +154,8 @@ pub struct RunReport {
     pub rtsp_urls: Vec<String>,
     /// What the MQTT sink delivered, if there was one.
     pub mqtt: Option<crate::sinks::mqtt::MqttReport>,
+    /// What the NATS JetStream sink delivered, if there was one (workers).
+    pub nats: Option<crate::sinks::nats::NatsReport>,
 }
 
 impl RunReport {
@@ -207,6 +209,7 @@ struct Built {
     metrics: Arc<Metrics>,
     _metrics_server: Option<MetricsServer>,
     mqtt: Option<crate::sinks::mqtt::MqttSink>,
+    nats: Option<crate::sinks::nats::NatsSink>,
     run_id: Arc<str>,
     /// The inputs' streams, opened; their sources start with the stages.
     opened: Vec<streams::Opened>,
@@ -245,6 +248,11 @@ fn build(plan: &RunPlan, metrics: Arc<Metrics>) -> crate::Result<Built> {
         .clone()
         .map(|settings| crate::sinks::mqtt::MqttSink::start(settings, metrics.mqtt.clone()))
         .transpose()?;
+    let nats = plan
+        .nats
+        .clone()
+        .map(crate::sinks::nats::NatsSink::start)
+        .transpose()?;
     let rtsp_out = plan
         .rtsp_out
         .as_deref()
@@ -271,6 +279,7 @@ fn build(plan: &RunPlan, metrics: Arc<Metrics>) -> crate::Result<Built> {
         metrics,
         _metrics_server: metrics_server,
         mqtt,
+        nats,
         run_id,
         opened,
         post: stages::PostStreams::default(),
@@ -347,7 +356,7 @@ fn first_model(plan: &RunPlan) -> Arc<handoff::ModelInUse> {
 /// API, where cameras come and go and one that fails is that stream's outcome
 /// (its state, its outputs kept as incomplete, the summary).
 fn run_failures(plan: &RunPlan, mut failures: Vec<crate::Error>) -> Vec<crate::Error> {
-    if plan.api.is_some() {
+    if plan.steered() {
         for e in failures.drain(..) {
             tracing::warn!(error = %e, "a stream failed; the run went on");
         }
@@ -375,6 +384,7 @@ fn spawn(
         rtsp_out,
         metrics,
         mqtt,
+        nats,
         run_id,
         opened,
         post: post_streams,
@@ -418,6 +428,7 @@ fn spawn(
         let records = stages::Records {
             metadata: metadata.as_mut(),
             mqtt: mqtt.as_ref(),
+            nats: nats.as_ref(),
         };
         let (abort, closed_tx, commands) = (&abort, &c.closed.0, &c.post_commands.1);
         let inferred = c.inferred.1;
@@ -504,6 +515,7 @@ fn finish(built: Built, ended: Ended) -> crate::Result<RunReport> {
         metadata,
         rtsp_out,
         mqtt,
+        nats,
         post,
         started,
         ..
@@ -527,6 +539,12 @@ fn finish(built: Built, ended: Ended) -> crate::Result<RunReport> {
     if let Some(sink) = mqtt {
         match sink.finish() {
             Ok(r) => report.mqtt = Some(r),
+            Err(e) => failures.push(e.into()),
+        }
+    }
+    if let Some(sink) = nats {
+        match sink.finish() {
+            Ok(r) => report.nats = Some(r),
             Err(e) => failures.push(e.into()),
         }
     }

@@ -13,9 +13,11 @@ use crate::choice::Choice;
 use crate::config::pipeline::{MqttSection, OutputsSection};
 use crate::config::{Layers, Manifest, Origin, PipelineConfig, defaults};
 use crate::control::{ApiSettings, RuleSet, is_loopback};
+use crate::fleet::FleetSettings;
 use crate::infer::{Device, Precision, RuntimeOptions};
 use crate::model::classes::ClassFilter;
 use crate::sinks::mqtt::MqttSettings;
+use crate::sinks::nats::NatsSinkSettings;
 use crate::sources::{ReconnectPolicy, RtspOptions, RtspTransport, SourceSpec, SpecError};
 use crate::track::{TrackerKind, TrackerSettings};
 
@@ -42,6 +44,10 @@ pub struct RunPlan {
     pub metrics: Option<String>,
     /// Publish each frame's metadata to this MQTT broker.
     pub mqtt: Option<MqttSettings>,
+    /// A fleet worker: its cameras come from NATS.
+    pub fleet: Option<crate::fleet::FleetSettings>,
+    /// Publish fleet cameras' metadata and events to JetStream (workers).
+    pub nats: Option<crate::sinks::nats::NatsSinkSettings>,
     /// The model manifest, and its name for the metrics' build info.
     pub model_path: PathBuf,
     pub model_name: String,
@@ -194,15 +200,31 @@ fn seconds(v: f64) -> bool {
 }
 
 impl RunPlan {
+    /// Whether streams come and go while the run goes on (the control API or a
+    /// fleet): the run then starts with no input, waits until stopped, and a
+    /// failed stream does not fail it.
+    pub fn steered(&self) -> bool {
+        self.api.is_some() || self.fleet.is_some()
+    }
+
     /// Validates the layered settings against the model's manifest.
     pub fn build(layers: &Layers, manifest: &Manifest) -> Result<Self, PlanError> {
         let c = layers.effective();
         let check = Check { layers };
         let (api, sources, max_streams) = streams_and_api(&check, &c)?;
+        let (fleet, nats) = fleet_settings(&check, &c, max_streams)?;
+        if fleet.is_some() && !sources.is_empty() {
+            return Err(check.fail(
+                &["inputs"],
+                format!("{:?}", c.inputs),
+                "must be empty for a fleet worker: its cameras come from the pedvision_cameras bucket",
+            ));
+        }
+        let steered = api.is_some() || fleet.is_some();
         let post = post_options(&check, &c, manifest)?;
-        let many = sources.len() > 1 || api.is_some();
+        let many = sources.len() > 1 || steered;
         let (videos, metadata, video_pattern) = output_files(&check, &c.outputs, &sources, many)?;
-        let (batch, batch_timeout) = batching(&check, &c, &sources, api.is_some())?;
+        let (batch, batch_timeout) = batching(&check, &c, &sources, steered)?;
         let tracking = tracker(&check, &c, post.conf)?;
         let rules = crate::analytics::Rules::validate(
             &c.lines,
@@ -245,6 +267,8 @@ impl RunPlan {
                 .as_ref()
                 .map(|m| mqtt_settings(&check, m))
                 .transpose()?,
+            fleet,
+            nats,
             model_path: check.need(&["model", "path"], c.model.path.clone())?,
             model_name: manifest.name.clone(),
             runtime: RuntimeOptions {
@@ -280,7 +304,7 @@ fn streams_and_api(
     c: &PipelineConfig,
 ) -> Result<(Option<ApiSettings>, Vec<SourceSpec>, usize), PlanError> {
     let api = api_settings(check, c)?;
-    let sources = sources(check, &c.inputs, api.is_some())?;
+    let sources = sources(check, &c.inputs, api.is_some() || c.fleet.is_some())?;
     let max_streams = check.valid(
         &["api", "max_streams"],
         c.api.max_streams,
@@ -295,6 +319,85 @@ fn streams_and_api(
         ));
     }
     Ok((api, sources, max_streams))
+}
+
+/// `[fleet]`: the worker's NATS servers, id, capacity and leases, and its
+/// JetStream sink.
+#[allow(clippy::type_complexity)]
+fn fleet_settings(
+    check: &Check<'_>,
+    c: &PipelineConfig,
+    max_streams: usize,
+) -> Result<(Option<FleetSettings>, Option<NatsSinkSettings>), PlanError> {
+    let Some(f) = &c.fleet else {
+        return Ok((None, None));
+    };
+    let spec = check.need(&["fleet", "nats"], f.nats.as_ref())?;
+    let servers = crate::fleet::parse_servers(spec).map_err(|e| {
+        check.fail(
+            &["fleet", "nats"],
+            crate::redact::url(spec),
+            format!("is not usable: {e}"),
+        )
+    })?;
+    let worker_id = f.worker_id.clone().unwrap_or_else(crate::fleet::host_id);
+    if !crate::fleet::valid_id(&worker_id) {
+        return Err(check.fail(
+            &["fleet", "worker_id"],
+            &worker_id,
+            "must be 1 to 64 letters, digits, '-' or '_'",
+        ));
+    }
+    let capacity = check.valid(
+        &["fleet", "capacity"],
+        f.capacity.or(Some(max_streams)),
+        |n| (1..=max_streams).contains(&n),
+        &format!("must be from 1 to the stream limit ({max_streams})"),
+    )?;
+    let ttl = check.valid(
+        &["fleet", "lease_ttl_s"],
+        f.lease_ttl_s,
+        |t| t.is_finite() && (3.0..=3600.0).contains(&t),
+        "must be from 3 to 3600 s",
+    )?;
+    let replicas = check.valid(
+        &["fleet", "replicas"],
+        f.replicas,
+        |r| (1..=5).contains(&r),
+        "must be from 1 to 5",
+    )?;
+    let drain = check.valid(
+        &["fleet", "drain_timeout_s"],
+        f.drain_timeout_s,
+        seconds,
+        "must be a number of seconds, 0 or more",
+    )?;
+    let spool_mb = check.valid(
+        &["fleet", "spool_max_mb"],
+        f.spool_max_mb,
+        |m| m >= 1,
+        "must be at least 1",
+    )?;
+    let spool = check.need(&["fleet", "spool_dir"], f.spool_dir.clone())?;
+    let spool_dir = PathBuf::from(spool.to_string_lossy().replace("{worker}", &worker_id));
+    let nats = NatsSinkSettings {
+        servers: servers.clone(),
+        creds: f.creds.clone(),
+        subject_prefix: crate::fleet::SUBJECT_PREFIX.into(),
+        spool_dir,
+        spool_max_bytes: spool_mb * 1024 * 1024,
+        drain_timeout: Duration::from_secs_f64(drain),
+    };
+    let fleet = FleetSettings {
+        servers,
+        creds: f.creds.clone(),
+        worker_id,
+        capacity,
+        rebalance: f.rebalance.unwrap_or(false),
+        lease_ttl: Duration::from_secs_f64(ttl),
+        replicas,
+    };
+    Ok((Some(fleet), Some(nats)))
 }
 
 /// `[api]`: the address (loopback unless one is given) and the token a

@@ -228,6 +228,8 @@ fn run_batch(
 pub struct StreamOutputs {
     /// The input, credentials hidden.
     pub name: String,
+    /// The fleet camera it is (workers): names its JetStream subjects.
+    pub camera: Option<Arc<str>>,
     /// How the stream's source ended; set by its thread before its queue closes.
     pub outcome: Arc<std::sync::Mutex<Option<SourceOutcome>>>,
     /// The model of the stream's last frame (its labels name the events).
@@ -264,6 +266,7 @@ impl StreamOutputs {
     ) -> Self {
         Self {
             name,
+            camera: None,
             outcome: Arc::default(),
             model: None,
             run_id,
@@ -342,6 +345,7 @@ impl PostStreams {
 pub struct Records<'a> {
     pub metadata: Option<&'a mut MetadataWriter>,
     pub mqtt: Option<&'a crate::sinks::mqtt::MqttSink>,
+    pub nats: Option<&'a crate::sinks::nats::NatsSink>,
 }
 
 /// Decodes, records, draws and sends on each frame, in arrival order; frames go
@@ -395,7 +399,7 @@ fn one_frame(
         out.model = Some(model.clone());
     }
     let mut analysis = out.people.step(&frame, detections)?;
-    if records.metadata.is_some() || records.mqtt.is_some() {
+    if records.metadata.is_some() || records.mqtt.is_some() || records.nats.is_some() {
         record(out, &frame, &mut analysis, &model, records)?;
     }
     observe(out, &frame, &analysis);
@@ -464,12 +468,31 @@ fn record(
     );
     record.id = Some(record_id);
     record.model = Some(&model.name);
-    publish(
-        &record,
-        &analysis.events,
-        records.metadata.as_deref_mut(),
-        records.mqtt,
-    )
+    publish(&record, &analysis.events, records)?;
+    if let (Some(sink), Some(camera)) = (records.nats, out.camera.as_deref()) {
+        to_nats(sink, camera, &record, &analysis.events);
+    }
+    Ok(())
+}
+
+/// Sends a frame's record and events to JetStream under the stream's camera id,
+/// each with its message id (`run_id.stream.seq`) for de-duplication.
+fn to_nats(
+    sink: &crate::sinks::nats::NatsSink,
+    camera: &str,
+    record: &FrameRecord<'_>,
+    events: &[Event],
+) {
+    use crate::sinks::nats::Kind;
+    let id = |m: &Option<crate::analytics::event::MessageId>| {
+        m.as_ref().map_or_else(String::new, |m| {
+            format!("{}.{}.{}", m.run_id, record.stream_id, m.seq)
+        })
+    };
+    sink.send(camera, id(&record.id), Kind::Meta, record.to_json());
+    for e in events {
+        sink.send(camera, id(&e.id), Kind::Event, e.to_json());
+    }
 }
 
 /// The stream's counters, gauges and latency for one processed frame.
@@ -534,14 +557,13 @@ impl Pace {
 fn publish(
     record: &FrameRecord<'_>,
     events: &[Event],
-    metadata: Option<&mut MetadataWriter>,
-    mqtt: Option<&crate::sinks::mqtt::MqttSink>,
+    records: &mut Records<'_>,
 ) -> crate::Result<()> {
     let json = record.to_json();
-    if let Some(m) = metadata {
+    if let Some(m) = records.metadata.as_deref_mut() {
         m.write_line(&json)?;
     }
-    if let Some(sink) = mqtt {
+    if let Some(sink) = records.mqtt {
         sink.send(record.stream_id, json);
         for event in events {
             sink.send_event(record.stream_id, event.to_json());

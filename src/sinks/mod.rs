@@ -7,6 +7,7 @@ pub mod encoder;
 pub mod live_out;
 pub mod metadata;
 pub mod mqtt;
+pub mod nats;
 pub mod overlay;
 pub mod spool;
 pub mod staging;

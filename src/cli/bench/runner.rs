@@ -180,6 +180,8 @@ pub fn base_plan(
         display: false,
         metrics: None,
         mqtt: None,
+        fleet: None,
+        nats: None,
         model_path: model.manifest.path.clone(),
         model_name: model.manifest.name.clone(),
         runtime: model.runtime.clone(),
