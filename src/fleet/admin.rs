@@ -82,12 +82,15 @@ pub async fn cameras(
     all(&stores.cameras).await
 }
 
-/// The live workers' last heartbeats.
+/// The live workers' last heartbeats: those heard from within the lease TTL
+/// (a killed worker's last beat stays in the bucket for three TTLs).
 pub async fn workers(stores: &Stores) -> Result<Vec<Beat>, FleetError> {
+    let fresh = stores.ttl.as_millis() as u64;
     Ok(all::<Beat>(&stores.workers)
         .await?
         .into_values()
         .filter_map(Result::ok)
+        .filter(|b| super::now_ms().saturating_sub(b.seen_ms) <= fresh)
         .collect())
 }
 

@@ -37,6 +37,8 @@ use crate::control::{Control, StreamState};
 
 /// How often the loop looks at the state without a change to wake it.
 const TICK: Duration = Duration::from_millis(500);
+/// The longest a worker waits before trying for an orphan, however loaded.
+const MAX_CLAIM_WAIT: Duration = Duration::from_secs(2);
 /// A failed camera is started again after this long.
 const RETRY_FAILED: Duration = Duration::from_secs(10);
 
@@ -609,7 +611,7 @@ impl Agent {
                 .entry(camera.clone())
                 .or_insert_with(Instant::now);
             let behind = load.saturating_sub(self.least_other_load());
-            let wait = claim_delay(load) + Duration::from_secs(behind as u64);
+            let wait = (claim_delay(load) + Duration::from_secs(behind as u64)).min(MAX_CLAIM_WAIT);
             if seen.elapsed() < wait {
                 continue;
             }

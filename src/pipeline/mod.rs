@@ -425,11 +425,7 @@ fn spawn(
             let (rx, recycle) = (prep.1, recycled.0);
             stages::infer(rx, inferred_tx, recycle, (detector, model), swaps, &metrics)
         });
-        let records = stages::Records {
-            metadata: metadata.as_mut(),
-            mqtt: mqtt.as_ref(),
-            nats: nats.as_ref(),
-        };
+        let records = stages::Records::new(metadata.as_mut(), mqtt.as_ref(), nats.as_ref());
         let (abort, closed_tx, commands) = (&abort, &c.closed.0, &c.post_commands.1);
         let inferred = c.inferred.1;
         let post_thread = spawn("post").spawn_scoped(s, move || {

@@ -213,13 +213,6 @@ impl RunPlan {
         let check = Check { layers };
         let (api, sources, max_streams) = streams_and_api(&check, &c)?;
         let (fleet, nats) = fleet_settings(&check, &c, max_streams)?;
-        if fleet.is_some() && !sources.is_empty() {
-            return Err(check.fail(
-                &["inputs"],
-                format!("{:?}", c.inputs),
-                "must be empty for a fleet worker: its cameras come from the pedvision_cameras bucket",
-            ));
-        }
         let steered = api.is_some() || fleet.is_some();
         let post = post_options(&check, &c, manifest)?;
         let many = sources.len() > 1 || steered;
@@ -297,14 +290,21 @@ impl RunPlan {
     }
 }
 
-/// The control API, the inputs (none needed with the API) and the stream limit
-/// they must fit in.
+/// The control API, the inputs (none needed with the API, none allowed for a
+/// fleet worker) and the stream limit they must fit in.
 fn streams_and_api(
     check: &Check<'_>,
     c: &PipelineConfig,
 ) -> Result<(Option<ApiSettings>, Vec<SourceSpec>, usize), PlanError> {
     let api = api_settings(check, c)?;
     let sources = sources(check, &c.inputs, api.is_some() || c.fleet.is_some())?;
+    if c.fleet.is_some() && !sources.is_empty() {
+        return Err(check.fail(
+            &["inputs"],
+            format!("{:?}", c.inputs),
+            "must be empty for a fleet worker: its cameras come from the pedvision_cameras bucket",
+        ));
+    }
     let max_streams = check.valid(
         &["api", "max_streams"],
         c.api.max_streams,

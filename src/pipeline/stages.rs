@@ -348,6 +348,20 @@ pub struct Records<'a> {
     pub nats: Option<&'a crate::sinks::nats::NatsSink>,
 }
 
+impl<'a> Records<'a> {
+    pub fn new(
+        metadata: Option<&'a mut MetadataWriter>,
+        mqtt: Option<&'a crate::sinks::mqtt::MqttSink>,
+        nats: Option<&'a crate::sinks::nats::NatsSink>,
+    ) -> Self {
+        Self {
+            metadata,
+            mqtt,
+            nats,
+        }
+    }
+}
+
 /// Decodes, records, draws and sends on each frame, in arrival order; frames go
 /// to their own stream's outputs. A stream's end marker finalises its outputs
 /// (complete when its source ended well) and is reported on `closed`. Logs a
