@@ -322,6 +322,12 @@ pub fn execute_layers(args: &RunArgs, layers: Layers) -> anyhow::Result<()> {
         if let Some(m) = &mut effective.mqtt {
             m.url = m.url.as_deref().map(redact::url);
         }
+        if let Some(f) = &mut effective.fleet {
+            f.nats = f
+                .nats
+                .as_deref()
+                .map(|n| n.split(',').map(redact::url).collect::<Vec<_>>().join(","));
+        }
         out!(
             "# Effective configuration of `pedvision run`{}\n{}",
             args.config
