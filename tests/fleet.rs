@@ -134,9 +134,21 @@ impl Cluster {
     }
 }
 
+/// Replicas for a cluster (several URLs) or a single server.
+fn replicas(urls: &str) -> &'static str {
+    if urls.contains(',') { "3" } else { "1" }
+}
+
 /// `pedvision fleet ARGS` against the cluster; stdout, or the failure.
 fn fleet(urls: &str, args: &[&str]) -> Result<String, String> {
-    let mut all = vec!["fleet", "--nats", urls, "--replicas", "3", "--lease-ttl"];
+    let mut all = vec![
+        "fleet",
+        "--nats",
+        urls,
+        "--replicas",
+        replicas(urls),
+        "--lease-ttl",
+    ];
     let ttl = TTL_S.to_string();
     all.push(&ttl);
     all.extend_from_slice(args);
@@ -197,7 +209,12 @@ fn worker(dir: &Path, urls: &str, id: &str, extra: &[&str]) -> Worker {
     let metadata = dir.join(format!("{id}.jsonl"));
     let child = Command::new(env!("CARGO_BIN_EXE_pedvision"))
         .args(["worker", "--nats", urls, "--worker-id", id])
-        .args(["--lease-ttl", &TTL_S.to_string(), "--replicas", "3"])
+        .args([
+            "--lease-ttl",
+            &TTL_S.to_string(),
+            "--replicas",
+            replicas(urls),
+        ])
         .args(["--nats-spool", path_str(&spool)])
         .args(["--metadata", path_str(&metadata)])
         .args(["--device", "cpu", "--precision", "fp32", "--threads", "1"])
@@ -790,4 +807,58 @@ fn thirty_cameras_keep_one_owner_while_workers_are_killed_at_random() {
         max(&unowned) <= (TTL_S + 5) as f64,
         "a camera had no lease for longer than TTL + 5 s: {unowned:?}"
     );
+}
+
+/// NATS wholly unreachable for 3 s (within the hold limit): the
+/// camera keeps running, its messages wait in the worker's spool, and once the
+/// server is back every one of them is in the stream, once, in one unbroken
+/// sequence.
+#[test]
+fn an_outage_of_nats_loses_nothing() {
+    let _turn = heavy();
+    let dir = scratch();
+    let port = free_port();
+    let start = || {
+        Proc(
+            Command::new(nats_server_bin())
+                .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js"])
+                .args(["-sd", path_str(&dir.path().join("js"))])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let mut nats = start();
+    let urls = format!("nats://127.0.0.1:{port}");
+    add_cameras(&urls, 1, |_| "test:ball?width=160&height=120&fps=5".into());
+    let w = worker(dir.path(), &urls, "solo", &[]);
+    wait_status(&urls, Duration::from_secs(60), "the camera running", |s| {
+        all_running(s, 1)
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    // Shorter than the hold limit less one renewal period (7.5 − 3.3 s), so the
+    // lease outlives the outage whatever its phase.
+    drop(nats);
+    std::thread::sleep(Duration::from_secs(3));
+    nats = start();
+    wait_status(
+        &urls,
+        Duration::from_secs(30),
+        "the camera still running",
+        |s| all_running(s, 1) && s["cam0"]["owner"] == "solo",
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let run = run_id(&w);
+    let out = stop(w);
+    let msgs = read_stream(&urls);
+    check_stream(&msgs);
+    check_delivered(&msgs, "solo", &run, &out);
+    let stints = by_camera(&msgs);
+    assert_eq!(
+        stints["cam0"].len(),
+        1,
+        "one stint: the camera never stopped"
+    );
+    drop(nats);
 }

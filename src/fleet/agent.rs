@@ -33,7 +33,7 @@ use super::lease::{
 };
 use super::store::Stores;
 use super::{FleetError, FleetSettings, now_ms};
-use crate::control::{Control, StreamState};
+use crate::control::{Control, ControlError, StreamState};
 
 /// How often the loop looks at the state without a change to wake it.
 const TICK: Duration = Duration::from_millis(500);
@@ -44,6 +44,7 @@ const RETRY_FAILED: Duration = Duration::from_secs(10);
 
 /// A camera this worker holds the lease of.
 struct Held {
+    camera: String,
     revision: u64,
     since_ms: u64,
     renewed: Instant,
@@ -428,24 +429,53 @@ impl Agent {
             .filter(|(_, h)| h.renewed.elapsed() >= limit)
             .map(|(c, _)| c.clone())
             .collect();
-        for camera in stale {
+        for camera in &stale {
             tracing::warn!(camera = %camera, unrenewed_s = limit.as_secs_f64(),
                 "lease could not be renewed; stopping the camera before it can expire");
-            self.stop_camera(&camera).await;
         }
+        self.stop_cameras(&stale).await;
     }
 
     /// Stops a held camera's stream and forgets it (the lease is left alone).
-    async fn stop_camera(&mut self, camera: &str) -> Option<Held> {
-        let held = self.held.remove(camera)?;
-        self.beat_due = true;
-        self.released.insert(camera.to_string(), held.revision);
-        if let Some(id) = held.stream {
+    /// `None` when it was not held; `Some((held, stopped))` otherwise.
+    async fn stop_camera(&mut self, camera: &str) -> Option<(Held, bool)> {
+        self.stop_cameras(&[camera.to_string()]).await.pop()
+    }
+
+    /// Stops several held cameras at once (each stop waits for its outputs to be
+    /// final; one after another they could outlast a lease). `stopped` is false
+    /// when the pipeline did not confirm the stop.
+    async fn stop_cameras(&mut self, cameras: &[String]) -> Vec<(Held, bool)> {
+        let mut stopping = Vec::new();
+        for camera in cameras {
+            let Some(held) = self.held.remove(camera) else {
+                continue;
+            };
+            self.beat_due = true;
+            self.released.insert(camera.clone(), held.revision);
             let control = self.control.clone();
-            let _ = tokio::task::spawn_blocking(move || control.remove_stream(id)).await;
-            tracing::info!(camera, stream = id, "camera stopped");
+            let stream = held.stream;
+            let (camera, stopped) = (camera.clone(), async move {
+                let Some(id) = stream else { return Ok(()) };
+                match tokio::task::spawn_blocking(move || control.remove_stream(id)).await {
+                    Ok(Ok(())) | Ok(Err(ControlError::NoStream(_))) => Ok(()),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                }
+            });
+            stopping.push(async move { (camera, held, stopped.await) });
         }
-        Some(held)
+        let mut out = Vec::new();
+        for (camera, held, result) in futures_util::future::join_all(stopping).await {
+            match &result {
+                Ok(()) => tracing::info!(camera = %camera, stream = ?held.stream, "camera stopped"),
+                Err(e) => {
+                    tracing::error!(camera = %camera, error = %e, "camera could not be stopped")
+                }
+            }
+            out.push((held, result.is_ok()));
+        }
+        out
     }
 
     /// Starts (or restarts) a held camera's stream.
@@ -476,13 +506,17 @@ impl Agent {
     }
 
     /// Takes camera `camera` at lease revision `revision` and starts it.
-    async fn take(&mut self, camera: &str, revision: u64, since_ms: u64, spec: CameraSpec) {
+    /// `sent`: when the write that gave this worker the lease at `revision` was
+    /// sent (the lease cannot expire before `sent` + TTL).
+    async fn take(&mut self, camera: &str, lease: (u64, u64), sent: Instant, spec: CameraSpec) {
+        let (revision, since_ms) = lease;
         self.held.insert(
             camera.to_string(),
             Held {
+                camera: camera.to_string(),
                 revision,
                 since_ms,
-                renewed: Instant::now(),
+                renewed: sent,
                 stream: None,
                 spec,
                 started: Instant::now(),
@@ -574,8 +608,17 @@ impl Agent {
             if self.held.len() >= self.settings.capacity || !self.runs_here(&spec) {
                 continue;
             }
-            tracing::info!(camera = %camera, "lease names this worker; starting the camera");
-            self.take(&camera, revision, since_ms, spec).await;
+            // The lease was written some time ago: renew it before starting, so
+            // the hold clock starts at a write this worker made.
+            let sent = Instant::now();
+            let value = self.lease_value(since_ms, None, self.me());
+            match self.stores.leases.update(&camera, value, revision).await {
+                Ok(revision) => {
+                    tracing::info!(camera = %camera, "camera handed to this worker; starting it");
+                    self.take(&camera, (revision, since_ms), sent, spec).await;
+                }
+                Err(e) => self.log_error("cannot take a handed-over lease", &e),
+            }
         }
     }
 
@@ -601,9 +644,13 @@ impl Agent {
             .collect();
         self.orphan_seen
             .retain(|c, _| orphans.iter().any(|(o, _)| o == c));
+        let budget = Instant::now();
         for (camera, spec) in orphans {
             let load = self.held.len();
-            if load >= self.settings.capacity {
+            // Keep the loop turning: renewals and the hold limit come first.
+            if load >= self.settings.capacity
+                || budget.elapsed() >= renew_every(self.stores.ttl) / 2
+            {
                 return;
             }
             let seen = *self
@@ -615,12 +662,12 @@ impl Agent {
             if seen.elapsed() < wait {
                 continue;
             }
-            let since_ms = now_ms();
+            let (since_ms, sent) = (now_ms(), Instant::now());
             let value = self.lease_value(since_ms, None, self.me());
             match self.stores.leases.create(&camera, value).await {
                 Ok(revision) => {
                     tracing::info!(camera = %camera, load = load + 1, "lease taken");
-                    self.take(&camera, revision, since_ms, spec).await;
+                    self.take(&camera, (revision, since_ms), sent, spec).await;
                 }
                 Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
                     self.orphan_seen.remove(&camera);
@@ -648,9 +695,12 @@ impl Agent {
             return;
         };
         self.last_handover = Instant::now();
-        let Some(h) = self.stop_camera(&camera).await else {
+        let Some((h, stopped)) = self.stop_camera(&camera).await else {
             return;
         };
+        if !stopped {
+            return;
+        }
         let value = self.lease_value(now_ms(), Some(self.me().to_string()), &target);
         match self.stores.leases.update(&camera, value, h.revision).await {
             Ok(_) => tracing::info!(camera = %camera, to = %target, "camera handed over"),
@@ -722,14 +772,17 @@ impl Agent {
     /// Stops a held camera and deletes its lease (if still this worker's), so
     /// another worker can take it at once. Whether it was held.
     async fn release(&mut self, camera: &str) -> bool {
-        let Some(h) = self.stop_camera(camera).await else {
+        let Some((h, stopped)) = self.stop_camera(camera).await else {
             return false;
         };
-        let _ = self
-            .stores
-            .leases
-            .delete_expect_revision(camera, Some(h.revision))
-            .await;
+        // A stream that may still run keeps its lease until it expires.
+        if stopped {
+            let _ = self
+                .stores
+                .leases
+                .delete_expect_revision(camera, Some(h.revision))
+                .await;
+        }
         true
     }
 
@@ -737,8 +790,14 @@ impl Agent {
     /// take over at once.
     async fn leave(mut self) {
         let cameras: Vec<String> = self.held.keys().cloned().collect();
-        for camera in cameras {
-            self.release(&camera).await;
+        for (h, stopped) in self.stop_cameras(&cameras).await {
+            if stopped {
+                let _ = self
+                    .stores
+                    .leases
+                    .delete_expect_revision(&h.camera, Some(h.revision))
+                    .await;
+            }
         }
         let _ = self.stores.workers.delete(self.me()).await;
         tracing::info!(worker = %self.settings.worker_id, "fleet worker left; leases released");

@@ -33,10 +33,8 @@ pub async fn open(
     replicas: usize,
 ) -> Result<Stores, FleetError> {
     let mut js = jetstream::new(client);
-    // An answer lost with a dying server must not stall lease renewals past
-    // their hold limit (half the TTL): give up on a request after a sixth.
-    js.set_timeout((ttl / 6).clamp(Duration::from_millis(500), Duration::from_secs(5)));
-    let cameras = bucket(
+    js.set_timeout(request_timeout(ttl));
+    bucket(
         &js,
         kv::Config {
             bucket: CAMERAS.into(),
@@ -61,7 +59,23 @@ pub async fn open(
         },
     )
     .await?;
-    let ttl = leases.status().await.map_err(FleetError::js)?.max_age();
+    let status = leases.status().await.map_err(FleetError::js)?;
+    let ttl = status.max_age();
+    if ttl < Duration::from_secs(3) || status.info.config.subject_delete_marker_ttl.is_none() {
+        return Err(FleetError::JetStream(format!(
+            "bucket {LEASES} has max age {ttl:?} and {} delete markers on expiry: it needs a TTL of 3 s or more and markers (nats-server 2.11 or newer); remove it to have it created again",
+            if status.info.config.subject_delete_marker_ttl.is_some() {
+                ""
+            } else {
+                "no"
+            }
+        )));
+    }
+    // An answer lost with a dying server must not stall lease renewals past
+    // their hold limit: give up on a request after a sixth of the real TTL.
+    js.set_timeout(request_timeout(ttl));
+    let leases = js.get_key_value(LEASES).await.map_err(FleetError::js)?;
+    let cameras = js.get_key_value(CAMERAS).await.map_err(FleetError::js)?;
     let workers = bucket(
         &js,
         kv::Config {
@@ -82,6 +96,11 @@ pub async fn open(
         workers,
         ttl,
     })
+}
+
+/// How long a JetStream request may take: a sixth of the lease TTL.
+fn request_timeout(ttl: Duration) -> Duration {
+    (ttl / 6).clamp(Duration::from_millis(500), Duration::from_secs(5))
 }
 
 /// Binds to bucket `config.bucket`, creating it when it does not exist (another

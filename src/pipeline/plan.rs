@@ -369,14 +369,14 @@ fn fleet_settings(
     let drain = check.valid(
         &["fleet", "drain_timeout_s"],
         f.drain_timeout_s,
-        seconds,
-        "must be a number of seconds, 0 or more",
+        |s| seconds(s) && s <= 3600.0,
+        "must be from 0 to 3600 s",
     )?;
     let spool_mb = check.valid(
         &["fleet", "spool_max_mb"],
         f.spool_max_mb,
-        |m| m >= 1,
-        "must be at least 1",
+        |m| (1..=1 << 20).contains(&m),
+        "must be from 1 to 1048576 (1 TiB)",
     )?;
     let spool = check.need(&["fleet", "spool_dir"], f.spool_dir.clone())?;
     let spool_dir = PathBuf::from(spool.to_string_lossy().replace("{worker}", &worker_id));

@@ -21,15 +21,21 @@ use std::path::PathBuf;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::{self, context::PublishAckFuture, message::PublishMessage};
+use std::future::IntoFuture as _;
+
+use async_nats::jetstream::context::{PublishAckFuture, PublishErrorKind};
+use async_nats::jetstream::{self, message::PublishMessage};
 
 use super::SinkError;
 use super::spool::Spool;
 
 /// Publishes awaiting their acknowledgement at once.
 const WINDOW: usize = 128;
-/// Largest message sent: NATS's default `max_payload` (1 MiB).
+/// Largest message sent before the server says its own `max_payload`: NATS's
+/// default (1 MiB).
 const MAX_PAYLOAD: usize = 1 << 20;
+/// Room left in `max_payload` for the headers (the message id).
+const HEADER_ROOM: usize = 1024;
 
 /// Validated settings of the JetStream sink.
 #[derive(Debug, Clone, PartialEq)]
@@ -171,6 +177,10 @@ struct Publisher {
     inflight: VecDeque<(u64, PublishAckFuture)>,
     /// The highest spool sequence number published on this connection.
     sent_through: u64,
+    /// The largest payload the server takes, less room for headers.
+    max_payload: usize,
+    /// The pipeline may still send (its side of the channel is open).
+    open: bool,
     last_down_log: Option<Instant>,
 }
 
@@ -188,6 +198,8 @@ impl Publisher {
             js: None,
             inflight: VecDeque::new(),
             sent_through,
+            max_payload: MAX_PAYLOAD - HEADER_ROOM,
+            open: true,
             last_down_log: None,
         }
     }
@@ -196,32 +208,29 @@ impl Publisher {
         mut self,
         mut rx: tokio::sync::mpsc::Receiver<Outgoing>,
     ) -> Result<NatsReport, SinkError> {
-        let mut open = true;
         let mut draining_since: Option<Instant> = None;
         loop {
             while let Ok(m) = rx.try_recv() {
                 self.queue(m)?;
             }
-            if self.js.is_none() {
-                self.connect().await;
+            if self.js.is_none() && !self.connect().await {
+                self.idle(&mut rx, Duration::from_millis(500)).await?;
             }
-            self.publish_window().await;
-            if !self.await_front().await {
+            let published = self.publish_window().await;
+            if !published || !self.await_front(&mut rx).await? {
                 self.rewind();
-                tokio::time::sleep(Duration::from_millis(500)).await;
+                self.idle(&mut rx, Duration::from_millis(500)).await?;
             }
             self.spool.sync_if_due()?;
             let idle = self.inflight.is_empty() && self.unsent() == 0;
-            if open && idle {
+            if self.open && idle {
                 match tokio::time::timeout(Duration::from_secs(1), rx.recv()).await {
                     Ok(Some(m)) => self.queue(m)?,
-                    Ok(None) => open = false,
+                    Ok(None) => self.open = false,
                     Err(_) => {}
                 }
-            } else if open && rx.is_closed() && rx.is_empty() {
-                open = false;
             }
-            if !open {
+            if !self.open {
                 let since = *draining_since.get_or_insert_with(Instant::now);
                 if idle || since.elapsed() >= self.settings.drain_timeout {
                     break;
@@ -241,6 +250,25 @@ impl Publisher {
         Ok(self.report)
     }
 
+    /// Waits `pause`, still taking the pipeline's messages into the spool (so
+    /// the post stage never waits on an outage).
+    async fn idle(
+        &mut self,
+        rx: &mut tokio::sync::mpsc::Receiver<Outgoing>,
+        pause: Duration,
+    ) -> Result<(), SinkError> {
+        let until = tokio::time::Instant::now() + pause;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(until) => return Ok(()),
+                m = rx.recv(), if self.open => match m {
+                    Some(m) => self.queue(m)?,
+                    None => self.open = false,
+                },
+            }
+        }
+    }
+
     /// Appends one message to the spool.
     fn queue(&mut self, m: Outgoing) -> Result<(), SinkError> {
         let kind = match m.kind {
@@ -248,7 +276,7 @@ impl Publisher {
             Kind::Event => "events",
         };
         let subject = format!("{}.{kind}.{}", self.settings.subject_prefix, m.camera);
-        if m.payload.len() > MAX_PAYLOAD {
+        if m.payload.len() + subject.len() > self.max_payload {
             self.report.too_large += 1;
             tracing::warn!(subject = %subject, bytes = m.payload.len(),
                 "NATS message larger than max_payload; not sent (it is in the metadata file)");
@@ -271,22 +299,24 @@ impl Publisher {
             .count()
     }
 
-    async fn connect(&mut self) {
-        match super::super::fleet::connect(
-            &self.settings.servers,
-            self.settings.creds.as_deref(),
-            "pedvision-sink",
-        )
-        .await
-        {
+    /// Connects (the client reconnects on its own afterwards). Whether it did.
+    async fn connect(&mut self) -> bool {
+        let servers = &self.settings.servers;
+        let creds = self.settings.creds.as_deref();
+        match crate::fleet::connect(servers, creds, "pedvision-sink").await {
             Ok(client) => {
                 tracing::info!(pending = self.spool.pending().len(), "NATS sink connected");
+                let server = client.server_info().max_payload;
+                if server > HEADER_ROOM {
+                    self.max_payload = server - HEADER_ROOM;
+                }
                 self.js = Some(jetstream::new(client));
                 self.rewind();
+                true
             }
             Err(e) => {
                 self.log_down(&e.to_string());
-                tokio::time::sleep(Duration::from_millis(500)).await;
+                false
             }
         }
     }
@@ -303,12 +333,15 @@ impl Publisher {
     }
 
     /// Publishes spool messages after `sent_through` while the window has room.
-    async fn publish_window(&mut self) {
-        let Some(js) = self.js.clone() else { return };
+    /// False when publishing failed (the caller pauses and rewinds).
+    async fn publish_window(&mut self) -> bool {
+        let Some(js) = self.js.clone() else {
+            return true;
+        };
         while self.inflight.len() < WINDOW {
             let through = self.sent_through;
             let Some(m) = self.spool.pending().iter().find(|m| m.seq > through) else {
-                return;
+                return true;
             };
             let (seq, (subject, id)) = (m.seq, split_topic(&m.topic));
             let message = PublishMessage::build()
@@ -319,21 +352,46 @@ impl Publisher {
                     self.inflight.push_back((seq, ack));
                     self.sent_through = seq;
                 }
+                // Never accepted however often it is tried: skip it (the next
+                // acknowledgement moves the spool past it).
+                Err(e) if e.kind() == PublishErrorKind::MaxPayloadExceeded => {
+                    self.report.too_large += 1;
+                    self.sent_through = seq;
+                    tracing::warn!(
+                        subject,
+                        "NATS refused a message as too large; not sent (it is in the metadata file)"
+                    );
+                }
                 Err(e) => {
                     self.log_down(&e.to_string());
-                    return;
+                    return false;
                 }
             }
         }
+        true
     }
 
-    /// Waits for the oldest publish's acknowledgement and moves the spool's forward.
-    /// False when it failed (the caller rewinds and retries).
-    async fn await_front(&mut self) -> bool {
+    /// Waits for the oldest publish's acknowledgement, taking the pipeline's
+    /// messages into the spool meanwhile, and moves the spool's forward. False
+    /// when it failed (the caller rewinds and retries).
+    async fn await_front(
+        &mut self,
+        rx: &mut tokio::sync::mpsc::Receiver<Outgoing>,
+    ) -> Result<bool, SinkError> {
         let Some((seq, ack)) = self.inflight.pop_front() else {
-            return true;
+            return Ok(true);
         };
-        match ack.await {
+        let mut ack = std::pin::pin!(ack.into_future());
+        let result = loop {
+            tokio::select! {
+                result = &mut ack => break result,
+                m = rx.recv(), if self.open => match m {
+                    Some(m) => self.queue(m)?,
+                    None => self.open = false,
+                },
+            }
+        };
+        Ok(match result {
             Ok(ack) => {
                 if ack.duplicate {
                     self.report.duplicates += 1;
@@ -348,7 +406,7 @@ impl Publisher {
                 self.log_down(&e.to_string());
                 false
             }
-        }
+        })
     }
 
     /// Starts over from the first unacknowledged message (a failed publish or a
