@@ -147,9 +147,13 @@ pub fn text(message: &str) -> String {
     let mut out = String::with_capacity(message.len());
     let mut rest = message;
     while let Some(pos) = rest.find("://") {
+        // The scheme starts after the last character that cannot be in one
+        // (stepping over it by its UTF-8 length: it may be more than a byte).
         let start = rest[..pos]
-            .rfind(|c: char| !(c.is_ascii_alphanumeric() || "+-.".contains(c)))
-            .map_or(0, |i| i + 1);
+            .char_indices()
+            .rev()
+            .find(|(_, c)| !(c.is_ascii_alphanumeric() || "+-.".contains(*c)))
+            .map_or(0, |(i, c)| i + c.len_utf8());
         let end = rest[pos..].find(ends_url).map_or(rest.len(), |e| pos + e);
         // A URL that ends in punctuation of the sentence around it (`…/a: error`).
         let trimmed = rest[start..end].trim_end_matches([':', ',', ';', '.']);
@@ -165,6 +169,13 @@ pub fn text(message: &str) -> String {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// Found by `never_panics` in CI: a multi-byte character just before `://`.
+    #[test]
+    fn a_multibyte_character_before_a_scheme_is_not_cut() {
+        assert_eq!(text("G*🕴ਹ://]/sy*f"), "G*🕴ਹ://]/sy*f");
+        assert_eq!(text("ਹrtsp://u:p@h/x"), "ਹrtsp://***@h/x");
+    }
 
     #[test]
     fn user_info_is_masked() {
