@@ -340,7 +340,8 @@ fn validation_metrics(
         .unzip()
 }
 
-/// Runs the whole retrain.
+/// Runs the whole retrain: features once, targets, training, export (checked
+/// against the trained head), the report.
 pub fn retrain(plan: &RetrainPlan) -> Result<RetrainReport, TrainError> {
     let staging = super::StagedDir::create(&plan.out)?;
     let classes = plan_classes(plan)?;
@@ -358,47 +359,8 @@ pub fn retrain(plan: &RetrainPlan) -> Result<RetrainReport, TrainError> {
             "no validation split: validating (and stopping early) on the training images"
         );
     }
-
-    // Features, once.
-    let started = std::time::Instant::now();
-    let mut extractor = FeatureExtractor::new(&graph, &plan.base, &plan.runtime)?;
-    let paths: Vec<&Path> = samples.iter().map(|s| s.image.as_path()).collect();
-    let bar = progress_bar(plan.progress, paths.len(), "features");
-    let features: Vec<ImageFeatures> =
-        extractor.extract(&paths, plan.batch, |done| bar.set_position(done as u64))?;
-    bar.finish_and_clear();
-    drop(extractor);
-    let feature_seconds = started.elapsed().as_secs_f32();
-    tracing::info!(
-        images = paths.len(),
-        seconds = feature_seconds,
-        "features extracted"
-    );
-
-    // Targets, in network-input pixels.
-    let (nw, nh) = layout.input_size;
-    let example = |&i: &usize| {
-        let sample = &samples[i];
-        let truth = truth_of(sample, &classes.trained);
-        let (sx, sy) = (
-            nw as f32 / sample.width as f32,
-            nh as f32 / sample.height as f32,
-        );
-        let scaled: Vec<(usize, BBox)> = truth
-            .iter()
-            .map(|&(c, b)| (c, [b[0] * sx, b[1] * sy, b[2] * sx, b[3] * sy]))
-            .collect();
-        let logits: Vec<&[f32]> = features[i]
-            .levels
-            .iter()
-            .map(|l| l.box_logits.as_slice().unwrap_or(&[]))
-            .collect();
-        Example {
-            features: &features[i],
-            targets: assign(&layout, &logits, &scaled),
-            truth,
-        }
-    };
+    let (features, feature_seconds) = extract_features(plan, &graph)?;
+    let example = |&i: &usize| example_of(&layout, &samples[i], &features[i], &classes);
     let train_set: Vec<Example<'_>> = train_idx.iter().map(example).collect();
     let val_from = if val_idx.is_empty() {
         &train_idx
@@ -406,8 +368,6 @@ pub fn retrain(plan: &RetrainPlan) -> Result<RetrainReport, TrainError> {
         &val_idx
     };
     let val_set: Vec<Example<'_>> = val_from.iter().map(example).collect();
-
-    // Training.
     let (start, pretrained) = initial_head(
         &graph,
         &plan.base.labels,
@@ -415,49 +375,20 @@ pub fn retrain(plan: &RetrainPlan) -> Result<RetrainReport, TrainError> {
         layout.strides.len(),
         plan.options.seed,
     )?;
-    let started = std::time::Instant::now();
-    let bar = progress_bar(plan.progress, plan.options.epochs, "epochs");
-    let trained = head::train(start, &layout, &train_set, &val_set, &plan.options, |e| {
-        bar.inc(1);
-        let ap = e.val_ap50.map_or("-".into(), |v| format!("{v:.3}"));
-        if plan.progress {
-            bar.set_message(format!("AP50 {ap}"));
-        }
-        tracing::info!(epoch = e.epoch, train_loss = e.train_loss, val_loss = e.val_loss, val_ap50 = %ap, "epoch");
-    });
-    bar.finish_and_clear();
-    let train_seconds = started.elapsed().as_secs_f32();
+    let (trained, train_seconds) = train_head(plan, start, &layout, &train_set, &val_set);
     let evals = trained
         .head
         .evaluate(&layout, &val_set, plan.options.train_box);
     let (class_metrics, curves) = validation_metrics(&evals, &classes.trained);
-
-    // Export into the staging folder, and check it.
-    let heads = export_heads(&trained.head, &pretrained, &classes, &plan.base.labels);
-    let bytes = graph.with_heads(&heads, classes.labels.len(), &classes.labels)?;
-    let onnx_name = format!("{}.onnx", plan.name);
-    let manifest_name = format!("{}.toml", plan.name);
-    write(&staging.path().join(&onnx_name), &bytes)?;
-    write(
-        &staging.path().join(&manifest_name),
-        manifest_text(&plan.base, &plan.name, &onnx_name, &classes.labels)?,
-    )?;
     let probe = val_from[0];
-    let max_diff = check_export(
-        &staging.path().join(&manifest_name),
-        &plan.runtime,
-        &samples[probe].image,
-        &features[probe],
-        &trained.head,
+    let (onnx_name, manifest_name, max_diff) = export_checked(
+        plan,
+        &graph,
+        staging.path(),
+        (&trained.head, &pretrained),
         &classes,
+        (&samples[probe].image, &features[probe]),
     )?;
-    if max_diff > 1e-3 {
-        return Err(TrainError::Invalid(format!(
-            "the exported model's scores differ from the trained head's by {max_diff}; not writing {}",
-            plan.out.display()
-        )));
-    }
-
     let report = RetrainReport {
         model: plan.out.join(&onnx_name),
         manifest: plan.out.join(&manifest_name),
@@ -469,7 +400,7 @@ pub fn retrain(plan: &RetrainPlan) -> Result<RetrainReport, TrainError> {
         val_images: val_set.len(),
         skipped: plan.dataset.skipped.clone(),
         feature_seconds,
-        feature_images_per_second: paths.len() as f32 / feature_seconds.max(1e-6),
+        feature_images_per_second: samples.len() as f32 / feature_seconds.max(1e-6),
         train_seconds,
         epochs_run: trained.history.len(),
         best_epoch: trained.best_epoch,
@@ -479,16 +410,128 @@ pub fn retrain(plan: &RetrainPlan) -> Result<RetrainReport, TrainError> {
         export_max_score_diff: max_diff,
         peak_memory_mib: peak_memory_mib(),
     };
-    report::draw(
-        &staging.path().join("training.png"),
-        &trained.history,
-        &curves,
-    )?;
-    let json =
-        serde_json::to_string_pretty(&report).map_err(|e| TrainError::Invalid(e.to_string()))?;
-    write(&staging.path().join("report.json"), json + "\n")?;
+    write_report(staging.path(), &report, &curves)?;
     staging.commit()?;
     Ok(report)
+}
+
+/// The frozen network's features of every image, once; and how long it took.
+fn extract_features(
+    plan: &RetrainPlan,
+    graph: &HeadGraph,
+) -> Result<(Vec<ImageFeatures>, f32), TrainError> {
+    let started = std::time::Instant::now();
+    let mut extractor = FeatureExtractor::new(graph, &plan.base, &plan.runtime)?;
+    let paths: Vec<&Path> = plan
+        .dataset
+        .samples
+        .iter()
+        .map(|s| s.image.as_path())
+        .collect();
+    let bar = progress_bar(plan.progress, paths.len(), "features");
+    let features = extractor.extract(&paths, plan.batch, |done| bar.set_position(done as u64))?;
+    bar.finish_and_clear();
+    let seconds = started.elapsed().as_secs_f32();
+    tracing::info!(images = paths.len(), seconds, "features extracted");
+    Ok((features, seconds))
+}
+
+/// One training example: the image's features and its truth, with targets
+/// assigned in network-input pixels.
+fn example_of<'a>(
+    layout: &crate::model::nanodet::Layout,
+    sample: &Sample,
+    features: &'a ImageFeatures,
+    classes: &ClassPlan,
+) -> Example<'a> {
+    let (nw, nh) = layout.input_size;
+    let truth = truth_of(sample, &classes.trained);
+    let (sx, sy) = (
+        nw as f32 / sample.width as f32,
+        nh as f32 / sample.height as f32,
+    );
+    let scaled: Vec<(usize, BBox)> = truth
+        .iter()
+        .map(|&(c, b)| (c, [b[0] * sx, b[1] * sy, b[2] * sx, b[3] * sy]))
+        .collect();
+    let logits: Vec<&[f32]> = features
+        .levels
+        .iter()
+        .map(|l| l.box_logits.as_slice().unwrap_or(&[]))
+        .collect();
+    Example {
+        features,
+        targets: assign(layout, &logits, &scaled),
+        truth,
+    }
+}
+
+/// Trains the head with a progress bar and a log line per epoch; the result and
+/// how long it took.
+fn train_head(
+    plan: &RetrainPlan,
+    start: Head,
+    layout: &crate::model::nanodet::Layout,
+    train_set: &[Example<'_>],
+    val_set: &[Example<'_>],
+) -> (head::Trained, f32) {
+    let started = std::time::Instant::now();
+    let bar = progress_bar(plan.progress, plan.options.epochs, "epochs");
+    let trained = head::train(start, layout, train_set, val_set, &plan.options, |e| {
+        bar.inc(1);
+        let ap = e.val_ap50.map_or("-".into(), |v| format!("{v:.3}"));
+        if plan.progress {
+            bar.set_message(format!("AP50 {ap}"));
+        }
+        tracing::info!(epoch = e.epoch, train_loss = e.train_loss, val_loss = e.val_loss, val_ap50 = %ap, "epoch");
+    });
+    bar.finish_and_clear();
+    (trained, started.elapsed().as_secs_f32())
+}
+
+/// Writes the new model and its manifest into the staging folder and checks the
+/// export against the trained head on one image (refused past 1e-3). The file
+/// names and the largest score difference.
+fn export_checked(
+    plan: &RetrainPlan,
+    graph: &HeadGraph,
+    dir: &Path,
+    (head, pretrained): (&Head, &[LinearWeights]),
+    classes: &ClassPlan,
+    (image, features): (&Path, &ImageFeatures),
+) -> Result<(String, String, f32), TrainError> {
+    let heads = export_heads(head, pretrained, classes, &plan.base.labels);
+    let bytes = graph.with_heads(&heads, classes.labels.len(), &classes.labels)?;
+    let onnx_name = format!("{}.onnx", plan.name);
+    let manifest_name = format!("{}.toml", plan.name);
+    write(&dir.join(&onnx_name), &bytes)?;
+    write(
+        &dir.join(&manifest_name),
+        manifest_text(&plan.base, &plan.name, &onnx_name, &classes.labels)?,
+    )?;
+    let max_diff = check_export(
+        &dir.join(&manifest_name),
+        &plan.runtime,
+        image,
+        features,
+        head,
+        classes,
+    )?;
+    if max_diff > 1e-3 {
+        return Err(TrainError::Invalid(format!(
+            "the exported model's scores differ from the trained head's by {max_diff}; not writing {}",
+            plan.out.display()
+        )));
+    }
+    Ok((onnx_name, manifest_name, max_diff))
+}
+
+/// `training.png` and `report.json` into the staging folder.
+fn write_report(dir: &Path, report: &RetrainReport, curves: &[PrCurve]) -> Result<(), TrainError> {
+    report::draw(&dir.join("training.png"), &report.history, curves)?;
+    let json =
+        serde_json::to_string_pretty(report).map_err(|e| TrainError::Invalid(e.to_string()))?;
+    write(&dir.join("report.json"), json + "\n")
 }
 
 /// The new model's manifest: the base manifest with a new name, file and labels.

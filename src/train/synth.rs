@@ -122,7 +122,8 @@ fn write_error(path: &Path, source: std::io::Error) -> TrainError {
 /// Most video frames kept in memory as backgrounds (768×576 I420 is 0.66 MB).
 const MAX_BACKGROUNDS: usize = 256;
 
-/// Generates the data set.
+/// Generates the data set: backgrounds from the video, then each image with its
+/// objects drawn and its KITTI labels.
 pub fn generate(options: &SynthOptions) -> Result<SynthReport, TrainError> {
     let staged = super::StagedDir::create(&options.out)?;
     let staging = staged.path();
@@ -132,9 +133,32 @@ pub fn generate(options: &SynthOptions) -> Result<SynthReport, TrainError> {
             "object sizes {min}..{max} must be at least 8 and in order"
         )));
     }
+    let (frames, first, last) = backgrounds(options)?;
+    for dir in ["images", "labels"] {
+        std::fs::create_dir_all(staging.join(dir)).map_err(|e| write_error(staging, e))?;
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
+    let mut boxes = [0usize; 2];
+    for n in 0..options.images {
+        let mut img = frame_to_rgb(&frames[rng.random_range(first..last)]);
+        let placed = draw_objects(&mut img, &mut rng, options);
+        for (class, _) in &placed {
+            boxes[*class] += 1;
+        }
+        save_example(staging, &format!("{n:05}"), &img, &placed)?;
+    }
+    staged.commit()?;
+    Ok(SynthReport {
+        images: options.images,
+        boxes,
+        frames_available: last - first,
+    })
+}
+
+/// The video's frames to draw on, and the range of them to use. Only the first
+/// frames (or the asked range) are decoded: a long video is not read whole.
+fn backgrounds(options: &SynthOptions) -> Result<(Vec<Frame>, usize, usize), TrainError> {
     let video = options.video.to_string_lossy();
-    // Backgrounds come from the first frames only (or the asked range): a long
-    // video is not decoded whole into memory.
     let limit = options.frames.map_or(MAX_BACKGROUNDS, |(first, last)| {
         last.min(first + MAX_BACKGROUNDS)
     });
@@ -157,61 +181,66 @@ pub fn generate(options: &SynthOptions) -> Result<SynthReport, TrainError> {
             frames.len()
         )));
     }
-    for dir in ["images", "labels"] {
-        std::fs::create_dir_all(staging.join(dir)).map_err(|e| write_error(staging, e))?;
-    }
-    let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
-    let mut boxes = [0usize; 2];
-    for n in 0..options.images {
-        let mut img = frame_to_rgb(&frames[rng.random_range(first..last)]);
-        let (w, h) = img.dimensions();
-        let count = rng.random_range(1..=options.max_objects.max(1));
-        let mut placed: Vec<(usize, BBox)> = Vec::new();
-        for _ in 0..count {
-            for _attempt in 0..20 {
-                let size = rng.random_range(min..=max.min(w.min(h)));
-                let (x, y) = (
-                    rng.random_range(0..=w - size),
-                    rng.random_range(0..=h - size),
-                );
-                let bbox = [x as f32, y as f32, (x + size) as f32, (y + size) as f32];
-                if placed.iter().any(|(_, b)| iou(b, &bbox) > 0.0) {
-                    continue;
-                }
-                let class = rng.random_range(0..CLASSES.len());
-                match class {
-                    0 => draw_ball(&mut img, x, y, size, rng.random_range(0.0..1.0)),
-                    _ => draw_sign(&mut img, x, y, size),
-                }
-                placed.push((class, bbox));
-                boxes[class] += 1;
-                break;
+    Ok((frames, first, last))
+}
+
+/// Draws 1 to `max_objects` objects that do not overlap (20 tries each); their
+/// classes and boxes.
+fn draw_objects(
+    img: &mut RgbImage,
+    rng: &mut ChaCha8Rng,
+    options: &SynthOptions,
+) -> Vec<(usize, BBox)> {
+    let (min, max) = options.sizes;
+    let (w, h) = img.dimensions();
+    let count = rng.random_range(1..=options.max_objects.max(1));
+    let mut placed: Vec<(usize, BBox)> = Vec::new();
+    for _ in 0..count {
+        for _attempt in 0..20 {
+            let size = rng.random_range(min..=max.min(w.min(h)));
+            let (x, y) = (
+                rng.random_range(0..=w - size),
+                rng.random_range(0..=h - size),
+            );
+            let bbox = [x as f32, y as f32, (x + size) as f32, (y + size) as f32];
+            if placed.iter().any(|(_, b)| iou(b, &bbox) > 0.0) {
+                continue;
             }
+            let class = rng.random_range(0..CLASSES.len());
+            match class {
+                0 => draw_ball(img, x, y, size, rng.random_range(0.0..1.0)),
+                _ => draw_sign(img, x, y, size),
+            }
+            placed.push((class, bbox));
+            break;
         }
-        let name = format!("{n:05}");
-        let image_path = staging.join("images").join(format!("{name}.jpg"));
-        img.save(&image_path).map_err(|e| TrainError::Image {
-            path: image_path.clone(),
-            reason: e.to_string(),
-        })?;
-        let labels: String = placed
-            .iter()
-            .map(|(c, b)| {
-                format!(
-                    "{} 0.00 0 0.00 {:.2} {:.2} {:.2} {:.2} 0.00 0.00 0.00 0.00 0.00 0.00 0.00\n",
-                    CLASSES[*c], b[0], b[1], b[2], b[3]
-                )
-            })
-            .collect();
-        let label_path = staging.join("labels").join(format!("{name}.txt"));
-        std::fs::write(&label_path, labels).map_err(|e| write_error(&label_path, e))?;
     }
-    staged.commit()?;
-    Ok(SynthReport {
-        images: options.images,
-        boxes,
-        frames_available: last - first,
-    })
+    placed
+}
+
+/// Writes `images/NAME.jpg` and its KITTI labels `labels/NAME.txt`.
+fn save_example(
+    staging: &Path,
+    name: &str,
+    img: &RgbImage,
+    placed: &[(usize, BBox)],
+) -> Result<(), TrainError> {
+    let image_path = staging.join("images").join(format!("{name}.jpg"));
+    img.save(&image_path).map_err(|e| TrainError::Image {
+        path: image_path.clone(),
+        reason: e.to_string(),
+    })?;
+    let labels: String = placed
+        .iter()
+        .map(|(c, b)| {
+            format!(
+                "{} 0.00 0 0.00 {:.2} {:.2} {:.2} {:.2} 0.00 0.00 0.00 0.00 0.00 0.00 0.00\n",
+                CLASSES[*c], b[0], b[1], b[2], b[3]
+            )
+        })
+        .collect();
+    let label_path = staging.join("labels").join(format!("{name}.txt"));
+    std::fs::write(&label_path, labels).map_err(|e| write_error(&label_path, e))
 }
 
 #[cfg(test)]
