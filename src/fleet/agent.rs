@@ -123,6 +123,8 @@ struct Agent {
     stop: Arc<AtomicBool>,
     stores: Stores,
     nonce: u64,
+    /// The host name, read once, for the heartbeat.
+    host: String,
     cameras: BTreeMap<String, Result<CameraSpec, String>>,
     leases: BTreeMap<String, (Lease, u64)>,
     beats: BTreeMap<String, Beat>,
@@ -162,6 +164,7 @@ impl Agent {
         }
         let agent = Self {
             nonce: rand::random(),
+            host: super::host_id(),
             settings,
             control,
             stop,
@@ -755,7 +758,7 @@ impl Agent {
             .collect();
         let beat = Beat {
             worker: self.settings.worker_id.clone(),
-            host: super::host_id(),
+            host: self.host.clone(),
             nonce: self.nonce,
             model: board.model().map(|m| m.name).unwrap_or_default(),
             capacity: self.settings.capacity,
