@@ -208,6 +208,71 @@ fn manifest_that_does_not_match_the_model() {
     );
 }
 
+/// A model whose outputs do not fit the declared family; a manifest with an
+/// unknown family or resize mode; an input size the graph does not take.
+#[test]
+fn family_resize_and_input_size_that_do_not_fit() {
+    let dir = scratch();
+    let run = |model: &Path, extra: &[&str]| {
+        let mut args = vec!["--input", CLIP, "--model", path_str(model)];
+        args.extend_from_slice(extra);
+        run_failing(dir.path(), &args)
+    };
+    // NanoDet-g's graph declared as a YOLOX model.
+    let yolox_text = std::fs::read_to_string(YOLOX_MODEL).unwrap();
+    let as_yolox = dir.path().join("as-yolox.toml");
+    std::fs::write(
+        &as_yolox,
+        yolox_text
+            .replace(
+                "onnx = \"yolox-nano.onnx\"",
+                &format!("onnx = {:?}", bundled_onnx().display().to_string()),
+            )
+            .replace("name = \"images\"", "name = \"input_1:0\""),
+    )
+    .unwrap();
+    let line = run(&as_yolox, &[]);
+    assert!(
+        line.contains("does not match its manifest: no output named \"output\""),
+        "{line}"
+    );
+    let line = run(
+        &manifest_copy(dir.path(), &bundled_onnx(), |t| {
+            t.replace("\"nanodet\"", "\"ssd\"")
+        }),
+        &[],
+    );
+    assert!(
+        line.contains("unknown variant `ssd`, expected `nanodet` or `yolox`"),
+        "{line}"
+    );
+    let line = run(
+        &manifest_copy(dir.path(), &bundled_onnx(), |t| {
+            t.replace(
+                "channel_order = \"bgr\"",
+                "channel_order = \"bgr\"\nresize = \"fit\"",
+            )
+        }),
+        &[],
+    );
+    assert!(
+        line.contains("unknown variant `fit`, expected `stretch` or `letterbox`"),
+        "{line}"
+    );
+    // NanoDet-g's graph is fixed at 416; YOLOX-Nano's is not, but wants a multiple of 32.
+    let line = run(Path::new(MODEL), &["--input-size", "640"]);
+    assert!(
+        line.contains("has shape")
+            && line.contains("a graph with a fixed input size runs only at that size"),
+        "{line}"
+    );
+    let line = run(Path::new(YOLOX_MODEL), &["--input-size", "500"]);
+    assert!(
+        line.contains("multiple of the largest stride (32)"),
+        "{line}"
+    );
+}
+
 #[test]
 fn unknown_class_name() {
     let dir = scratch();

@@ -120,6 +120,11 @@ fn kitti_fixture_with_bad_items() {
     assert_eq!(d.samples[0].annotations[0].label, "Pedestrian");
     assert_eq!(d.samples[0].annotations[0].bbox, [10.0, 20.0, 30.0, 60.0]);
     assert_eq!(d.ignored, 1, "DontCare");
+    assert_eq!(
+        d.samples[0].ignore,
+        vec![[50.0, 10.0, 60.0, 20.0]],
+        "DontCare region kept"
+    );
     let r = reasons(&d);
     assert!(
         has(&r, "a.txt:3: scooter box") && has(&r, "zero or negative size"),
@@ -161,6 +166,11 @@ fn coco_fixture_with_bad_items() {
     assert_eq!(d.samples[0].annotations.len(), 1);
     assert_eq!(d.samples[0].annotations[0].bbox, [4.0, 5.0, 14.0, 25.0]);
     assert_eq!(d.ignored, 1, "crowd");
+    assert_eq!(
+        d.samples[0].ignore,
+        vec![[0.0, 0.0, 64.0, 48.0]],
+        "crowd region kept"
+    );
     let r = reasons(&d);
     assert!(has(&r, "annotation 2: unknown category_id 9"), "{r:?}");
     assert!(has(&r, "annotation 3: unknown image_id 5"), "{r:?}");

@@ -7,12 +7,17 @@ mod common;
 
 use common::*;
 
+/// The settings the golden files were made with: every class, and the float model
+/// on ONNX Runtime's CPU provider (tests/precision.rs holds the other devices and
+/// precisions to that path).
+const GOLDEN_SETTINGS: [&str; 6] = ["--classes", "all", "--device", "cpu", "--precision", "fp32"];
+
 #[test]
 fn annotated_mp4_and_jsonl_match_the_input_and_the_reference() {
     let dir = scratch();
     let video = dir.path().join("annotated.mp4");
     let meta = dir.path().join("frames.jsonl");
-    let stdout = ok(&pedvision(&[
+    let mut args = vec![
         "run",
         "--input",
         CLIP,
@@ -20,15 +25,9 @@ fn annotated_mp4_and_jsonl_match_the_input_and_the_reference() {
         path_str(&video),
         "--metadata",
         path_str(&meta),
-        "--classes",
-        "all",
-        // The golden file is the float model on ONNX Runtime's CPU provider;
-        // tests/precision.rs holds the other devices and precisions to that path.
-        "--device",
-        "cpu",
-        "--precision",
-        "fp32",
-    ]));
+    ];
+    args.extend(GOLDEN_SETTINGS);
+    let stdout = ok(&pedvision(&args));
     assert!(
         stdout.contains(&format!("processed {CLIP_FRAMES} frames")),
         "{stdout}"
@@ -77,14 +76,21 @@ fn annotated_mp4_and_jsonl_match_the_input_and_the_reference() {
         }
     }
 
-    // Golden agreement. The reference decodes with OpenCV (swscale) and pedvision
-    // with GStreamer (videoconvert); their YUV->RGB conversions differ by ~1.4 grey
-    // levels per channel, which moves a few borderline boxes. So: every reference
-    // detection with score >= 0.5 has a same-class box at IoU >= 0.5, and at least
-    // 97% have one at IoU >= 0.9 (both directions).
-    let golden = read_jsonl(std::path::Path::new(GOLDEN_ALL));
+    assert_agrees_with_golden(&ours, GOLDEN_ALL);
+}
+
+/// Golden agreement. The reference decodes with OpenCV (swscale) and pedvision
+/// with GStreamer (videoconvert); their YUV->RGB conversions differ by ~1.4 grey
+/// levels per channel, which moves a few borderline boxes. So: every reference
+/// detection with score >= 0.5 has a same-class box at IoU >= 0.5, and at least
+/// 97% have one at IoU >= 0.9 (both directions).
+fn assert_agrees_with_golden(ours: &[serde_json::Value], golden_path: &str) {
+    let golden = read_jsonl(std::path::Path::new(golden_path));
     assert_eq!(golden.len(), CLIP_FRAMES);
-    for (name, from, to) in [("reference", &golden, &ours), ("pedvision", &ours, &golden)] {
+    for (name, from, to) in [
+        ("reference", &golden[..], ours),
+        ("pedvision", ours, &golden[..]),
+    ] {
         let (mut total, mut close) = (0, 0);
         for (a, b) in from.iter().zip(to.iter()) {
             let (da, db) = (detections(a), detections(b));
@@ -109,6 +115,20 @@ fn annotated_mp4_and_jsonl_match_the_input_and_the_reference() {
             "{name}: only {close}/{total} detections matched at IoU >= 0.9"
         );
     }
+}
+
+/// YOLOX-Nano (letterboxed, unnormalised, one output tensor) against its own
+/// independent reference (tests/reference/yolox_reference.py).
+#[test]
+fn yolox_nano_matches_its_reference() {
+    let dir = scratch();
+    let meta = dir.path().join("yolox.jsonl");
+    let mut args = vec!["--model", YOLOX_MODEL];
+    args.extend(GOLDEN_SETTINGS);
+    let ours = clip_metadata(&meta, &args);
+    assert_eq!(ours.len(), CLIP_FRAMES);
+    assert!(ours.iter().all(|l| l["model"] == "yolox-nano"));
+    assert_agrees_with_golden(&ours, GOLDEN_YOLOX_ALL);
 }
 
 #[test]

@@ -28,6 +28,11 @@ pub struct EvalArgs {
     #[arg(long, default_value = "eval.json", value_name = "FILE")]
     pub report: PathBuf,
 
+    /// Square network input size in pixels instead of the manifest's (only for
+    /// graphs that take any size, such as YOLOX-Nano's).
+    #[arg(long, value_name = "PIXELS")]
+    pub input_size: Option<u32>,
+
     /// Images per inference batch.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub batch: u16,
@@ -38,6 +43,7 @@ pub struct EvalArgs {
 
 pub fn execute(args: EvalArgs) -> anyhow::Result<()> {
     let manifest = Manifest::load(&args.model)?.for_precision(args.runtime.precision)?;
+    let manifest = super::common::with_input_size(manifest, args.input_size)?;
     let dataset = Dataset::load(&args.data, args.format)?;
     tracing::info!("{}", dataset.summary());
     for s in &dataset.skipped {

@@ -104,6 +104,13 @@ fn finite_in(name: &str, v: f32, lo: f32, hi: f32) -> anyhow::Result<()> {
 pub fn execute(args: RetrainArgs) -> anyhow::Result<()> {
     check_args(&args)?;
     let base = Manifest::load(&args.base_model)?;
+    if base.family != pedvision::model::Family::Nanodet {
+        anyhow::bail!(
+            "{}: retrain works on nanodet-family models; this one is {} (its head is not supported yet)",
+            base.path.display(),
+            base.family.name()
+        );
+    }
     let mut dataset = Dataset::load(&args.data, args.format)?;
     if !args.classes.is_empty() {
         dataset.restrict_to(&args.classes);

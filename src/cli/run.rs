@@ -17,7 +17,7 @@ use pedvision::redact;
 use pedvision::sources::{ReconnectPolicy, RtspOptions, RtspTransport};
 use pedvision::telemetry::Metrics;
 
-use super::common::{DEFAULT_MODEL, DEMO_CLIP, DetectorArgs};
+use super::common::{DEFAULT_MODEL, DEMO_CLIP, DetectorArgs, with_input_size};
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -230,6 +230,7 @@ impl RunArgs {
         layer!(m, l, names; model.conf <- "conf" "--conf" = d.conf);
         layer!(m, l, names; model.iou <- "iou" "--iou" = d.iou);
         layer!(m, l, names; model.max_detections <- "max_detections" "--max-detections" = d.max_detections);
+        layer!(m, l, names; model.input_size <- "input_size" "--input-size" = d.input_size.unwrap_or_default());
         layer!(m, l, names; model.device <- "device" "--device" = d.runtime.device.name().to_string());
         layer!(m, l, names; model.precision <- "precision" "--precision" = d.runtime.precision.name().to_string());
         layer!(m, l, names; model.threads <- "threads" "--threads" = d.runtime.threads);
@@ -342,11 +343,12 @@ pub fn execute_layers(args: &RunArgs, layers: Layers) -> anyhow::Result<()> {
         .model
         .path
         .unwrap_or_else(|| DEFAULT_MODEL.into());
-    let manifest = Manifest::load(&model_path)?;
+    let input_size = layers.effective().model.input_size;
+    let manifest = with_input_size(Manifest::load(&model_path)?, input_size)?;
     // Inputs, outputs and every value are checked before the model loads: a typo
     // should fail in milliseconds.
     let mut plan = RunPlan::build(&layers, &manifest)?;
-    let manifest = manifest.for_precision(plan.runtime.precision)?;
+    let manifest = with_input_size(manifest.for_precision(plan.runtime.precision)?, input_size)?;
     plan.model_path = manifest.path.clone();
     plan.model_name = manifest.name.clone();
     let board = Arc::new(Board::default());

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::model::nanodet::Layout;
+use crate::model::{Family, geometry::Resize, nanodet::Layout};
 
 /// Errors from finding, reading or checking a manifest.
 #[derive(Debug, thiserror::Error)]
@@ -37,7 +37,7 @@ pub enum ChannelOrder {
 pub struct InputSpec {
     /// Input tensor name.
     pub name: String,
-    /// Input width in pixels (frames are stretched to it, no letterbox).
+    /// Input width in pixels.
     pub width: u32,
     /// Input height in pixels.
     pub height: u32,
@@ -47,28 +47,40 @@ pub struct InputSpec {
     pub mean: [f32; 3],
     /// Per-channel standard deviation, in `channel_order`.
     pub std: [f32; 3],
+    /// How frames are fitted to the input: `stretch` (default) or `letterbox`.
+    #[serde(default)]
+    pub resize: Resize,
+    /// Pixel value (0–255, before normalisation) of a letterbox's bars.
+    #[serde(default)]
+    pub pad: f32,
 }
 
-/// The network outputs (NanoDet family).
+/// The network outputs.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OutputSpec {
     /// Stride of each pyramid level.
     pub strides: Vec<u32>,
-    /// Distance bins per box side.
+    /// NanoDet: distance bins per box side.
+    #[serde(default)]
     pub bins: usize,
-    /// Per stride, the class-score tensor `[batch, cells, labels]`.
+    /// NanoDet: per stride, the class-score tensor `[batch, cells, labels]`.
+    #[serde(default)]
     pub class_outputs: Vec<String>,
-    /// Per stride, the box-bin tensor `[batch, cells, 4 * bins]`.
+    /// NanoDet: per stride, the box-bin tensor `[batch, cells, 4 * bins]`.
+    #[serde(default)]
     pub box_outputs: Vec<String>,
+    /// YOLOX: the one tensor `[batch, cells, 5 + labels]`.
+    #[serde(default)]
+    pub output: Option<String>,
 }
 
 /// A model manifest, validated.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
-    /// Model family; selects the decoder. Only `nanodet` exists so far.
-    pub family: String,
+    /// Model family; selects the decoder.
+    pub family: Family,
     /// Human-readable model name.
     pub name: String,
     /// The ONNX file, relative to the manifest (resolved by [`Manifest::load`]).
@@ -187,17 +199,44 @@ impl Manifest {
         Ok(manifest)
     }
 
+    /// The output tensors' names in the order the decoder takes them (see
+    /// [`Layout::tensors`]).
+    pub fn output_names(&self) -> Vec<String> {
+        match self.family {
+            Family::Nanodet => self
+                .output
+                .class_outputs
+                .iter()
+                .chain(&self.output.box_outputs)
+                .cloned()
+                .collect(),
+            Family::Yolox => self.output.output.iter().cloned().collect(),
+        }
+    }
+
+    /// This manifest with a square input of `size` pixels instead of its own
+    /// (`--input-size`); the session later checks that the graph accepts it.
+    pub fn with_input_size(mut self, size: u32) -> Result<Self, ManifestError> {
+        let largest = self.output.strides.iter().copied().max().unwrap_or(1);
+        if size == 0 || !size.is_multiple_of(largest) || size > 4096 {
+            return Err(ManifestError::Invalid {
+                path: self.path.clone(),
+                reason: format!(
+                    "input size {size} must be a positive multiple of the largest stride ({largest}), at most 4096"
+                ),
+            });
+        }
+        self.input.width = size;
+        self.input.height = size;
+        Ok(self)
+    }
+
     fn validate(&self) -> Result<(), ManifestError> {
         let invalid = |reason: String| ManifestError::Invalid {
             path: self.path.clone(),
             reason,
         };
-        if self.family != "nanodet" {
-            return Err(invalid(format!(
-                "unknown model family {:?} (supported: nanodet)",
-                self.family
-            )));
-        }
+        self.validate_outputs().map_err(invalid)?;
         if self.labels.is_empty() {
             return Err(invalid("`labels` is empty".into()));
         }
@@ -208,24 +247,13 @@ impl Manifest {
         {
             return Err(invalid(format!("label {l:?} is empty or contains a comma")));
         }
-        let o = &self.output;
-        if o.strides.is_empty() || o.strides.contains(&0) {
-            return Err(invalid(
-                "`output.strides` must list positive strides".into(),
-            ));
-        }
-        if o.class_outputs.len() != o.strides.len() || o.box_outputs.len() != o.strides.len() {
+        let i = &self.input;
+        if !(0.0..=255.0).contains(&i.pad) {
             return Err(invalid(format!(
-                "{} strides but {} class_outputs and {} box_outputs: give one of each per stride",
-                o.strides.len(),
-                o.class_outputs.len(),
-                o.box_outputs.len()
+                "`input.pad` {} is not a pixel value (0 to 255)",
+                i.pad
             )));
         }
-        if o.bins < 2 {
-            return Err(invalid("`output.bins` must be at least 2".into()));
-        }
-        let i = &self.input;
         if i.width == 0 || i.height == 0 {
             return Err(invalid(
                 "`input.width` and `input.height` must be positive".into(),
@@ -249,9 +277,51 @@ impl Manifest {
         Ok(())
     }
 
+    /// Checks `[output]` against what the family needs.
+    fn validate_outputs(&self) -> Result<(), String> {
+        let o = &self.output;
+        if o.strides.is_empty() || o.strides.contains(&0) {
+            return Err("`output.strides` must list positive strides".into());
+        }
+        match self.family {
+            Family::Nanodet => {
+                if o.output.is_some() {
+                    return Err("`output.output` is a yolox setting; a nanodet model names class_outputs and box_outputs".into());
+                }
+                if o.class_outputs.len() != o.strides.len()
+                    || o.box_outputs.len() != o.strides.len()
+                {
+                    return Err(format!(
+                        "{} strides but {} class_outputs and {} box_outputs: give one of each per stride",
+                        o.strides.len(),
+                        o.class_outputs.len(),
+                        o.box_outputs.len()
+                    ));
+                }
+                if o.bins < 2 {
+                    return Err("`output.bins` must be at least 2".into());
+                }
+            }
+            Family::Yolox => {
+                if o.output.as_deref().is_none_or(|n| n.trim().is_empty()) {
+                    return Err(
+                        "a yolox model names its one output tensor: `output.output = \"...\"`"
+                            .into(),
+                    );
+                }
+                if !o.class_outputs.is_empty() || !o.box_outputs.is_empty() || o.bins != 0 {
+                    return Err("class_outputs, box_outputs and bins are nanodet settings; a yolox model has one `output`".into());
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The output layout the decoder needs.
     pub fn layout(&self) -> Layout {
         Layout {
+            family: self.family,
+            resize: self.input.resize,
             input_size: (self.input.width, self.input.height),
             strides: self.output.strides.clone(),
             bins: self.output.bins,
@@ -366,7 +436,22 @@ mod tests {
             (
                 "family = \"nanodet\"",
                 "family = \"yolo\"",
-                "unknown model family",
+                "unknown variant `yolo`, expected `nanodet` or `yolox`",
+            ),
+            (
+                "channel_order = \"bgr\"",
+                "channel_order = \"bgr\"\nresize = \"crop\"",
+                "unknown variant `crop`, expected `stretch` or `letterbox`",
+            ),
+            (
+                "channel_order = \"bgr\"",
+                "channel_order = \"bgr\"\npad = 300",
+                "input.pad",
+            ),
+            (
+                "family = \"nanodet\"",
+                "family = \"yolox\"",
+                "yolox model names its one output",
             ),
             (
                 "std = [57.375, 57.12, 58.395]",
@@ -385,6 +470,18 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(err.contains(want), "{from} -> {to}: {err}");
+        }
+    }
+
+    #[test]
+    fn input_size_must_fit_the_strides() {
+        let m = Manifest::load(Path::new(BUNDLED)).unwrap();
+        let big = m.clone().with_input_size(640).unwrap();
+        assert_eq!((big.input.width, big.input.height), (640, 640));
+        assert_eq!(big.layout().cells(32), 20 * 20);
+        for bad in [0, 500, 8192] {
+            let err = m.clone().with_input_size(bad).unwrap_err().to_string();
+            assert!(err.contains("multiple of the largest stride (32)"), "{err}");
         }
     }
 

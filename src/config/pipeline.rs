@@ -148,6 +148,9 @@ pub struct ModelSection {
     pub ort_lib: Option<PathBuf>,
     /// Most detections kept per frame, best first (COCO's 100).
     pub max_detections: Option<usize>,
+    /// Square network input size in pixels, instead of the manifest's (only for
+    /// graphs that take any size, such as YOLOX-Nano's).
+    pub input_size: Option<u32>,
 }
 
 /// `[batching]`: frames per inference call and how long a partial batch waits.

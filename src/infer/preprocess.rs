@@ -1,7 +1,14 @@
-//! Frame to network input: each I420 plane is resized (bilinear) straight to the
-//! network size, then every output pixel is converted to RGB with the stream's
-//! colour space and written into the network's planar, normalised float layout.
-//! Converting after resizing touches 416×416 pixels instead of the whole frame.
+//! Frame to network input, the one preprocessing of `run`, `bench`, `eval` and
+//! `retrain` (still images become I420 frames first, see `train::images`).
+//!
+//! The manifest's `input.resize` places the frame in the input ([`Placement`]):
+//! stretched over all of it, or letterboxed (scaled keeping its aspect ratio,
+//! centred, the bars filled with `input.pad`). Each I420 plane is resized
+//! (bilinear) straight to the placed size, then every placed pixel is converted to
+//! RGB with the stream's colour space and written into the network's planar,
+//! normalised float layout. Converting after resizing touches at most the input's
+//! pixels instead of the whole frame. Boxes map back through the same placement
+//! (`model::geometry::InputToSource`).
 //!
 //! The resize follows the half-pixel-centre convention of OpenCV's `INTER_LINEAR`
 //! (source coordinate `(dst + 0.5)·scale − 0.5`, clamped at the borders), which is
@@ -10,6 +17,7 @@
 
 use crate::config::{ChannelOrder, InputSpec};
 use crate::frame::{Frame, chroma_size};
+use crate::model::geometry::Placement;
 
 /// Precomputed tap positions and weights along one axis.
 #[derive(Debug, Clone)]
@@ -84,6 +92,12 @@ impl PlaneResize {
 #[derive(Debug, Clone)]
 pub struct Preprocessor {
     src_size: (u32, u32),
+    /// Network input width and height.
+    net_size: (usize, usize),
+    /// Where the frame's pixels go in the input.
+    placement: Placement,
+    /// Per output plane, the normalised value of the bars (letterbox only).
+    pad: [f32; 3],
     luma: PlaneResize,
     chroma: PlaneResize,
     /// Channel order of the output planes.
@@ -91,7 +105,7 @@ pub struct Preprocessor {
     /// Per RGB channel: scale and offset (`value · scale + offset` =
     /// `(value − mean) / std`).
     norm: [(f32, f32); 3],
-    /// Resized Y, U, V at network size, reused between frames.
+    /// Resized Y, U, V at the placed size, reused between frames.
     scratch: [Vec<f32>; 3],
 }
 
@@ -104,10 +118,15 @@ impl Preprocessor {
             ChannelOrder::Bgr => [2, 1, 0],
         };
         let norm = plane_of_rgb.map(|p| (1.0 / spec.std[p], -spec.mean[p] / spec.std[p]));
-        let (dw, dh) = (spec.width as usize, spec.height as usize);
+        let pad = std::array::from_fn(|c| (spec.pad - spec.mean[c]) / spec.std[c]);
+        let placement = Placement::new((src_w, src_h), (spec.width, spec.height), spec.resize);
+        let (dw, dh) = (placement.width as usize, placement.height as usize);
         let (cw, ch) = chroma_size(src_w, src_h);
         Self {
             src_size: (src_w, src_h),
+            net_size: (spec.width as usize, spec.height as usize),
+            placement,
+            pad,
             luma: PlaneResize::new(src_w as usize, src_h as usize, dw, dh),
             chroma: PlaneResize::new(cw, ch, dw, dh),
             order: spec.channel_order,
@@ -118,7 +137,12 @@ impl Preprocessor {
 
     /// Number of floats of one frame's input (`3·H·W`).
     pub fn input_len(&self) -> usize {
-        3 * self.scratch[0].len()
+        3 * self.net_size.0 * self.net_size.1
+    }
+
+    /// Where the frame lands in the input.
+    pub fn placement(&self) -> Placement {
+        self.placement
     }
 
     /// Writes one frame into `out` (`3·H·W` floats, planar in the network's
@@ -135,25 +159,62 @@ impl Preprocessor {
         self.luma.run(y, sy);
         self.chroma.run(u, su);
         self.chroma.run(v, sv);
-        let [y_off, y_scale, rv, gu, gv, bu] = frame.colour.to_rgb_coefficients();
-        let n = sy.len();
+        let coefficients = frame.colour.to_rgb_coefficients();
+        let (net_w, net_h) = self.net_size;
+        let n = net_w * net_h;
         let (p0, rest) = out.split_at_mut(n);
         let (p1, p2) = rest.split_at_mut(n);
+        let Placement {
+            x, y: top, width, ..
+        } = self.placement;
+        let (x, top, width) = (x as usize, top as usize, width as usize);
+        if width != net_w || self.scratch[0].len() != n {
+            for (plane, &value) in [&mut *p0, &mut *p1, &mut *p2].into_iter().zip(&self.pad) {
+                plane.fill(value);
+            }
+        }
         // Fixed roles per loop (no per-pixel channel lookup) so the loop vectorises.
         let (r_out, g_out, b_out) = match self.order {
             ChannelOrder::Rgb => (p0, p1, p2),
             ChannelOrder::Bgr => (p2, p1, p0),
         };
-        let [(rs, ro), (gs, go), (bs, bo)] = self.norm;
-        let outs = r_out.iter_mut().zip(g_out.iter_mut()).zip(b_out.iter_mut());
-        let ins = sy.iter().zip(su.iter()).zip(sv.iter());
-        for (((r, g), b), ((&y, &u), &v)) in outs.zip(ins) {
-            let l = (y - y_off) * y_scale;
-            let (cb, cr) = (u - 128.0, v - 128.0);
-            *r = (l + rv * cr).clamp(0.0, 255.0) * rs + ro;
-            *g = (l - gu * cb - gv * cr).clamp(0.0, 255.0) * gs + go;
-            *b = (l + bu * cb).clamp(0.0, 255.0) * bs + bo;
+        let [sy, su, sv] = &self.scratch;
+        let rows = sy
+            .chunks_exact(width)
+            .zip(su.chunks_exact(width))
+            .zip(sv.chunks_exact(width));
+        for (row, ((ys, us), vs)) in rows.enumerate() {
+            let at = (top + row) * net_w + x;
+            let span = at..at + width;
+            convert_row(
+                (ys, us, vs),
+                (
+                    &mut r_out[span.clone()],
+                    &mut g_out[span.clone()],
+                    &mut b_out[span],
+                ),
+                coefficients,
+                self.norm,
+            );
         }
+    }
+}
+
+/// One row of resized Y, U, V to normalised R, G, B.
+fn convert_row(
+    (ys, us, vs): (&[f32], &[f32], &[f32]),
+    (r_out, g_out, b_out): (&mut [f32], &mut [f32], &mut [f32]),
+    [y_off, y_scale, rv, gu, gv, bu]: [f32; 6],
+    [(rs, ro), (gs, go), (bs, bo)]: [(f32, f32); 3],
+) {
+    let outs = r_out.iter_mut().zip(g_out.iter_mut()).zip(b_out.iter_mut());
+    let ins = ys.iter().zip(us.iter()).zip(vs.iter());
+    for (((r, g), b), ((&y, &u), &v)) in outs.zip(ins) {
+        let l = (y - y_off) * y_scale;
+        let (cb, cr) = (u - 128.0, v - 128.0);
+        *r = (l + rv * cr).clamp(0.0, 255.0) * rs + ro;
+        *g = (l - gu * cb - gv * cr).clamp(0.0, 255.0) * gs + go;
+        *b = (l + bu * cb).clamp(0.0, 255.0) * bs + bo;
     }
 }
 
@@ -161,6 +222,7 @@ impl Preprocessor {
 mod tests {
     use super::*;
     use crate::frame::{colour::ColourSpace, i420_len};
+    use crate::model::geometry::Resize;
 
     fn spec(w: u32, h: u32, order: ChannelOrder) -> InputSpec {
         InputSpec {
@@ -170,6 +232,8 @@ mod tests {
             channel_order: order,
             mean: [0.0; 3],
             std: [1.0; 3],
+            resize: Resize::Stretch,
+            pad: 0.0,
         }
     }
 
@@ -250,5 +314,39 @@ mod tests {
         let mut out = vec![0.0; 3];
         p.run(&f, &mut out);
         assert_eq!(out, vec![10.0, 2.0, 0.0]);
+    }
+
+    #[test]
+    fn letterbox_pads_the_bars_and_keeps_the_aspect_ratio() {
+        // 4×2 ramp onto 4×4: content 4×2 at rows 1–2, bars of 114 (normalised) above and below.
+        let f = frame(
+            4,
+            2,
+            &[0, 10, 20, 30, 0, 10, 20, 30],
+            128,
+            128,
+            ColourSpace::BT601.full_range(),
+        );
+        let mut s = spec(4, 4, ChannelOrder::Rgb);
+        s.resize = Resize::Letterbox;
+        s.pad = 114.0;
+        s.mean = [14.0; 3];
+        s.std = [2.0; 3];
+        let mut p = Preprocessor::new(4, 2, &s);
+        let mut out = vec![f32::NAN; 48];
+        p.run(&f, &mut out);
+        for plane in out.chunks(16) {
+            assert_eq!(&plane[0..4], &[50.0; 4], "top bar");
+            assert_eq!(&plane[12..16], &[50.0; 4], "bottom bar");
+            for row in plane[4..12].chunks(4) {
+                assert_eq!(row, &[-7.0, -2.0, 3.0, 8.0]);
+            }
+        }
+        // A frame of the input's own aspect ratio fills it like a stretch.
+        let mut square = Preprocessor::new(4, 4, &s);
+        assert_eq!(square.placement().width, 4);
+        let f = frame(4, 4, &[7; 16], 128, 128, ColourSpace::BT601.full_range());
+        square.run(&f, &mut out);
+        assert!(out.iter().all(|&v| v == -3.5));
     }
 }

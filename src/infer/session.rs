@@ -18,29 +18,19 @@ use super::cpu_features::CpuFeatures;
 use super::device::{Device, Precision};
 use super::runtime::{RuntimeError, RuntimeOptions};
 use crate::config::Manifest;
-use crate::model::nanodet::{Layout, LevelOutputs};
+use crate::model::nanodet::Layout;
 
-/// One frame's raw outputs, per level in manifest order.
+/// One frame's raw outputs, one per output tensor in the order the manifest's
+/// family takes them ([`Manifest::output_names`]).
 #[derive(Debug, Clone, Default)]
 pub struct FrameOutputs {
-    /// Class scores per level, `cells × classes`.
-    pub scores: Vec<Vec<f32>>,
-    /// Box bins per level, `cells × 4·bins`.
-    pub boxes: Vec<Vec<f32>>,
+    pub tensors: Vec<Vec<f32>>,
 }
 
 impl FrameOutputs {
-    /// Borrowed views for the decoder, paired with their strides.
-    pub fn levels<'a>(&'a self, strides: &[u32]) -> Vec<LevelOutputs<'a>> {
-        strides
-            .iter()
-            .zip(self.scores.iter().zip(&self.boxes))
-            .map(|(&stride, (s, b))| LevelOutputs {
-                stride,
-                scores: s,
-                boxes: b,
-            })
-            .collect()
+    /// Borrowed views for the decoder ([`crate::model::decode`]).
+    pub fn views(&self) -> Vec<&[f32]> {
+        self.tensors.iter().map(Vec::as_slice).collect()
     }
 }
 
@@ -48,8 +38,7 @@ impl FrameOutputs {
 pub struct Detector {
     session: Session,
     input_name: String,
-    class_outputs: Vec<String>,
-    box_outputs: Vec<String>,
+    output_names: Vec<String>,
     layout: Layout,
     device: Device,
     precision: Precision,
@@ -140,8 +129,7 @@ impl Detector {
         let detector = Self {
             session,
             input_name: manifest.input.name.clone(),
-            class_outputs: manifest.output.class_outputs.clone(),
-            box_outputs: manifest.output.box_outputs.clone(),
+            output_names: manifest.output_names(),
             layout: manifest.layout(),
             device,
             precision,
@@ -198,27 +186,22 @@ impl Detector {
         ];
         check_shape(input.dtype(), &want_input).map_err(|got| {
             mismatch(format!(
-                "input {:?} has shape {got}, the manifest says [batch, 3, {}, {}]",
+                "input {:?} has shape {got}, the manifest (or --input-size) says [batch, 3, {}, {}]; a graph with a fixed input size runs only at that size",
                 self.input_name, manifest.input.height, manifest.input.width
             ))
         })?;
         let outlets = self.session.outputs();
-        for (i, &stride) in self.layout.strides.iter().enumerate() {
-            let cells = self.layout.cells(stride) as i64;
-            for (name, channels) in [
-                (&self.class_outputs[i], self.layout.num_classes as i64),
-                (&self.box_outputs[i], 4 * self.layout.bins as i64),
-            ] {
-                let outlet = outlets.iter().find(|o| o.name() == name).ok_or_else(|| {
-                    mismatch(format!(
-                        "no output named {name:?} (the model has: {})",
-                        names(outlets)
-                    ))
-                })?;
-                check_shape(outlet.dtype(), &[-1, cells, channels]).map_err(|got| {
-                    mismatch(format!("output {name:?} has shape {got}, the manifest implies [batch, {cells}, {channels}]"))
-                })?;
-            }
+        let family = self.layout.family.name();
+        for (name, (cells, channels)) in self.output_names.iter().zip(self.layout.tensors()) {
+            let outlet = outlets.iter().find(|o| o.name() == name).ok_or_else(|| {
+                mismatch(format!(
+                    "no output named {name:?} (the model has: {})",
+                    names(outlets)
+                ))
+            })?;
+            check_shape(outlet.dtype(), &[-1, cells as i64, channels as i64]).map_err(|got| {
+                mismatch(format!("output {name:?} has shape {got}, but a {family} model with this manifest gives [batch, {cells}, {channels}]"))
+            })?;
         }
         Ok(())
     }
@@ -233,28 +216,21 @@ impl Detector {
             .run(ort::inputs![self.input_name.as_str() => tensor])
             .map_err(|e| RuntimeError::Run(e.to_string()))?;
         let mut frames = vec![FrameOutputs::default(); n];
-        for (names, pick) in [(&self.class_outputs, 0usize), (&self.box_outputs, 1)] {
-            for name in names.iter() {
-                let value = outputs
-                    .get(name)
-                    .ok_or_else(|| RuntimeError::Run(format!("output {name:?} missing")))?;
-                let (shape, data) = value
-                    .try_extract_tensor::<f32>()
-                    .map_err(|e| RuntimeError::Run(e.to_string()))?;
-                if shape.first() != Some(&(n as i64)) || data.len() % n.max(1) != 0 {
-                    return Err(RuntimeError::Run(format!(
-                        "output {name:?} has shape {shape:?} for a batch of {n}"
-                    )));
-                }
-                let per_frame = data.len() / n.max(1);
-                for (frame, chunk) in frames.iter_mut().zip(data.chunks_exact(per_frame)) {
-                    let target = if pick == 0 {
-                        &mut frame.scores
-                    } else {
-                        &mut frame.boxes
-                    };
-                    target.push(chunk.to_vec());
-                }
+        for (name, (cells, channels)) in self.output_names.iter().zip(self.layout.tensors()) {
+            let value = outputs
+                .get(name)
+                .ok_or_else(|| RuntimeError::Run(format!("output {name:?} missing")))?;
+            let (shape, data) = value
+                .try_extract_tensor::<f32>()
+                .map_err(|e| RuntimeError::Run(e.to_string()))?;
+            let per_frame = cells * channels;
+            if shape.first() != Some(&(n as i64)) || data.len() != n * per_frame {
+                return Err(RuntimeError::Run(format!(
+                    "output {name:?} has shape {shape:?} for a batch of {n}, expected [{n}, {cells}, {channels}]"
+                )));
+            }
+            for (frame, chunk) in frames.iter_mut().zip(data.chunks_exact(per_frame)) {
+                frame.tensors.push(chunk.to_vec());
             }
         }
         Ok(frames)

@@ -13,11 +13,16 @@
 //! Every class whose score passes the threshold yields a candidate (as NanoDet's own
 //! post-processing does); class-aware NMS ([`super::nms`]) then removes duplicates.
 
-use super::{BBox, Detection, classes::ClassFilter};
+use super::{BBox, Detection, Family, classes::ClassFilter, geometry::Resize};
 
-/// The shape of one NanoDet model's outputs, as its manifest states it.
+/// The shape of one model's outputs and how its input was fitted, as its manifest
+/// states them (shared by every family; `bins` is NanoDet's only).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Layout {
+    /// Which decoder reads the outputs.
+    pub family: Family,
+    /// How frames are fitted to the input (boxes map back through it).
+    pub resize: Resize,
     /// Network input width and height in pixels.
     pub input_size: (u32, u32),
     /// Stride of each pyramid level, in output order.
@@ -41,6 +46,25 @@ impl Layout {
     pub fn cells(&self, stride: u32) -> usize {
         let (w, h) = self.grid(stride);
         w * h
+    }
+
+    /// The output tensors in manifest order, as (cells, channels) per tensor:
+    /// NanoDet's class tensors then box tensors per stride; YOLOX's one tensor.
+    pub fn tensors(&self) -> Vec<(usize, usize)> {
+        match self.family {
+            Family::Nanodet => {
+                let cells = self.strides.iter().map(|&s| self.cells(s));
+                cells
+                    .clone()
+                    .map(|c| (c, self.num_classes))
+                    .chain(cells.map(|c| (c, 4 * self.bins)))
+                    .collect()
+            }
+            Family::Yolox => {
+                let cells = self.strides.iter().map(|&s| self.cells(s)).sum();
+                vec![(cells, 5 + self.num_classes)]
+            }
+        }
     }
 }
 
@@ -116,6 +140,8 @@ mod tests {
 
     fn layout() -> Layout {
         Layout {
+            family: Family::Nanodet,
+            resize: Resize::Stretch,
             input_size: (32, 32),
             strides: vec![8, 16],
             bins: 3,

@@ -574,10 +574,14 @@ fn check_compatible(
             input.width, input.height, live.width, live.height
         ));
     }
-    if input.channel_order != live.channel_order || input.mean != live.mean || input.std != live.std
+    if input.channel_order != live.channel_order
+        || input.mean != live.mean
+        || input.std != live.std
+        || input.resize != live.resize
+        || input.pad != live.pad
     {
         return Err(
-            "its input normalisation (channel order, mean, std) differs from the live model's"
+            "its preprocessing (resize, pad, channel order, mean, std) differs from the live model's"
                 .into(),
         );
     }

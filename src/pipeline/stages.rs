@@ -55,10 +55,9 @@ impl PostOptions {
         frame: &Frame,
         inferred: &crate::infer::FrameOutputs,
     ) -> Vec<Detection> {
-        let levels = inferred.levels(&self.layout.strides);
         crate::model::detect(
             &self.layout,
-            &levels,
+            &inferred.views(),
             self.conf,
             &self.classes,
             (self.iou, self.max_detections),

@@ -8,7 +8,9 @@
 //! standard deviation of the candidates' IoUs become positives (ATSS's adaptive
 //! threshold, with the best candidate always kept). A cell claimed by two boxes
 //! goes to the one it overlaps more. The score target of a positive is that IoU, as
-//! in NanoDet's quality focal loss; every other cell and class has target 0.
+//! in NanoDet's quality focal loss; every other cell and class has target 0, except
+//! cells whose centre lies in an ignore region (KITTI `DontCare`, COCO crowd): they
+//! are marked `ignored` and take no class loss (they are not background).
 
 use crate::model::BBox;
 use crate::model::geometry::iou;
@@ -19,6 +21,8 @@ use crate::model::nanodet::{Layout, cell_box};
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LevelTargets {
     pub class: Vec<Option<usize>>,
+    /// Negative cells inside an ignore region: left out of the class loss.
+    pub ignored: Vec<bool>,
     pub quality: Vec<f32>,
     pub truth: Vec<BBox>,
 }
@@ -36,6 +40,7 @@ pub fn assign(
     layout: &Layout,
     box_logits: &[&[f32]],
     truth: &[(usize, BBox)],
+    ignore: &[BBox],
 ) -> Vec<LevelTargets> {
     let per_cell = 4 * layout.bins;
     let mut levels: Vec<LevelTargets> = layout
@@ -45,6 +50,7 @@ pub fn assign(
             let cells = layout.cells(s);
             LevelTargets {
                 class: vec![None; cells],
+                ignored: vec![false; cells],
                 quality: vec![0.0; cells],
                 truth: vec![[0.0; 4]; cells],
             }
@@ -97,7 +103,26 @@ pub fn assign(
             }
         }
     }
+    mark_ignored(layout, &mut levels, ignore);
     levels
+}
+
+/// Marks the negative cells whose centre lies inside one of `regions`.
+fn mark_ignored(layout: &Layout, levels: &mut [LevelTargets], regions: &[BBox]) {
+    for (level, &stride) in levels.iter_mut().zip(&layout.strides) {
+        let (gw, _) = layout.grid(stride);
+        let s = stride as f32;
+        for (cell, ignored) in level.ignored.iter_mut().enumerate() {
+            let (cx, cy) = (
+                ((cell % gw) as f32 + 0.5) * s,
+                ((cell / gw) as f32 + 0.5) * s,
+            );
+            *ignored = level.class[cell].is_none()
+                && regions
+                    .iter()
+                    .any(|r| cx >= r[0] && cx <= r[2] && cy >= r[1] && cy <= r[3]);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -106,6 +131,8 @@ mod tests {
 
     fn layout() -> Layout {
         Layout {
+            family: crate::model::Family::Nanodet,
+            resize: crate::model::geometry::Resize::Stretch,
             input_size: (64, 64),
             strides: vec![8, 16],
             bins: 3,
@@ -131,7 +158,7 @@ mod tests {
         let (a, b) = (logits(64, 3, 1), logits(16, 3, 1));
         // A 16×16 box centred on the stride-8 cell (2, 2) (centre 20, 20).
         let gt = [12.0, 12.0, 28.0, 28.0];
-        let t = assign(&l, &[&a, &b], &[(0, gt)]);
+        let t = assign(&l, &[&a, &b], &[(0, gt)], &[]);
         assert_eq!(t[0].class[2 * 8 + 2], Some(0));
         assert!((t[0].quality[2 * 8 + 2] - 1.0).abs() < 1e-5);
         assert_eq!(t[0].truth[2 * 8 + 2], gt);
@@ -143,8 +170,31 @@ mod tests {
     fn a_box_smaller_than_a_cell_still_gets_a_positive() {
         let l = layout();
         let (a, b) = (logits(64, 3, 0), logits(16, 3, 0));
-        let t = assign(&l, &[&a, &b], &[(0, [1.0, 1.0, 3.0, 3.0])]);
+        let t = assign(&l, &[&a, &b], &[(0, [1.0, 1.0, 3.0, 3.0])], &[]);
         assert!(t[0].positives() + t[1].positives() >= 1);
         assert!(t.iter().all(|lt| lt.class.len() == lt.quality.len()));
+    }
+
+    #[test]
+    fn cells_in_an_ignore_region_are_ignored_unless_positive() {
+        let l = layout();
+        let (a, b) = (logits(64, 3, 1), logits(16, 3, 1));
+        let gt = [12.0, 12.0, 28.0, 28.0];
+        // The region covers the top-left 32×32: cells with centres inside it.
+        let t = assign(&l, &[&a, &b], &[(0, gt)], &[[0.0, 0.0, 32.0, 32.0]]);
+        for (level, stride) in t.iter().zip([8usize, 16]) {
+            let gw = 64 / stride;
+            for (cell, ignored) in level.ignored.iter().enumerate() {
+                let centre = |i: usize| (i as f32 + 0.5) * stride as f32;
+                let inside = centre(cell % gw) <= 32.0 && centre(cell / gw) <= 32.0;
+                let want = inside && level.class[cell].is_none();
+                assert_eq!(*ignored, want, "stride {stride} cell {cell}");
+            }
+        }
+        assert!(t[0].ignored.iter().filter(|&&i| i).count() >= 10);
+        assert!(t.iter().any(|l| l.positives() > 0));
+        // No regions: nothing ignored.
+        let t = assign(&l, &[&a, &b], &[(0, gt)], &[]);
+        assert!(t.iter().all(|l| l.ignored.iter().all(|i| !i)));
     }
 }

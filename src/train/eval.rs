@@ -91,10 +91,9 @@ fn detect_all(
         let (view, sizes) = super::images::load_batch(&paths, &manifest.input, &mut tensor)?;
         let outputs = detector.run(view)?;
         for ((sample, out), size) in chunk.iter().zip(&outputs).zip(sizes) {
-            let levels = out.levels(&layout.strides);
             let dets = crate::model::detect(
                 &layout,
-                &levels,
+                &out.views(),
                 EVAL_CONF,
                 &ClassFilter::All,
                 (EVAL_NMS_IOU, crate::model::COCO_MAX_DETECTIONS),
@@ -113,6 +112,7 @@ fn detect_all(
                             .map(|c| (c, a.bbox))
                     })
                     .collect(),
+                ignore: sample.ignore.clone(),
             });
         }
         progress(images.len());

@@ -27,7 +27,7 @@ use super::graph::LinearWeights;
 use super::metrics::{self, ImageEval};
 use crate::model::BBox;
 use crate::model::classes::ClassFilter;
-use crate::model::nanodet::{Layout, LevelOutputs};
+use crate::model::nanodet::Layout;
 
 /// Hyper-parameters.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -51,6 +51,8 @@ pub struct Example<'a> {
     pub features: &'a ImageFeatures,
     pub targets: Vec<LevelTargets>,
     pub truth: Vec<(usize, BBox)>,
+    /// Ignore regions, in source pixels (for AP).
+    pub ignore: Vec<BBox>,
 }
 
 /// The head being trained: per level, class rows and box rows.
@@ -194,6 +196,10 @@ impl Head {
             let mut z = self.class_logits(l, x);
             positives += targets.positives();
             for (cell, mut row) in z.axis_iter_mut(Axis(0)).enumerate() {
+                if targets.ignored[cell] {
+                    row.fill(0.0);
+                    continue;
+                }
                 let target = targets.class[cell];
                 for (k, v) in row.iter_mut().enumerate() {
                     let y = if target == Some(k) {
@@ -284,19 +290,14 @@ impl Head {
                 }
             });
         }
-        let levels: Vec<LevelOutputs<'_>> = layout
-            .strides
+        let tensors: Vec<&[f32]> = scores
             .iter()
-            .zip(scores.iter().zip(&boxes))
-            .map(|(&stride, (s, b))| LevelOutputs {
-                stride,
-                scores: s,
-                boxes: b,
-            })
+            .map(Vec::as_slice)
+            .chain(boxes.iter().map(|b| &b[..]))
             .collect();
         crate::model::detect(
             &layout,
-            &levels,
+            &tensors,
             conf,
             &ClassFilter::All,
             (nms_iou, crate::model::COCO_MAX_DETECTIONS),
@@ -320,6 +321,7 @@ impl Head {
                     .map(|d| (d.class_id, d.score, d.bbox))
                     .collect(),
                 truth: ex.truth.clone(),
+                ignore: ex.ignore.clone(),
             })
             .collect()
     }
@@ -554,6 +556,8 @@ mod tests {
     fn toy(seed: u64, images: usize) -> Toy {
         use super::super::features::LevelData;
         let layout = Layout {
+            family: crate::model::Family::Nanodet,
+            resize: crate::model::geometry::Resize::Stretch,
             input_size: (32, 32),
             strides: vec![8],
             bins: 3,
@@ -600,8 +604,9 @@ mod tests {
                 let logits = f.levels[0].box_logits.as_slice().unwrap();
                 Example {
                     features: f,
-                    targets: crate::train::assign::assign(layout, &[logits], t),
+                    targets: crate::train::assign::assign(layout, &[logits], t, &[]),
                     truth: t.clone(),
+                    ignore: Vec::new(),
                 }
             })
             .collect()

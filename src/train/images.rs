@@ -1,15 +1,20 @@
-//! Still images (JPEG, PNG) to the network's input: decode, stretch to the input
-//! size (bilinear, no letterbox, as `run` does with video frames), and write planar
-//! normalised floats in the manifest's channel order.
+//! Still images (JPEG, PNG) to the network's input through the same preprocessing
+//! as `run` ([`Preprocessor`]): the decoded RGB image becomes the I420 frame a
+//! video decoder would give (BT.601 full range, JPEG's own colour space; chroma
+//! averaged over 2×2 blocks, as JPEG's usual 4:2:0), which is then resized,
+//! placed (stretch or letterbox, per the manifest), converted and normalised
+//! exactly as video frames are. A head is thus trained and scored on the inputs it
+//! sees in production.
 
 use std::path::Path;
 
 use image::RgbImage;
-use image::imageops::FilterType;
 use ndarray::ArrayView4;
 
 use super::TrainError;
-use crate::config::{ChannelOrder, InputSpec};
+use crate::config::InputSpec;
+use crate::frame::{Frame, chroma_size, colour::ColourSpace, i420_len};
+use crate::infer::preprocess::Preprocessor;
 
 /// Decodes an image file to 8-bit RGB.
 pub fn load_rgb(path: &Path) -> Result<RgbImage, TrainError> {
@@ -21,27 +26,43 @@ pub fn load_rgb(path: &Path) -> Result<RgbImage, TrainError> {
         })
 }
 
-/// Writes `img` into `out` (`3 × H × W` floats) as the network expects it.
-pub fn to_input(img: &RgbImage, spec: &InputSpec, out: &mut [f32]) {
-    let (w, h) = (spec.width, spec.height);
-    let resized = if img.dimensions() == (w, h) {
-        img.clone()
-    } else {
-        image::imageops::resize(img, w, h, FilterType::Triangle)
-    };
-    let plane = (w * h) as usize;
-    // Source channel (R=0, G=1, B=2) of each output plane.
-    let order = match spec.channel_order {
-        ChannelOrder::Bgr => [2usize, 1, 0],
-        ChannelOrder::Rgb => [0, 1, 2],
-    };
-    for (c, &src) in order.iter().enumerate() {
-        let (mean, inv_std) = (spec.mean[c], 1.0 / spec.std[c]);
-        let dst = &mut out[c * plane..(c + 1) * plane];
-        for (d, px) in dst.iter_mut().zip(resized.pixels()) {
-            *d = (px.0[src] as f32 - mean) * inv_std;
+/// The I420 frame (BT.601 full range) a decoder would give for `img`.
+pub fn to_frame(img: &RgbImage) -> Frame {
+    let (w, h) = img.dimensions();
+    let colour = ColourSpace::BT601.full_range();
+    let mut i420 = vec![0u8; i420_len(w, h)];
+    let (cw, ch) = chroma_size(w, h);
+    let (luma, chroma) = i420.split_at_mut((w * h) as usize);
+    let (us, vs) = chroma.split_at_mut(cw * ch);
+    for (cy, (u_row, v_row)) in us
+        .chunks_exact_mut(cw)
+        .zip(vs.chunks_exact_mut(cw))
+        .enumerate()
+    {
+        for cx in 0..cw {
+            let (mut u, mut v, mut count) = (0u32, 0u32, 0u32);
+            for (x, y) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
+                let (px, py) = (2 * cx as u32 + x, 2 * cy as u32 + y);
+                if px < w && py < h {
+                    let [_, pu, pv] = colour.from_rgb(img.get_pixel(px, py).0);
+                    (u, v, count) = (u + pu as u32, v + pv as u32, count + 1);
+                }
+            }
+            u_row[cx] = ((u + count / 2) / count) as u8;
+            v_row[cx] = ((v + count / 2) / count) as u8;
         }
     }
+    for (l, px) in luma.iter_mut().zip(img.pixels()) {
+        *l = colour.from_rgb(px.0)[0];
+    }
+    Frame::from_i420(0, 0, w, h, colour, i420)
+}
+
+/// Writes `img` into `out` (`3 × H × W` floats) as `run` would give it to the
+/// network.
+pub fn to_input(img: &RgbImage, spec: &InputSpec, out: &mut [f32]) {
+    let (w, h) = img.dimensions();
+    Preprocessor::new(w, h, spec).run(&to_frame(img), out);
 }
 
 /// An image's width and height in pixels.
@@ -73,20 +94,30 @@ pub fn load_batch<'t>(
 mod tests {
     use super::*;
 
+    use crate::config::ChannelOrder;
+    use crate::model::geometry::Resize;
+
     #[test]
-    fn normalises_in_channel_order() {
+    fn normalises_in_channel_order_within_a_level_of_the_rgb() {
         let spec = InputSpec {
             name: "x".into(),
             width: 2,
-            height: 1,
+            height: 2,
             channel_order: ChannelOrder::Bgr,
             mean: [10.0, 20.0, 30.0],
             std: [2.0, 4.0, 5.0],
+            resize: Resize::Stretch,
+            pad: 0.0,
         };
-        let img = RgbImage::from_raw(2, 1, vec![130, 60, 20, 30, 20, 10]).unwrap();
-        let mut out = vec![0.0; 6];
+        // A flat colour survives the trip through I420 to within rounding.
+        let img = RgbImage::from_pixel(2, 2, image::Rgb([130, 60, 20]));
+        let mut out = vec![0.0; 12];
         to_input(&img, &spec, &mut out);
-        // Plane 0 is blue: (20 - 10) / 2, (10 - 10) / 2; green (60-20)/4, (20-20)/4; red (130-30)/5, 0.
-        assert_eq!(out, vec![5.0, 0.0, 10.0, 0.0, 20.0, 0.0]);
+        // Plane 0 is blue (20 - 10) / 2, plane 1 green (60 - 20) / 4, plane 2 red (130 - 30) / 5.
+        for (plane, (want, std)) in out.chunks(4).zip([(5.0, 2.0), (10.0, 4.0), (20.0, 5.0)]) {
+            for v in plane {
+                assert!((v - want).abs() <= 1.5 / std, "{v} vs {want}");
+            }
+        }
     }
 }

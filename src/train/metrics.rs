@@ -10,11 +10,18 @@
 //!   miss rate `1 − recall` against false positives per image, read at nine FPPI
 //!   points spaced evenly in log space over [10⁻², 10⁰] (at each, the miss rate of
 //!   the last operating point whose FPPI does not exceed it, or 1 if none does),
-//!   averaged as `exp(mean(ln(max(mr, 1e-10))))`. Matching is at IoU 0.5; this data
-//!   has no "ignore" regions or height ranges, so none are applied.
+//!   averaged as `exp(mean(ln(max(mr, 1e-10))))`. Matching is at IoU 0.5; no
+//!   height ranges are applied.
+//! - **Ignore regions** (KITTI `DontCare`, COCO `iscrowd`): a detection that matches
+//!   no ground-truth box but lies mostly inside an ignore region (at least
+//!   [`IGNORE_COVER`] of its own area, COCO's crowd rule: intersection over the
+//!   detection's area) is left out: neither a true nor a false positive.
 
 use crate::model::BBox;
-use crate::model::geometry::iou;
+use crate::model::geometry::{area, iou};
+
+/// Share of a detection's area inside an ignore region above which it is ignored.
+pub const IGNORE_COVER: f32 = 0.5;
 
 /// One image: detections and ground truth, each `(class id, box)`.
 #[derive(Debug, Clone, Default)]
@@ -22,6 +29,23 @@ pub struct ImageEval {
     /// `(class id, score, box)`.
     pub detections: Vec<(usize, f32, BBox)>,
     pub truth: Vec<(usize, BBox)>,
+    /// Regions where detections of any class count for nothing.
+    pub ignore: Vec<BBox>,
+}
+
+/// Whether `b` lies mostly inside one of `regions`.
+pub fn ignored(b: &BBox, regions: &[BBox]) -> bool {
+    let own = area(b);
+    own > 0.0
+        && regions.iter().any(|r| {
+            let inter = area(&[
+                b[0].max(r[0]),
+                b[1].max(r[1]),
+                b[2].min(r[2]),
+                b[3].min(r[3]),
+            ]);
+            inter >= IGNORE_COVER * own
+        })
 }
 
 /// The operating points of one class at one IoU threshold, best score first.
@@ -60,7 +84,8 @@ impl Curve {
             Vec::with_capacity(dets.len()),
         );
         let (mut t, mut f) = (0, 0);
-        for (_, image, bbox) in &dets {
+        let mut scores = Vec::with_capacity(dets.len());
+        for (score, image, bbox) in &dets {
             let mut best: Option<(usize, f32)> = None;
             for (j, truth) in images[*image].truth.iter().enumerate() {
                 if truth.0 != class || matched[*image][j] {
@@ -76,16 +101,18 @@ impl Curve {
                     matched[*image][j] = true;
                     t += 1;
                 }
+                None if ignored(bbox, &images[*image].ignore) => continue,
                 None => f += 1,
             }
             tp.push(t);
             fp.push(f);
+            scores.push(*score);
         }
         Self {
             positives,
             tp,
             fp,
-            scores: dets.iter().map(|d| d.0).collect(),
+            scores,
         }
     }
 
@@ -179,6 +206,7 @@ mod tests {
         ImageEval {
             detections: dets.iter().map(|&(s, b)| (0, s, b)).collect(),
             truth: truth.iter().map(|&b| (0, b)).collect(),
+            ignore: Vec::new(),
         }
     }
 
@@ -243,6 +271,27 @@ mod tests {
         let mr = log_average_miss_rate(&images, 0).unwrap();
         let want = ((4.0 * 0.75f32.ln() + 5.0 * 0.5f32.ln()) / 9.0).exp();
         assert!((mr - want).abs() < 1e-5, "{mr} vs {want}");
+    }
+
+    #[test]
+    fn a_detection_in_an_ignore_region_is_neither_right_nor_wrong() {
+        // FAR lies in the ignore region: without it, it is a false positive before
+        // the true positive B; with it, it is left out and AP is 1.
+        let mut images = vec![image(&[(0.9, FAR), (0.8, B)], &[B])];
+        assert!(coco_ap(&images, 0).unwrap().0 < 1.0);
+        images[0].ignore.push([45.0, 45.0, 70.0, 70.0]);
+        assert_eq!(coco_ap(&images, 0).unwrap().0, 1.0);
+        let curve = Curve::new(&images, 0, 0.5);
+        assert_eq!(
+            (curve.tp, curve.fp, curve.scores),
+            (vec![1], vec![0], vec![0.8])
+        );
+        // A true box inside an ignore region still counts when matched.
+        images[0].ignore.push([15.0, 15.0, 35.0, 35.0]);
+        assert_eq!(Curve::new(&images, 0, 0.5).tp, vec![1]);
+        // Less than half of the detection inside the region: still a false positive.
+        assert!(!ignored(&FAR, &[[55.0, 50.0, 70.0, 60.0 - 0.1]]));
+        assert!(ignored(&FAR, &[[55.0, 50.0, 70.0, 60.0]]));
     }
 
     #[test]

@@ -299,7 +299,7 @@ fn check_export(
     for (l, data) in features.levels.iter().enumerate() {
         let th = &head.classes[l];
         let z = data.features.dot(&th.weight.t()) + &th.bias;
-        let exported = &outputs[0].scores[l];
+        let exported = &outputs[0].tensors[l];
         for (k, label) in classes.trained.iter().enumerate() {
             let r = classes.labels.iter().position(|x| x == label).unwrap_or(0);
             for (cell, &v) in z.column(k).iter().enumerate() {
@@ -444,16 +444,15 @@ fn example_of<'a>(
     features: &'a ImageFeatures,
     classes: &ClassPlan,
 ) -> Example<'a> {
-    let (nw, nh) = layout.input_size;
     let truth = truth_of(sample, &classes.trained);
-    let (sx, sy) = (
-        nw as f32 / sample.width as f32,
-        nh as f32 / sample.height as f32,
+    // Through the placement the preprocessing used (stretch or letterbox).
+    let map = crate::model::geometry::InputToSource::new(
+        (sample.width, sample.height),
+        layout.input_size,
+        layout.resize,
     );
-    let scaled: Vec<(usize, BBox)> = truth
-        .iter()
-        .map(|&(c, b)| (c, [b[0] * sx, b[1] * sy, b[2] * sx, b[3] * sy]))
-        .collect();
+    let scaled: Vec<(usize, BBox)> = truth.iter().map(|&(c, b)| (c, map.to_input(&b))).collect();
+    let ignore: Vec<BBox> = sample.ignore.iter().map(|b| map.to_input(b)).collect();
     let logits: Vec<&[f32]> = features
         .levels
         .iter()
@@ -461,8 +460,9 @@ fn example_of<'a>(
         .collect();
     Example {
         features,
-        targets: assign(layout, &logits, &scaled),
+        targets: assign(layout, &logits, &scaled, &ignore),
         truth,
+        ignore: sample.ignore.clone(),
     }
 }
 

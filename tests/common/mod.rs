@@ -12,6 +12,12 @@ use std::process::{Child, Command, Output, Stdio};
 pub const CLIP: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/media/vtest-40.avi");
 pub const CLIP_FRAMES: usize = 40;
 pub const MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/models/nanodet-g.toml");
+/// The second bundled detector family, and its golden file (yolox_reference.py).
+pub const YOLOX_MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/models/yolox-nano.toml");
+pub const GOLDEN_YOLOX_ALL: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/golden/vtest-40.yolox.all.jsonl"
+);
 pub const GOLDEN_ALL: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/golden/vtest-40.all.jsonl"

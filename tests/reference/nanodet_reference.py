@@ -85,7 +85,8 @@ def nms(boxes, scores, classes, thr):
     return keep[np.argsort(-scores[keep], kind="stable")] if len(keep) else keep
 
 
-def main():
+def arguments():
+    """The command line both references take."""
     ap = argparse.ArgumentParser()
     ap.add_argument("model")
     ap.add_argument("video")
@@ -93,14 +94,19 @@ def main():
     ap.add_argument("--conf", type=float, default=0.35)
     ap.add_argument("--iou", type=float, default=0.5)
     ap.add_argument("--manifest", default=None, help="model manifest (TOML) for the labels")
-    args = ap.parse_args()
+    return ap.parse_args()
 
+
+def write_jsonl(args, detect):
+    """Runs `detect(session, frame) -> (boxes in network pixels, scores, classes,
+    offset, scale)` on every frame of the video, keeps what the NMS keeps, maps it to
+    source pixels (`(box - offset) * scale` per axis) and writes pedvision's metadata
+    schema."""
     labels = None
     if args.manifest:
         with open(args.manifest, "rb") as m:
             labels = tomllib.load(m)["labels"]
     sess = ort.InferenceSession(args.model, providers=["CPUExecutionProvider"])
-    names = [o.name for o in sess.get_outputs()]
     cap = cv2.VideoCapture(args.video)
     fps = cap.get(cv2.CAP_PROP_FPS)
     with open(args.out, "w") as f:
@@ -110,39 +116,41 @@ def main():
             if not ok:
                 break
             h, w = frame.shape[:2]
-            out = dict(zip(names, sess.run(None, {"input_1:0": preprocess(frame)})))
-            boxes, scores, classes = decode(out, args.conf)
-            keep = nms(boxes, scores, classes, args.iou)
-            sx, sy = w / SIZE, h / SIZE
+            boxes, scores, classes, (ox, oy), (sx, sy) = detect(sess, frame)
             dets = []
-            for k in keep:
+            for k in nms(boxes, scores, classes, args.iou):
                 x1, y1, x2, y2 = boxes[k]
+                x1, x2 = (x1 - ox) * sx, (x2 - ox) * sx
+                y1, y2 = (y1 - oy) * sy, (y2 - oy) * sy
                 dets.append(
                     {
                         "class_id": int(classes[k]),
                         "label": labels[classes[k]] if labels else str(int(classes[k])),
                         "score": round(float(scores[k]), 5),
                         "bbox": [
-                            round(float(np.clip(x1 * sx, 0, w)), 2),
-                            round(float(np.clip(y1 * sy, 0, h)), 2),
-                            round(float(np.clip(x2 * sx, 0, w)), 2),
-                            round(float(np.clip(y2 * sy, 0, h)), 2),
+                            round(float(np.clip(x1, 0, w)), 2),
+                            round(float(np.clip(y1, 0, h)), 2),
+                            round(float(np.clip(x2, 0, w)), 2),
+                            round(float(np.clip(y2, 0, h)), 2),
                         ],
                     }
                 )
-            f.write(
-                json.dumps(
-                    {
-                        "frame_index": index,
-                        "pts_ns": int(round(index * 1e9 / fps)),
-                        "width": w,
-                        "height": h,
-                        "detections": dets,
-                    }
-                )
-                + "\n"
-            )
+            record = {"frame_index": index, "pts_ns": int(round(index * 1e9 / fps)), "width": w, "height": h}
+            record["detections"] = dets
+            f.write(json.dumps(record) + "\n")
             index += 1
+
+
+def main():
+    args = arguments()
+
+    def detect(sess, frame):
+        h, w = frame.shape[:2]
+        names = [o.name for o in sess.get_outputs()]
+        out = dict(zip(names, sess.run(None, {"input_1:0": preprocess(frame)})))
+        return *decode(out, args.conf), (0, 0), (w / SIZE, h / SIZE)
+
+    write_jsonl(args, detect)
 
 
 if __name__ == "__main__":

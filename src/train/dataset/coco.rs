@@ -68,6 +68,7 @@ pub(crate) fn parse(path: &Path) -> Result<Parsed, String> {
             image: root.join(&image.file_name),
             origin: format!("{origin}: image {}", image.id),
             boxes: Vec::new(),
+            ignore: Vec::new(),
         });
     }
     for (i, a) in coco.annotations.iter().enumerate() {
@@ -86,12 +87,15 @@ pub(crate) fn parse(path: &Path) -> Result<Parsed, String> {
             });
             continue;
         };
-        if a.iscrowd != 0 {
-            parsed.ignored += 1;
-            continue;
-        }
         let [x, y, w, h] = a.bbox;
-        parsed.samples[sample].boxes.push(RawBox {
+        let raw = &mut parsed.samples[sample];
+        let list = if a.iscrowd != 0 {
+            parsed.ignored += 1;
+            &mut raw.ignore
+        } else {
+            &mut raw.boxes
+        };
+        list.push(RawBox {
             label: label.to_string(),
             bbox: [x, y, x + w, y + h],
             normalised: false,

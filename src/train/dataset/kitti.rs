@@ -51,6 +51,7 @@ pub(crate) fn parse(root: &Path) -> Result<Parsed, String> {
             image,
             origin: origin.clone(),
             boxes: Vec::new(),
+            ignore: Vec::new(),
         };
         for (i, line) in text.lines().enumerate() {
             let at = format!("{origin}:{}", i + 1);
@@ -58,12 +59,17 @@ pub(crate) fn parse(root: &Path) -> Result<Parsed, String> {
             if fields.is_empty() {
                 continue;
             }
-            if fields[0].eq_ignore_ascii_case("dontcare") {
+            let dont_care = fields[0].eq_ignore_ascii_case("dontcare");
+            if dont_care {
                 parsed.ignored += 1;
-                continue;
             }
+            let list = if dont_care {
+                &mut sample.ignore
+            } else {
+                &mut sample.boxes
+            };
             match parse_line(&fields) {
-                Ok(bbox) => sample.boxes.push(RawBox {
+                Ok(bbox) => list.push(RawBox {
                     label: fields[0].to_string(),
                     bbox,
                     normalised: false,

@@ -77,6 +77,9 @@ pub struct Sample {
     pub width: u32,
     pub height: u32,
     pub annotations: Vec<Annotation>,
+    /// Regions to ignore (KITTI `DontCare`, COCO `iscrowd`), in pixels: a
+    /// detection there is neither right nor wrong, and training leaves them out.
+    pub ignore: Vec<BBox>,
 }
 
 /// Something left out of the data set, and why.
@@ -120,6 +123,8 @@ pub(crate) struct RawSample {
     pub image: PathBuf,
     pub origin: String,
     pub boxes: Vec<RawBox>,
+    /// Regions marked to ignore.
+    pub ignore: Vec<RawBox>,
 }
 
 /// A parser's result.
@@ -349,28 +354,40 @@ fn validate(raw: Vec<RawSample>) -> (Vec<Sample>, Vec<Skipped>) {
             }
         };
         let (w, h) = (width as f32, height as f32);
-        let mut annotations = Vec::with_capacity(r.boxes.len());
-        for b in r.boxes {
+        let mut checked = |b: RawBox| {
             let mut bbox = b.bbox;
             if b.normalised {
                 bbox = [bbox[0] * w, bbox[1] * h, bbox[2] * w, bbox[3] * h];
             }
             match check_box(bbox, w, h) {
-                Ok(bbox) => annotations.push(Annotation {
-                    label: b.label,
-                    bbox,
-                }),
-                Err(reason) => skipped.push(Skipped {
-                    item: b.origin,
-                    reason: format!("{} box {}: {reason}", b.label, show_box(&bbox)),
-                }),
+                Ok(bbox) => Some((b.label, bbox)),
+                Err(reason) => {
+                    skipped.push(Skipped {
+                        item: b.origin,
+                        reason: format!("{} box {}: {reason}", b.label, show_box(&bbox)),
+                    });
+                    None
+                }
             }
-        }
+        };
+        let annotations: Vec<Annotation> = r
+            .boxes
+            .into_iter()
+            .filter_map(&mut checked)
+            .map(|(label, bbox)| Annotation { label, bbox })
+            .collect();
+        let ignore = r
+            .ignore
+            .into_iter()
+            .filter_map(&mut checked)
+            .map(|(_, bbox)| bbox)
+            .collect();
         samples.push(Sample {
             image: r.image,
             width,
             height,
             annotations,
+            ignore,
         });
     }
     (samples, skipped)

@@ -48,6 +48,7 @@ fn parse_file(file: &Path, root: &Path) -> Result<(RawSample, Vec<Skipped>), Str
         image: root.join("JPEGImages").join(filename),
         origin: origin.clone(),
         boxes: Vec::new(),
+        ignore: Vec::new(),
     };
     let mut skipped = Vec::new();
     for (i, object) in annotation

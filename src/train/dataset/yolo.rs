@@ -43,6 +43,7 @@ pub(crate) fn parse(root: &Path) -> Result<Parsed, String> {
             image: image.clone(),
             origin: origin.clone(),
             boxes: Vec::new(),
+            ignore: Vec::new(),
         };
         if label_file.is_file() {
             let Some(text) = read_label_file(&label_file, &mut parsed.skipped) else {
