@@ -9,7 +9,7 @@ use clap::{ArgMatches, Args};
 use pedvision::api::ApiServer;
 use pedvision::choice::Choice;
 use pedvision::config::pipeline::ModelSection;
-use pedvision::config::{Layers, Manifest, PipelineConfig};
+use pedvision::config::{Layers, Manifest, PipelineConfig, defaults};
 use pedvision::control::{Board, Control};
 use pedvision::infer::{Detector, runtime};
 use pedvision::pipeline::{self, RunPlan, RunReport};
@@ -71,6 +71,24 @@ pub struct RunArgs {
     /// to 127.0.0.1 (loopback only).
     #[arg(long, value_name = "[ADDRESS:]PORT")]
     pub metrics: Option<String>,
+
+    /// Save the frames the detector is unsure of into DIR, for retraining: JPEG
+    /// images, the model's detections as KITTI pre-labels (correct them, then
+    /// `pedvision retrain --data DIR`), and harvest.jsonl (why each was chosen).
+    /// A frame is chosen when a detection scores below --harvest-below, appears
+    /// for one frame only, or a tracked person goes undetected for a frame.
+    #[arg(long, value_name = "DIR")]
+    pub harvest: Option<PathBuf>,
+
+    /// With --harvest: most frames saved per stream per minute of the stream's
+    /// time (near-identical frames are skipped too).
+    #[arg(long, value_name = "N", default_value_t = defaults::HARVEST_PER_MINUTE, requires = "harvest")]
+    pub harvest_rate: f64,
+
+    /// With --harvest: a reported detection scoring below this makes its frame
+    /// "unsure" (must be above --conf).
+    #[arg(long, value_name = "SCORE", default_value_t = defaults::HARVEST_UNSURE_BELOW, requires = "harvest")]
+    pub harvest_below: f32,
 
     /// Longest wait, in ms, for a partial batch to fill (counted from its first
     /// frame). Default: wait for a full batch when every input is a file, 20 ms when
@@ -256,6 +274,9 @@ impl RunArgs {
         layer!(m, l, names; outputs.rtsp <- "rtsp_out" "--rtsp-out" = self.rtsp_out.clone().unwrap_or_default());
         layer!(m, l, names; outputs.display <- "display" "--display" = self.display);
         layer!(m, l, names; outputs.metrics <- "metrics" "--metrics" = self.metrics.clone().unwrap_or_default());
+        layer!(m, l, names; harvest.dir <- "harvest" "--harvest" = self.harvest.clone().unwrap_or_default());
+        layer!(m, l, names; harvest.rate_per_min <- "harvest_rate" "--harvest-rate" = self.harvest_rate);
+        layer!(m, l, names; harvest.unsure_below <- "harvest_below" "--harvest-below" = self.harvest_below);
     }
 
     /// `[rtsp]` and `[reconnect]` flags.
@@ -501,6 +522,9 @@ fn print_summary(report: &RunReport) {
             n.recovered
         );
     }
+    if let Some(h) = &report.harvest {
+        print_harvest(h);
+    }
     let sizes: Vec<String> = report
         .infer
         .sizes
@@ -515,4 +539,25 @@ fn print_summary(report: &RunReport) {
         sizes.join(", "),
         report.infer.mixed
     );
+}
+
+/// The harvest's summary line.
+fn print_harvest(h: &pedvision::sinks::harvest::HarvestReport) {
+    out!(
+        "harvest: {} frames saved in {} (chosen as unsure {}, blink {}, gap {}; left out: {} by the rate limit, {} as the same scene, {} with the writer busy)",
+        h.saved,
+        h.dir.display(),
+        h.unsure,
+        h.blink,
+        h.gap,
+        h.rate_limited,
+        h.duplicates,
+        h.dropped
+    );
+    if let Some(e) = &h.first_error {
+        tracing::warn!(
+            "harvest: {} frames could not be saved, the first because: {e}",
+            h.failed
+        );
+    }
 }

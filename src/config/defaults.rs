@@ -20,6 +20,10 @@ pub const MAX_STREAMS: usize = 64;
 pub const MAX_DETECTIONS: usize = 100;
 /// Longest wait for a partial batch when any input is live, in ms.
 pub const LIVE_BATCH_TIMEOUT_MS: u64 = 20;
+/// Harvest: most frames saved per stream per minute of its time.
+pub const HARVEST_PER_MINUTE: f64 = 6.0;
+/// Harvest: a reported detection scoring below this makes its frame "unsure".
+pub const HARVEST_UNSURE_BELOW: f32 = 0.5;
 /// MQTT topic prefix.
 pub const MQTT_TOPIC_PREFIX: &str = "pedvision";
 /// MQTT disk spool folder.

@@ -65,6 +65,20 @@ pub struct PipelineConfig {
     pub api: ApiSection,
     /// Run as a fleet worker (`pedvision worker`): cameras come from NATS.
     pub fleet: Option<FleetSection>,
+    /// Save the frames the detector is unsure of, with pre-labels, for retraining.
+    pub harvest: HarvestSection,
+}
+
+/// `[harvest]`: hard frames saved for retraining (on when `dir` is set).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HarvestSection {
+    /// Folder of `images/`, `labels/` (KITTI pre-labels) and `harvest.jsonl`.
+    pub dir: Option<PathBuf>,
+    /// Most frames saved per stream per minute of the stream's time.
+    pub rate_per_min: Option<f64>,
+    /// A reported detection scoring below this makes its frame "unsure".
+    pub unsure_below: Option<f32>,
 }
 
 /// `[fleet]`: this run is a worker of a fleet sharing cameras through NATS
@@ -434,6 +448,11 @@ impl PipelineConfig {
                 buffer_s: Some(tracker.buffer_s),
                 min_hits: Some(tracker.min_hits),
                 low_score: Some(tracker.low),
+            },
+            harvest: HarvestSection {
+                dir: None,
+                rate_per_min: Some(defaults::HARVEST_PER_MINUTE),
+                unsure_below: Some(defaults::HARVEST_UNSURE_BELOW),
             },
             api: ApiSection {
                 max_streams: Some(defaults::MAX_STREAMS),

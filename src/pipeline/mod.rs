@@ -156,6 +156,8 @@ pub struct RunReport {
     pub mqtt: Option<crate::sinks::mqtt::MqttReport>,
     /// What the NATS JetStream sink delivered, if there was one (workers).
     pub nats: Option<crate::sinks::nats::NatsReport>,
+    /// What `--harvest` saved, if it was on.
+    pub harvest: Option<crate::sinks::harvest::HarvestReport>,
 }
 
 impl RunReport {
@@ -210,6 +212,7 @@ struct Built {
     _metrics_server: Option<MetricsServer>,
     mqtt: Option<crate::sinks::mqtt::MqttSink>,
     nats: Option<crate::sinks::nats::NatsSink>,
+    harvest: Option<crate::sinks::harvest::Harvester>,
     run_id: Arc<str>,
     /// The inputs' streams, opened; their sources start with the stages.
     opened: Vec<streams::Opened>,
@@ -253,6 +256,11 @@ fn build(plan: &RunPlan, metrics: Arc<Metrics>) -> crate::Result<Built> {
         .clone()
         .map(crate::sinks::nats::NatsSink::start)
         .transpose()?;
+    let harvest = plan
+        .harvest
+        .clone()
+        .map(|settings| crate::sinks::harvest::Harvester::start(settings, run_id.clone()))
+        .transpose()?;
     let rtsp_out = plan
         .rtsp_out
         .as_deref()
@@ -280,6 +288,7 @@ fn build(plan: &RunPlan, metrics: Arc<Metrics>) -> crate::Result<Built> {
         _metrics_server: metrics_server,
         mqtt,
         nats,
+        harvest,
         run_id,
         opened,
         post: stages::PostStreams::default(),
@@ -385,6 +394,7 @@ fn spawn(
         metrics,
         mqtt,
         nats,
+        harvest,
         run_id,
         opened,
         post: post_streams,
@@ -425,7 +435,8 @@ fn spawn(
             let (rx, recycle) = (prep.1, recycled.0);
             stages::infer(rx, inferred_tx, recycle, (detector, model), swaps, &metrics)
         });
-        let records = stages::Records::new(metadata.as_mut(), mqtt.as_ref(), nats.as_ref());
+        let mut records = stages::Records::new(metadata.as_mut(), mqtt.as_ref(), nats.as_ref());
+        records.harvest = harvest.as_mut();
         let (abort, closed_tx, commands) = (&abort, &c.closed.0, &c.post_commands.1);
         let inferred = c.inferred.1;
         let post_thread = spawn("post").spawn_scoped(s, move || {
@@ -512,6 +523,7 @@ fn finish(built: Built, ended: Ended) -> crate::Result<RunReport> {
         rtsp_out,
         mqtt,
         nats,
+        harvest,
         post,
         started,
         ..
@@ -544,6 +556,7 @@ fn finish(built: Built, ended: Ended) -> crate::Result<RunReport> {
             Err(e) => failures.push(e.into()),
         }
     }
+    report.harvest = harvest.map(crate::sinks::harvest::Harvester::finish);
     let all_ok = failures.is_empty();
     // A failed run that processed nothing leaves no files behind at all.
     report.metadata = match metadata {

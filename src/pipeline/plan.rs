@@ -44,6 +44,8 @@ pub struct RunPlan {
     pub metrics: Option<String>,
     /// Publish each frame's metadata to this MQTT broker.
     pub mqtt: Option<MqttSettings>,
+    /// Hard frames saved for retraining.
+    pub harvest: Option<crate::sinks::harvest::HarvestSettings>,
     /// A fleet worker: its cameras come from NATS.
     pub fleet: Option<crate::fleet::FleetSettings>,
     /// Publish fleet cameras' metadata and events to JetStream (workers).
@@ -260,6 +262,7 @@ impl RunPlan {
                 .as_ref()
                 .map(|m| mqtt_settings(&check, m))
                 .transpose()?,
+            harvest: harvest_settings(&check, &c, post.conf)?,
             fleet,
             nats,
             model_path: check.need(&["model", "path"], c.model.path.clone())?,
@@ -282,11 +285,16 @@ impl RunPlan {
             api,
             max_streams,
             classes_spec: c.model.classes.clone().unwrap_or_default(),
-            rule_configs: RuleSet {
-                lines: c.lines.clone(),
-                zones: c.zones.clone(),
-            },
+            rule_configs: rule_set(&c),
         })
+    }
+}
+
+/// The lines and zones of a pipeline file, as written.
+fn rule_set(c: &PipelineConfig) -> RuleSet {
+    RuleSet {
+        lines: c.lines.clone(),
+        zones: c.zones.clone(),
     }
 }
 
@@ -631,6 +639,35 @@ fn tracker(check: &Check<'_>, c: &PipelineConfig, conf: f32) -> Result<TrackerSe
         )?,
         ..TrackerSettings::default()
     })
+}
+
+/// `[harvest]`: where hard frames go, how many, and what counts as unsure.
+fn harvest_settings(
+    check: &Check<'_>,
+    c: &PipelineConfig,
+    conf: f32,
+) -> Result<Option<crate::sinks::harvest::HarvestSettings>, PlanError> {
+    let h = &c.harvest;
+    let Some(dir) = h.dir.clone() else {
+        return Ok(None);
+    };
+    let per_minute = check.valid(
+        &["harvest", "rate_per_min"],
+        h.rate_per_min,
+        |v| v > 0.0 && v <= 600.0,
+        "must be more than 0 and at most 600 frames a minute",
+    )?;
+    let unsure_below = check.valid(
+        &["harvest", "unsure_below"],
+        h.unsure_below,
+        |v| v > conf && v <= 1.0,
+        &format!("must be above the detection threshold ({conf}) and at most 1: only detections above it are reported"),
+    )?;
+    Ok(Some(crate::sinks::harvest::HarvestSettings {
+        dir,
+        per_minute,
+        unsure_below,
+    }))
 }
 
 /// `[mqtt]`: the broker, the topics, the credentials and the spool.

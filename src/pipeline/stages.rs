@@ -345,6 +345,8 @@ pub struct Records<'a> {
     pub metadata: Option<&'a mut MetadataWriter>,
     pub mqtt: Option<&'a crate::sinks::mqtt::MqttSink>,
     pub nats: Option<&'a crate::sinks::nats::NatsSink>,
+    /// Hard frames for retraining.
+    pub harvest: Option<&'a mut crate::sinks::harvest::Harvester>,
 }
 
 impl<'a> Records<'a> {
@@ -357,6 +359,7 @@ impl<'a> Records<'a> {
             metadata,
             mqtt,
             nats,
+            harvest: None,
         }
     }
 }
@@ -378,6 +381,9 @@ pub fn post(
         streams.apply(commands);
         match item {
             ToPost::Ended(id) => {
+                if let Some(harvest) = records.harvest.as_deref_mut() {
+                    harvest.close_stream(id);
+                }
                 close(id, streams, records.metadata.as_deref_mut())?;
                 let _ = closed.send(id);
             }
@@ -416,6 +422,13 @@ fn one_frame(
         record(out, &frame, &mut analysis, &model, records)?;
     }
     observe(out, &frame, &analysis);
+    if let Some(harvest) = records.harvest.as_deref_mut() {
+        let seen = crate::sinks::harvest::select::Seen {
+            detections: analysis.detections.clone(),
+            track_ids: analysis.track_ids.clone(),
+        };
+        harvest.frame(&frame, seen, &model.decode.labels);
+    }
     if out.draws() {
         if !overlay
             .as_ref()

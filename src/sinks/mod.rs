@@ -1,9 +1,11 @@
 //! Sinks: what happens to a frame after inference. [`overlay`] draws the boxes,
 //! [`encoder`] turns frames into an H.264 MP4 through an appsrc, [`metadata`] writes
 //! one JSON line per frame. Every file is written under a temporary name and moved
-//! to its final name only when it is complete ([`staging`]).
+//! to its final name only when it is complete ([`staging`]). [`harvest`] saves the
+//! frames the detector is unsure of, with pre-labels, for retraining.
 
 pub mod encoder;
+pub mod harvest;
 pub mod live_out;
 pub mod metadata;
 pub mod mqtt;

@@ -180,6 +180,7 @@ pub fn base_plan(
         display: false,
         metrics: None,
         mqtt: None,
+        harvest: None,
         fleet: None,
         nats: None,
         model_path: model.manifest.path.clone(),
