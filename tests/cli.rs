@@ -127,3 +127,24 @@ fn closed_stdout_is_not_a_panic() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(out.status.success(), "{stderr}");
 }
+
+/// `bench` runs every pass, including the zero-cost detector's (no outputs at all),
+/// for both model families. It once panicked in the post stage when decoding the
+/// zero-cost detector's empty outputs.
+#[test]
+fn bench_runs_every_pass_for_both_families() {
+    for model in [MODEL, YOLOX_MODEL] {
+        let stdout = ok(&pedvision(&[
+            "bench", "--input", CLIP, "--model", model, "--rounds", "1", "--warmup", "1",
+        ]));
+        for pass in [
+            "inference only",
+            "zero-cost detector",
+            "end to end",
+            "metadata only",
+        ] {
+            assert!(stdout.contains(pass), "{model}: {stdout}");
+        }
+        assert!(stdout.contains("median fps"), "{stdout}");
+    }
+}

@@ -85,6 +85,12 @@ pub struct RetrainArgs {
     #[arg(long)]
     pub train_box: bool,
 
+    /// Augmented copies of each training image (flip, scale, shift, colour
+    /// jitter; boxes move with the pixels). Each copy's features are extracted
+    /// once, like an original's: 0 trains on the originals only.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(0..=16))]
+    pub augment: u32,
+
     /// Images per feature-extraction batch.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub extract_batch: u16,
@@ -140,6 +146,7 @@ pub fn execute(args: RetrainArgs) -> anyhow::Result<()> {
             patience: args.patience as usize,
             seed: args.seed,
             train_box: args.train_box,
+            augment: args.augment as usize,
         },
         val_fraction: args.val_split,
         runtime,

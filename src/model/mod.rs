@@ -62,6 +62,11 @@ pub fn decode(
     conf: f32,
     filter: &classes::ClassFilter,
 ) -> Vec<Detection> {
+    // No outputs (bench's zero-cost detector) or fewer than the family needs:
+    // nothing to decode.
+    if tensors.len() < layout.tensors().len() {
+        return Vec::new();
+    }
     match layout.family {
         Family::Nanodet => {
             let n = layout.strides.len();
@@ -100,4 +105,24 @@ pub fn detect(
         d.bbox = map.map(&d.bbox);
     }
     dets
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_outputs_decode_to_nothing() {
+        for family in [Family::Nanodet, Family::Yolox] {
+            let layout = nanodet::Layout {
+                family,
+                resize: geometry::Resize::Stretch,
+                input_size: (32, 32),
+                strides: vec![8, 16],
+                bins: 3,
+                num_classes: 2,
+            };
+            assert!(decode(&layout, &[], 0.1, &classes::ClassFilter::All).is_empty());
+        }
+    }
 }

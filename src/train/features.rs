@@ -7,8 +7,6 @@
 //! target assignment and the validation decode need. The set lives in memory:
 //! `cells · (F + 4·bins)` floats per image (3549 · 172 · 4 B ≈ 2.4 MB for NanoDet-g).
 
-use std::path::Path;
-
 use ndarray::{Array2, ArrayView4, Axis, Ix3, Ix4};
 use ort::session::Session;
 use ort::value::TensorRef;
@@ -76,19 +74,25 @@ impl FeatureExtractor {
         })
     }
 
-    /// Extracts every image, `batch` at a time; `progress` is called with the
-    /// number of images done after each batch.
+    /// Extracts images `0..count`, each made by `load`, `batch` at a time;
+    /// `progress` is called with the number of images done after each batch.
     pub fn extract(
         &mut self,
-        images: &[&Path],
+        count: usize,
         batch: usize,
+        load: impl Fn(usize) -> Result<image::RgbImage, TrainError>,
         mut progress: impl FnMut(usize),
     ) -> Result<Vec<ImageFeatures>, TrainError> {
         let spec = self.manifest.input.clone();
         let mut tensor = Vec::new();
-        let mut out = Vec::with_capacity(images.len());
-        for chunk in images.chunks(batch.max(1)) {
-            let (view, sizes) = super::images::load_batch(chunk, &spec, &mut tensor)?;
+        let mut out = Vec::with_capacity(count);
+        let indices: Vec<usize> = (0..count).collect();
+        for chunk in indices.chunks(batch.max(1)) {
+            let images = chunk
+                .iter()
+                .map(|&i| load(i))
+                .collect::<Result<Vec<_>, _>>()?;
+            let (view, sizes) = super::images::batch_of(&images, &spec, &mut tensor);
             out.extend(self.run(view, &sizes)?);
             progress(out.len());
         }

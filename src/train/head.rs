@@ -43,6 +43,8 @@ pub struct TrainOptions {
     pub seed: u64,
     /// Also fine-tune the box branch's final layer.
     pub train_box: bool,
+    /// Augmented copies of each training image (their features cached too).
+    pub augment: usize,
 }
 
 /// One training or validation image: cached features, targets, and the truth in
@@ -70,7 +72,36 @@ pub struct EpochStats {
     pub val_loss: f32,
     /// Mean AP@0.5 over the trained classes with validation boxes.
     pub val_ap50: Option<f32>,
+    /// The learning rate of the epoch's last step.
+    pub learning_rate: f32,
     pub seconds: f32,
+}
+
+/// Where the warm-up and cosine schedule stands.
+struct Schedule {
+    base: f32,
+    step: usize,
+    total: usize,
+    warmup: usize,
+}
+
+impl Schedule {
+    /// One epoch of warm-up (at most a fifth of the run), then the cosine.
+    fn new(base: f32, epochs: usize, steps_per_epoch: usize) -> Self {
+        let total = epochs * steps_per_epoch;
+        Self {
+            base,
+            step: 0,
+            total,
+            warmup: steps_per_epoch.min(total / 5).max(1),
+        }
+    }
+
+    /// The next step's learning rate.
+    fn next(&mut self) -> f32 {
+        self.step += 1;
+        scheduled_lr(self.base, self.step - 1, self.total, self.warmup)
+    }
 }
 
 /// What training gives back.
@@ -110,6 +141,117 @@ pub fn dfl(logits: &[f32], target: f32, grad: &mut [f32]) -> f32 {
 }
 
 const DFL_WEIGHT: f32 = 0.25;
+/// Weight of the GIoU loss, per positive, times its quality target (NanoDet's 2).
+const GIOU_WEIGHT: f32 = 2.0;
+
+/// `1 − GIoU` of a predicted box against the truth; writes the gradient with
+/// respect to the predicted corners into `grad`.
+pub fn giou(pred: &BBox, gt: &BBox, grad: &mut [f32; 4]) -> f32 {
+    let (pw, ph) = ((pred[2] - pred[0]).max(0.0), (pred[3] - pred[1]).max(0.0));
+    let area_g = (gt[2] - gt[0]) * (gt[3] - gt[1]);
+    let iw = pred[2].min(gt[2]) - pred[0].max(gt[0]);
+    let ih = pred[3].min(gt[3]) - pred[1].max(gt[1]);
+    let (iw, ih, overlaps) = (iw.max(0.0), ih.max(0.0), iw > 0.0 && ih > 0.0);
+    let inter = iw * ih;
+    let union = (pw * ph + area_g - inter).max(1e-6);
+    let cw = pred[2].max(gt[2]) - pred[0].min(gt[0]);
+    let ch = pred[3].max(gt[3]) - pred[1].min(gt[1]);
+    let hull = (cw * ch).max(1e-6);
+    // Per corner x1, y1, x2, y2: derivatives of the predicted area, the
+    // intersection and the hull.
+    let d_area = [-ph, -pw, ph, pw];
+    let d_inter = [
+        if overlaps && pred[0] > gt[0] {
+            -ih
+        } else {
+            0.0
+        },
+        if overlaps && pred[1] > gt[1] {
+            -iw
+        } else {
+            0.0
+        },
+        if overlaps && pred[2] < gt[2] { ih } else { 0.0 },
+        if overlaps && pred[3] < gt[3] { iw } else { 0.0 },
+    ];
+    let d_hull = [
+        if pred[0] < gt[0] { -ch } else { 0.0 },
+        if pred[1] < gt[1] { -cw } else { 0.0 },
+        if pred[2] > gt[2] { ch } else { 0.0 },
+        if pred[3] > gt[3] { cw } else { 0.0 },
+    ];
+    for k in 0..4 {
+        let d_union = d_area[k] - d_inter[k];
+        grad[k] = -(d_inter[k] * union - inter * d_union) / (union * union)
+            - (d_union * hull - union * d_hull[k]) / (hull * hull);
+    }
+    2.0 - inter / union - union / hull
+}
+
+/// Box losses of one positive cell (DFL per side, GIoU of the decoded box,
+/// weighted by the cell's quality target); the cell's `4·bins` logits are
+/// replaced by their gradient.
+fn box_cell_loss(
+    logits: &mut [f32],
+    centre: (f32, f32),
+    stride: f32,
+    gt: &BBox,
+    quality: f32,
+) -> f32 {
+    let bins = logits.len() / 4;
+    let (cx, cy) = centre;
+    let mut probs = vec![0.0f32; logits.len()];
+    let mut expected = [0.0f32; 4];
+    for (side, (chunk, p)) in logits
+        .chunks_exact(bins)
+        .zip(probs.chunks_exact_mut(bins))
+        .enumerate()
+    {
+        let max = chunk.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let sum: f32 = chunk.iter().map(|&l| (l - max).exp()).sum();
+        for (i, (pi, &l)) in p.iter_mut().zip(chunk).enumerate() {
+            *pi = (l - max).exp() / sum;
+            expected[side] += *pi * i as f32;
+        }
+    }
+    let e = expected.map(|v| v * stride);
+    let pred = [cx - e[0], cy - e[1], cx + e[2], cy + e[3]];
+    let mut corner_grad = [0.0f32; 4];
+    let mut loss = GIOU_WEIGHT * quality * giou(&pred, gt, &mut corner_grad);
+    // d loss / d distance: x1 and y1 move against theirs.
+    let d_distance = [
+        -corner_grad[0],
+        -corner_grad[1],
+        corner_grad[2],
+        corner_grad[3],
+    ];
+    let distances = [cx - gt[0], cy - gt[1], gt[2] - cx, gt[3] - cy];
+    let mut grad = vec![0.0; bins];
+    for (side, (chunk, p)) in logits
+        .chunks_exact_mut(bins)
+        .zip(probs.chunks_exact(bins))
+        .enumerate()
+    {
+        loss += DFL_WEIGHT / 4.0 * dfl(chunk, distances[side] / stride, &mut grad);
+        let g_expected = GIOU_WEIGHT * quality * d_distance[side] * stride;
+        for (i, (c, g)) in chunk.iter_mut().zip(&grad).enumerate() {
+            *c = DFL_WEIGHT / 4.0 * g + g_expected * p[i] * (i as f32 - expected[side]);
+        }
+    }
+    loss
+}
+
+/// Learning rate at optimiser step `step` of `total`: a linear warm-up from a
+/// tenth of `base` over `warmup` steps, then a half cosine down to a twentieth of
+/// `base` at the last step.
+pub fn scheduled_lr(base: f32, step: usize, total: usize, warmup: usize) -> f32 {
+    if step < warmup {
+        return base * (0.1 + 0.9 * step as f32 / warmup as f32);
+    }
+    let t = ((step - warmup) as f32 / (total.saturating_sub(warmup)).max(1) as f32).min(1.0);
+    let floor = 0.05 * base;
+    floor + (base - floor) * 0.5 * (1.0 + (std::f32::consts::PI * t).cos())
+}
 
 /// AdamW over a list of tensors.
 struct AdamW {
@@ -221,7 +363,6 @@ impl Head {
                 continue;
             }
             let mut b = self.box_logits(l, x);
-            let bins = layout.bins;
             let stride = layout.strides[l] as f32;
             let (grid_w, _) = layout.grid(layout.strides[l]);
             for (cell, mut row) in b.axis_iter_mut(Axis(0)).enumerate() {
@@ -232,19 +373,12 @@ impl Head {
                     slice.fill(0.0);
                     continue;
                 }
-                let gt = targets.truth[cell];
-                let (cx, cy) = (
+                let centre = (
                     ((cell % grid_w) as f32 + 0.5) * stride,
                     ((cell / grid_w) as f32 + 0.5) * stride,
                 );
-                let distances = [cx - gt[0], cy - gt[1], gt[2] - cx, gt[3] - cy];
-                let mut grad = vec![0.0; bins];
-                for (side, chunk) in slice.chunks_exact_mut(bins).enumerate() {
-                    loss += DFL_WEIGHT / 4.0 * dfl(chunk, distances[side] / stride, &mut grad);
-                    for (c, g) in chunk.iter_mut().zip(&grad) {
-                        *c = DFL_WEIGHT / 4.0 * g;
-                    }
-                }
+                let (gt, quality) = (&targets.truth[cell], targets.quality[cell]);
+                loss += box_cell_loss(slice, centre, stride, gt, quality);
             }
             if let Some(g) = grads.as_deref_mut() {
                 let (dw, db) = &mut g.boxes[l];
@@ -353,6 +487,8 @@ pub fn train(
     let classes = head.classes.first().map_or(0, |w| w.bias.len());
     let (sizes, decay) = parameter_layout(&head, options.train_box);
     let mut adam = AdamW::new(options.learning_rate, options.weight_decay, &sizes);
+    let steps_per_epoch = train.len().div_ceil(options.batch_images.max(1));
+    let mut schedule = Schedule::new(options.learning_rate, options.epochs, steps_per_epoch);
     let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
     let mut order: Vec<usize> = (0..train.len()).collect();
     let mut history = Vec::new();
@@ -361,14 +497,21 @@ pub fn train(
     for epoch in 1..=options.epochs {
         let started = std::time::Instant::now();
         order.shuffle(&mut rng);
-        let (epoch_loss, epoch_pos) =
-            train_epoch(&mut head, layout, train, &order, options, &mut adam, &decay);
+        let (epoch_loss, epoch_pos) = train_epoch(
+            &mut head,
+            layout,
+            (train, &order),
+            options,
+            (&mut adam, &mut schedule),
+            &decay,
+        );
         let (val_loss, val_ap50) = validate(&head, layout, val, options.train_box, classes);
         let stats = EpochStats {
             epoch,
             train_loss: epoch_loss / epoch_pos.max(1) as f32,
             val_loss,
             val_ap50,
+            learning_rate: adam.lr,
             seconds: started.elapsed().as_secs_f32(),
         };
         on_epoch(&stats);
@@ -420,14 +563,14 @@ fn parameter_layout(head: &Head, train_box: bool) -> (Vec<usize>, Vec<bool>) {
 fn train_epoch(
     head: &mut Head,
     layout: &Layout,
-    train: &[Example<'_>],
-    order: &[usize],
+    (train, order): (&[Example<'_>], &[usize]),
     options: &TrainOptions,
-    adam: &mut AdamW,
+    (adam, schedule): (&mut AdamW, &mut Schedule),
     decay: &[bool],
 ) -> (f32, usize) {
     let (mut epoch_loss, mut epoch_pos) = (0.0f32, 0usize);
     for batch in order.chunks(options.batch_images.max(1)) {
+        adam.lr = schedule.next();
         let mut grads = Grads::zeros(head);
         let mut positives = 0;
         for &i in batch {
@@ -539,6 +682,71 @@ mod tests {
     }
 
     #[test]
+    fn giou_of_known_boxes_and_its_gradient() {
+        let mut g = [0.0; 4];
+        assert!(giou(&[0.0, 0.0, 10.0, 10.0], &[0.0, 0.0, 10.0, 10.0], &mut g).abs() < 1e-6);
+        // Apart: IoU 0, hull 20×10 = 200, union 200: 1 - (0 - 0) = 1.
+        let far = giou(&[0.0, 0.0, 10.0, 10.0], &[10.0, 0.0, 20.0, 10.0], &mut g);
+        assert!((far - 1.0).abs() < 1e-6, "{far}");
+        let gt = [3.0, 2.0, 14.0, 17.0];
+        for pred in [
+            [1.0, 4.0, 12.0, 15.0],
+            [5.0, 1.0, 16.0, 19.0],
+            [20.0, 20.0, 25.0, 30.0],
+        ] {
+            giou(&pred, &gt, &mut g);
+            for k in 0..4 {
+                let (mut up, mut down) = (pred, pred);
+                up[k] += 1e-2;
+                down[k] -= 1e-2;
+                let mut scratch = [0.0; 4];
+                let numeric =
+                    (giou(&up, &gt, &mut scratch) - giou(&down, &gt, &mut scratch)) / 2e-2;
+                assert!(
+                    (numeric - g[k]).abs() < 1e-3,
+                    "{pred:?} corner {k}: {numeric} vs {}",
+                    g[k]
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn box_cell_gradient_matches_finite_differences() {
+        let bins = 5;
+        let logits: Vec<f32> = (0..4 * bins)
+            .map(|i| ((i * 7) % 11) as f32 * 0.3 - 1.0)
+            .collect();
+        let (centre, stride, gt, q) = ((40.0, 36.0), 8.0, [30.0, 20.0, 55.0, 60.0], 0.7);
+        let mut analytic = logits.clone();
+        box_cell_loss(&mut analytic, centre, stride, &gt, q);
+        for k in 0..logits.len() {
+            let (mut up, mut down) = (logits.clone(), logits.clone());
+            up[k] += 1e-2;
+            down[k] -= 1e-2;
+            let numeric = (box_cell_loss(&mut up, centre, stride, &gt, q)
+                - box_cell_loss(&mut down, centre, stride, &gt, q))
+                / 2e-2;
+            assert!(
+                (numeric - analytic[k]).abs() < 2e-3,
+                "logit {k}: {numeric} vs {}",
+                analytic[k]
+            );
+        }
+    }
+
+    #[test]
+    fn the_schedule_warms_up_then_decays_by_a_cosine() {
+        let lr = |step| scheduled_lr(1.0, step, 100, 10);
+        assert!((lr(0) - 0.1).abs() < 1e-6);
+        assert!((lr(5) - 0.55).abs() < 1e-6);
+        assert!((lr(10) - 1.0).abs() < 1e-6);
+        assert!((lr(55) - 0.525).abs() < 1e-5, "half way down: {}", lr(55));
+        assert!((lr(100) - 0.05).abs() < 1e-6);
+        assert!((1..100).all(|s| s <= 10 || lr(s) <= lr(s - 1)));
+    }
+
+    #[test]
     fn adamw_minimises_a_quadratic() {
         let mut p = vec![5.0f32, -3.0];
         let mut adam = AdamW::new(0.1, 0.0, &[2]);
@@ -635,6 +843,7 @@ mod tests {
             patience: 40,
             seed: 7,
             train_box: false,
+            augment: 0,
         };
         let a = train(start(), &layout, tr, va, &options, |_| {});
         let b = train(start(), &layout, tr, va, &options, |_| {});

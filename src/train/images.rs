@@ -75,19 +75,31 @@ pub fn load_batch<'t>(
     spec: &InputSpec,
     tensor: &'t mut Vec<f32>,
 ) -> Result<(ArrayView4<'t, f32>, Vec<ImageSize>), TrainError> {
+    let images = paths
+        .iter()
+        .map(|p| load_rgb(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(batch_of(&images, spec, tensor))
+}
+
+/// Images already in memory into one `[N, 3, H, W]` tensor kept in `tensor`.
+pub fn batch_of<'t>(
+    images: &[RgbImage],
+    spec: &InputSpec,
+    tensor: &'t mut Vec<f32>,
+) -> (ArrayView4<'t, f32>, Vec<ImageSize>) {
     let (w, h) = (spec.width as usize, spec.height as usize);
     let per = 3 * w * h;
     tensor.clear();
-    tensor.resize(paths.len() * per, 0.0);
-    let mut sizes = Vec::with_capacity(paths.len());
-    for (path, chunk) in paths.iter().zip(tensor.chunks_exact_mut(per)) {
-        let img = load_rgb(path)?;
+    tensor.resize(images.len() * per, 0.0);
+    let mut sizes = Vec::with_capacity(images.len());
+    for (img, chunk) in images.iter().zip(tensor.chunks_exact_mut(per)) {
         sizes.push(img.dimensions());
-        to_input(&img, spec, chunk);
+        to_input(img, spec, chunk);
     }
-    let view = ArrayView4::from_shape((paths.len(), 3, h, w), tensor.as_slice())
+    let view = ArrayView4::from_shape((images.len(), 3, h, w), tensor.as_slice())
         .expect("the tensor was sized for this shape");
-    Ok((view, sizes))
+    (view, sizes)
 }
 
 #[cfg(test)]

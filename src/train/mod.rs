@@ -16,6 +16,7 @@
 //! writes, which `pedvision run --model` reads like any other.
 
 pub mod assign;
+pub mod augment;
 pub mod dataset;
 pub mod eval;
 pub mod features;

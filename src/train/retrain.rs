@@ -17,6 +17,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::TrainError;
 use super::assign::assign;
+use super::augment::Augmentation;
 use super::dataset::{Dataset, Sample};
 use super::features::{FeatureExtractor, ImageFeatures};
 use super::graph::{HeadGraph, LinearWeights};
@@ -79,6 +80,8 @@ pub struct RetrainReport {
     pub val_images: usize,
     pub skipped: Vec<super::dataset::Skipped>,
     pub feature_seconds: f32,
+    /// Augmented copies trained on besides the training images.
+    pub augmented_images: usize,
     pub feature_images_per_second: f32,
     pub train_seconds: f32,
     pub epochs_run: usize,
@@ -359,9 +362,16 @@ pub fn retrain(plan: &RetrainPlan) -> Result<RetrainReport, TrainError> {
             "no validation split: validating (and stopping early) on the training images"
         );
     }
-    let (features, feature_seconds) = extract_features(plan, &graph)?;
+    let copies = augmented_copies(samples, &train_idx, &plan.options);
+    let (features, feature_seconds) = extract_features(plan, &graph, &copies)?;
     let example = |&i: &usize| example_of(&layout, &samples[i], &features[i], &classes);
-    let train_set: Vec<Example<'_>> = train_idx.iter().map(example).collect();
+    let mut train_set: Vec<Example<'_>> = train_idx.iter().map(example).collect();
+    train_set.extend(
+        copies
+            .iter()
+            .zip(&features[samples.len()..])
+            .map(|((_, _, sample), f)| example_of(&layout, sample, f, &classes)),
+    );
     let val_from = if val_idx.is_empty() {
         &train_idx
     } else {
@@ -400,7 +410,9 @@ pub fn retrain(plan: &RetrainPlan) -> Result<RetrainReport, TrainError> {
         val_images: val_set.len(),
         skipped: plan.dataset.skipped.clone(),
         feature_seconds,
-        feature_images_per_second: samples.len() as f32 / feature_seconds.max(1e-6),
+        augmented_images: copies.len(),
+        feature_images_per_second: (samples.len() + copies.len()) as f32
+            / feature_seconds.max(1e-6),
         train_seconds,
         epochs_run: trained.history.len(),
         best_epoch: trained.best_epoch,
@@ -415,24 +427,80 @@ pub fn retrain(plan: &RetrainPlan) -> Result<RetrainReport, TrainError> {
     Ok(report)
 }
 
-/// The frozen network's features of every image, once; and how long it took.
+/// An augmented copy of a training image: its sample's index, the draw, and the
+/// sample as the copy shows it.
+type AugmentedCopy = (usize, Augmentation, Sample);
+
+/// `augment` copies of each training image, drawn from the seed.
+fn augmented_copies(
+    samples: &[Sample],
+    train_idx: &[usize],
+    options: &TrainOptions,
+) -> Vec<AugmentedCopy> {
+    let mut rng = ChaCha8Rng::seed_from_u64(options.seed ^ 0xa06e_a7ed);
+    let mut copies = Vec::with_capacity(train_idx.len() * options.augment);
+    for &i in train_idx {
+        for _ in 0..options.augment {
+            let draw = Augmentation::draw(&mut rng);
+            copies.push((i, draw, augmented_sample(&samples[i], &draw)));
+        }
+    }
+    copies
+}
+
+/// A sample's boxes and ignore regions as an augmented copy shows them; a box
+/// mostly pushed out of the picture becomes an ignore region.
+fn augmented_sample(sample: &Sample, draw: &Augmentation) -> Sample {
+    let size = (sample.width, sample.height);
+    let mut copy = Sample {
+        annotations: Vec::new(),
+        ignore: sample.ignore.iter().map(|b| draw.bbox(b, size).0).collect(),
+        ..sample.clone()
+    };
+    for a in &sample.annotations {
+        let (bbox, visible) = draw.bbox(&a.bbox, size);
+        if visible >= super::augment::MIN_VISIBLE {
+            copy.annotations.push(super::dataset::Annotation {
+                label: a.label.clone(),
+                bbox,
+            });
+        } else if visible > 0.0 {
+            copy.ignore.push(bbox);
+        }
+    }
+    copy
+}
+
+/// The frozen network's features of every image, then of every augmented copy,
+/// once; and how long it took.
 fn extract_features(
     plan: &RetrainPlan,
     graph: &HeadGraph,
+    copies: &[AugmentedCopy],
 ) -> Result<(Vec<ImageFeatures>, f32), TrainError> {
     let started = std::time::Instant::now();
     let mut extractor = FeatureExtractor::new(graph, &plan.base, &plan.runtime)?;
-    let paths: Vec<&Path> = plan
-        .dataset
-        .samples
-        .iter()
-        .map(|s| s.image.as_path())
-        .collect();
-    let bar = progress_bar(plan.progress, paths.len(), "features");
-    let features = extractor.extract(&paths, plan.batch, |done| bar.set_position(done as u64))?;
+    let samples = &plan.dataset.samples;
+    let count = samples.len() + copies.len();
+    let load = |i: usize| match i.checked_sub(samples.len()) {
+        None => super::images::load_rgb(&samples[i].image),
+        Some(c) => {
+            let (s, draw, _) = &copies[c];
+            Ok(draw.image(&super::images::load_rgb(&samples[*s].image)?))
+        }
+    };
+    let bar = progress_bar(plan.progress, count, "features");
+    let features = extractor.extract(count, plan.batch, load, |done| {
+        bar.set_position(done as u64)
+    })?;
     bar.finish_and_clear();
     let seconds = started.elapsed().as_secs_f32();
-    tracing::info!(images = paths.len(), seconds, "features extracted");
+    tracing::info!(
+        images = samples.len(),
+        copies = copies.len(),
+        seconds,
+        "features extracted"
+    );
     Ok((features, seconds))
 }
 
