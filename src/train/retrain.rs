@@ -364,20 +364,18 @@ pub fn retrain(plan: &RetrainPlan) -> Result<RetrainReport, TrainError> {
     }
     let copies = augmented_copies(samples, &train_idx, &plan.options);
     let (features, feature_seconds) = extract_features(plan, &graph, &copies)?;
-    let example = |&i: &usize| example_of(&layout, &samples[i], &features[i], &classes);
-    let mut train_set: Vec<Example<'_>> = train_idx.iter().map(example).collect();
-    train_set.extend(
-        copies
-            .iter()
-            .zip(&features[samples.len()..])
-            .map(|((_, _, sample), f)| example_of(&layout, sample, f, &classes)),
-    );
     let val_from = if val_idx.is_empty() {
         &train_idx
     } else {
         &val_idx
     };
-    let val_set: Vec<Example<'_>> = val_from.iter().map(example).collect();
+    let (train_set, val_set) = example_sets(
+        &layout,
+        (samples, &copies),
+        &features,
+        &classes,
+        (&train_idx, val_from),
+    );
     let (start, pretrained) = initial_head(
         &graph,
         &plan.base.labels,
@@ -425,6 +423,26 @@ pub fn retrain(plan: &RetrainPlan) -> Result<RetrainReport, TrainError> {
     write_report(staging.path(), &report, &curves)?;
     staging.commit()?;
     Ok(report)
+}
+
+/// The training examples (the training images, then their augmented copies,
+/// whose features follow the originals') and the validation examples.
+fn example_sets<'a>(
+    layout: &crate::model::nanodet::Layout,
+    (samples, copies): (&[Sample], &[AugmentedCopy]),
+    features: &'a [ImageFeatures],
+    classes: &ClassPlan,
+    (train_idx, val_idx): (&[usize], &[usize]),
+) -> (Vec<Example<'a>>, Vec<Example<'a>>) {
+    let example = |&i: &usize| example_of(layout, &samples[i], &features[i], classes);
+    let mut train: Vec<Example<'a>> = train_idx.iter().map(example).collect();
+    train.extend(
+        copies
+            .iter()
+            .zip(&features[samples.len()..])
+            .map(|((_, _, sample), f)| example_of(layout, sample, f, classes)),
+    );
+    (train, val_idx.iter().map(example).collect())
 }
 
 /// An augmented copy of a training image: its sample's index, the draw, and the

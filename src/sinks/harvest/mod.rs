@@ -5,7 +5,9 @@
 //! Data flow: the post stage hands every frame and what it reported to
 //! [`Harvester::frame`]. Per stream it keeps a three-frame window (the frame
 //! before, a copy of the frame being judged, the frame after); [`select::judge`]
-//! decides on the middle frame once the next one arrives. A chosen frame passes a
+//! decides on the middle frame once the next one arrives. Only a frame that could
+//! still be chosen, and is not inside the rate limit, keeps a copy of its pixels
+//! ([`select::could_be_chosen`]): most frames cost nothing. A chosen frame passes a
 //! rate limit (per stream, on the stream's own clock, so a file processed faster
 //! than real time is sampled across its length) and a duplicate check (a 16×16
 //! luma thumbnail against the stream's last saved frame), then goes to the writer
@@ -63,9 +65,21 @@ pub struct HarvestReport {
 #[derive(Default)]
 struct StreamWindow {
     before: Option<Seen>,
-    middle: Option<(Frame, Seen)>,
+    /// The frame being judged: its pixels only if it could be saved.
+    middle: Option<(Option<Frame>, Seen)>,
     last_saved_s: Option<f64>,
     last_thumbnail: Option<[f32; 256]>,
+}
+
+/// A frame's time on its stream's clock (25 fps assumed when it has none).
+fn stream_time_s(frame: &Frame) -> f64 {
+    frame.time_s().unwrap_or(frame.index as f64 / 25.0)
+}
+
+/// Whether a frame at `time_s` falls inside the rate limit after the last save.
+fn too_soon(last_saved_s: Option<f64>, time_s: f64, settings: &HarvestSettings) -> bool {
+    let every_s = 60.0 / settings.per_minute;
+    last_saved_s.is_some_and(|t| (time_s - t).abs() < every_s)
 }
 
 /// The harvest of one run.
@@ -111,8 +125,15 @@ impl Harvester {
     /// name the class ids).
     pub fn frame(&mut self, frame: &Frame, seen: Seen, labels: &[String]) {
         let window = self.streams.entry(frame.stream_id).or_default();
-        let previous = window.middle.replace((frame.clone(), seen.clone()));
-        let before = std::mem::replace(&mut window.before, previous.as_ref().map(|p| p.1.clone()));
+        let limited = too_soon(window.last_saved_s, stream_time_s(frame), &self.settings);
+        let keep = !limited
+            && window.middle.as_ref().is_some_and(|(_, previous)| {
+                select::could_be_chosen(previous, &seen, self.settings.unsure_below)
+            });
+        let pixels = keep.then(|| frame.clone());
+        let previous = window.middle.replace((pixels, seen.clone()));
+        let previous_seen = previous.as_ref().map(|p| p.1.clone());
+        let before = std::mem::replace(&mut window.before, previous_seen);
         let (Some((middle_frame, middle)), Some(before)) = (previous, before) else {
             return;
         };
@@ -125,7 +146,7 @@ impl Harvester {
     /// A chosen frame through the rate limit and the duplicate check to the writer.
     fn offer(
         &mut self,
-        frame: Frame,
+        frame: Option<Frame>,
         seen: Seen,
         missed: Vec<Detection>,
         reasons: Reasons,
@@ -135,15 +156,17 @@ impl Harvester {
         r.unsure += u64::from(reasons.unsure);
         r.blink += u64::from(reasons.blink);
         r.gap += u64::from(reasons.gap);
+        // No pixels kept: the frame was inside the rate limit when it came.
+        let Some(frame) = frame else {
+            r.rate_limited += 1;
+            return;
+        };
         let Some(window) = self.streams.get_mut(&frame.stream_id) else {
             return;
         };
-        let time_s = frame.time_s().unwrap_or(frame.index as f64 / 25.0);
-        let every_s = 60.0 / self.settings.per_minute;
-        if window
-            .last_saved_s
-            .is_some_and(|t| (time_s - t).abs() < every_s)
-        {
+        let time_s = stream_time_s(&frame);
+        // Checked again: the frame before this one may have been saved since.
+        if too_soon(window.last_saved_s, time_s, &self.settings) {
             r.rate_limited += 1;
             return;
         }

@@ -77,6 +77,27 @@ pub fn judge(
     (reasons, missed)
 }
 
+/// Whether `middle` could be chosen once its next frame is known (a cheap
+/// superset of [`judge`]'s reasons, from the frame before alone): something is
+/// unsure, a detection is new since `before`, or a track of `before` is missing.
+pub fn could_be_chosen(before: &Seen, middle: &Seen, unsure_below: f32) -> bool {
+    let new_since_before = |d: &Detection| {
+        !before
+            .detections
+            .iter()
+            .any(|o| o.class_id == d.class_id && iou(&o.bbox, &d.bbox) >= SAME_OBJECT_IOU)
+    };
+    middle
+        .detections
+        .iter()
+        .any(|d| d.score < unsure_below || new_since_before(d))
+        || before
+            .track_ids
+            .iter()
+            .flatten()
+            .any(|id| !middle.track_ids.contains(&Some(*id)))
+}
+
 /// Tracks present before and after but not in the middle, with their mean box.
 fn gaps(before: &Seen, middle: &Seen, after: &Seen) -> Vec<Detection> {
     fn of(frame: &Seen, id: u64) -> Option<&Detection> {
@@ -184,6 +205,31 @@ mod tests {
         // A track that ended (not seen after) is no gap.
         let ended = seen(&[(0.9, 1.0, Some(1))]);
         assert!(!judge(&before, &middle, &ended, 0.5).0.any());
+    }
+
+    #[test]
+    fn whatever_judge_chooses_could_be_chosen_beforehand() {
+        let frames = [
+            seen(&[(0.9, 0.0, Some(1)), (0.9, 100.0, Some(7))]),
+            seen(&[(0.9, 0.0, Some(1))]),
+            seen(&[(0.9, 1.0, Some(1)), (0.4, 60.0, None)]),
+            seen(&[(0.9, 1.0, Some(1)), (0.8, 200.0, None)]),
+            seen(&[(0.9, 2.0, Some(1)), (0.9, 104.0, Some(7))]),
+        ];
+        for before in &frames {
+            for middle in &frames {
+                for after in &frames {
+                    if judge(before, middle, after, 0.5).0.any() {
+                        assert!(
+                            could_be_chosen(before, middle, 0.5),
+                            "{before:?} {middle:?} {after:?}"
+                        );
+                    }
+                }
+            }
+        }
+        // A steady confident scene needs no copy.
+        assert!(!could_be_chosen(&frames[0], &frames[0], 0.5));
     }
 
     #[test]
