@@ -64,7 +64,7 @@ pub fn decode(
 ) -> Vec<Detection> {
     // No outputs (bench's zero-cost detector) or fewer than the family needs:
     // nothing to decode.
-    if tensors.len() < layout.tensors().len() {
+    if tensors.len() < layout.tensor_count() {
         return Vec::new();
     }
     match layout.family {

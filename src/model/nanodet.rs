@@ -48,6 +48,14 @@ impl Layout {
         w * h
     }
 
+    /// How many output tensors the family has.
+    pub fn tensor_count(&self) -> usize {
+        match self.family {
+            Family::Nanodet => 2 * self.strides.len(),
+            Family::Yolox => 1,
+        }
+    }
+
     /// The output tensors in manifest order, as (cells, channels) per tensor:
     /// NanoDet's class tensors then box tensors per stride; YOLOX's one tensor.
     pub fn tensors(&self) -> Vec<(usize, usize)> {
