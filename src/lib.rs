@@ -26,6 +26,8 @@ pub mod infer;
 pub mod model;
 pub mod pipeline;
 pub mod redact;
+pub mod resources;
+pub mod service;
 pub mod sinks;
 pub mod sources;
 pub mod telemetry;

@@ -43,6 +43,7 @@ fn main() -> ExitCode {
             cli::worker::execute(*a, worker_matches)
         }
         cli::Command::Fleet(a) => cli::fleet::execute(a),
+        cli::Command::Manuals(a) => cli::manuals::execute(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

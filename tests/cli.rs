@@ -1,8 +1,10 @@
 //! The binary's edges: `pedvision doctor` on this machine and on one whose
-//! GStreamer has no plugins, `--log-format json`, and a closed stdout.
+//! GStreamer has no plugins, `--log-format json`, a closed stdout, and where the
+//! model is found (PEDVISION_MODEL, PEDVISION_DATA_DIR).
 
 mod common;
 
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use common::*;
@@ -147,4 +149,60 @@ fn bench_runs_every_pass_for_both_families() {
         }
         assert!(stdout.contains("median fps"), "{stdout}");
     }
+}
+
+#[test]
+fn a_model_named_by_the_environment_that_is_missing_is_one_clear_error() {
+    let out = Command::new(env!("CARGO_BIN_EXE_pedvision"))
+        .args(["run", "-i", CLIP, "--no-video", "--no-metadata"])
+        .env("PEDVISION_MODEL", "/nonexistent/pedvision/m.toml")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let line = failed(&out);
+    assert!(
+        line.contains("/nonexistent/pedvision/m.toml")
+            && line.contains("not found; searched:")
+            && line.contains("PEDVISION_MODEL"),
+        "{line}"
+    );
+}
+
+#[test]
+fn a_data_folder_from_the_environment_comes_before_the_checkout() {
+    // A data folder with only the model in it: the model comes from there, the demo
+    // clip from further down the order.
+    let dir = scratch();
+    let models = dir.path().join("models");
+    std::fs::create_dir_all(&models).unwrap();
+    for file in ["nanodet-g.toml", "nanodet-g.onnx"] {
+        let from = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("models")
+            .join(file);
+        std::fs::copy(from, models.join(file)).unwrap();
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_pedvision"))
+        .args(["doctor", "--device", "cpu"])
+        .env("PEDVISION_DATA_DIR", dir.path())
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = |what: &str| {
+        stdout
+            .lines()
+            .find(|l| l.starts_with("ok") && l.contains(what))
+            .unwrap_or_else(|| panic!("no {what} line in:\n{stdout}"))
+            .to_string()
+    };
+    let model = line("model manifest");
+    assert!(
+        model.contains(&dir.path().display().to_string())
+            && model.ends_with("(from PEDVISION_DATA_DIR)"),
+        "{model}"
+    );
+    assert!(
+        !line("demo clip").contains("PEDVISION_DATA_DIR"),
+        "{stdout}"
+    );
 }

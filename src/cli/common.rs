@@ -1,7 +1,7 @@
 //! Options shared by the subcommands that run the detector (model, thresholds,
 //! batching, device), and the steps they share: loading the runtime and the model.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Args;
@@ -10,16 +10,28 @@ use pedvision::infer::{Detector, Device, Precision, RuntimeOptions, runtime};
 use pedvision::model::classes::ClassFilter;
 use pedvision::pipeline::PostOptions;
 
-/// The bundled model manifest.
-pub const DEFAULT_MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/models/nanodet-g.toml");
-/// The bundled demo clip (200 frames of OpenCV's vtest.avi).
-pub const DEMO_CLIP: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/media/vtest-200.avi");
+/// The model manifest given, else the default one found at run time
+/// ([`pedvision::resources`]' order).
+pub fn model_path(given: Option<&Path>) -> anyhow::Result<PathBuf> {
+    Ok(pedvision::resources::model(given)?.path)
+}
+
+/// The bundled demo clip (200 frames of OpenCV's vtest.avi), found at run time.
+pub fn demo_clip() -> anyhow::Result<String> {
+    Ok(pedvision::resources::demo_clip()?
+        .path
+        .to_string_lossy()
+        .into_owned())
+}
 
 #[derive(Debug, Clone, Args)]
 pub struct DetectorArgs {
     /// Model manifest (.toml), or an .onnx file with its manifest beside it.
-    #[arg(long, default_value = DEFAULT_MODEL, value_name = "PATH")]
-    pub model: PathBuf,
+    /// Default: PEDVISION_MODEL, else the bundled nanodet-g.toml, looked for beside
+    /// the executable (../share/pedvision), in the XDG data directory, in
+    /// /usr/share/pedvision, then in the build checkout (`doctor` shows which).
+    #[arg(long, value_name = "PATH")]
+    pub model: Option<PathBuf>,
 
     /// Classes to keep: `person` (pedestrians), `all`, or labels such as
     /// `person,bicycle,car`.
@@ -75,9 +87,10 @@ pub struct RuntimeArgs {
     pub threads: usize,
 
     /// The ONNX Runtime library (libonnxruntime.so). Default: ORT_DYLIB_PATH, then
-    /// the device's folder under the project's .ort/ (lib for cpu, openvino for
-    /// openvino, gpu for cuda and tensorrt; `make setup` fills the first two), then
-    /// the same folder next to the executable.
+    /// the device's build (the CPU build; openvino/ for openvino; gpu/ for cuda and
+    /// tensorrt) in ../lib/pedvision beside the executable, the executable's own
+    /// folder, /usr/lib/pedvision, then the build checkout's .ort/ (`make setup`
+    /// fills it; `doctor` shows which was found).
     #[arg(long, value_name = "PATH")]
     pub ort_lib: Option<PathBuf>,
 }
@@ -132,7 +145,8 @@ impl RuntimeArgs {
 impl DetectorArgs {
     /// Reads the manifest and the class list: cheap checks, before any loading.
     pub fn manifest_and_classes(&self) -> anyhow::Result<(Manifest, ClassFilter)> {
-        let manifest = Manifest::load(&self.model)?.for_precision(self.runtime.precision)?;
+        let manifest = Manifest::load(&model_path(self.model.as_deref())?)?
+            .for_precision(self.runtime.precision)?;
         let manifest = with_input_size(manifest, self.input_size)?;
         let classes = ClassFilter::parse(&self.classes, &manifest.labels).context("--classes")?;
         Ok((manifest, classes))

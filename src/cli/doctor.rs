@@ -12,8 +12,6 @@ use gstreamer as gst;
 use pedvision::infer::{Device, Precision};
 use pedvision::sources::{SourceKind, SourceSpec};
 
-use super::common::DEFAULT_MODEL;
-
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
     /// A pipeline file (as for `run --config`): its inputs, outputs, device, model
@@ -47,9 +45,10 @@ pub struct DoctorArgs {
     #[arg(long, hide = true, value_parser = super::choice::<Device>())]
     pub probe_device: Option<Device>,
 
-    /// Model manifest to check.
-    #[arg(long, default_value = DEFAULT_MODEL, value_name = "PATH")]
-    pub model: PathBuf,
+    /// Model manifest to check. Default: as for `run` (PEDVISION_MODEL, else the
+    /// bundled nanodet-g.toml found at run time).
+    #[arg(long, value_name = "PATH")]
+    pub model: Option<PathBuf>,
 
     /// The ONNX Runtime library (as for `run`).
     #[arg(long, value_name = "PATH")]
@@ -77,7 +76,7 @@ impl DoctorArgs {
         if !given(m, "model")
             && let Some(model) = &file.model.path
         {
-            self.model = model.clone();
+            self.model = Some(model.clone());
         }
         if !given(m, "device")
             && let Some(device) = &file.model.device
@@ -192,6 +191,42 @@ impl Checklist {
         }
     }
 
+    /// Where the shipped resources were found ([`pedvision::resources`]' order):
+    /// the model manifest and its graph, the demo clip, the example pipelines and
+    /// each ONNX Runtime build. Only the model is needed; the rest are reported.
+    fn resources(&mut self, args: &DoctorArgs) {
+        use pedvision::infer::runtime::LibraryKind;
+        use pedvision::resources;
+        match resources::model(args.model.as_deref()) {
+            Ok(found) => {
+                self.report(true, format!("model manifest   {found}"));
+                if let Ok(m) = pedvision::config::Manifest::load(&found.path) {
+                    self.report(
+                        m.onnx.is_file(),
+                        format!("model graph      {}", m.onnx.display()),
+                    );
+                }
+            }
+            Err(e) => self.report(false, e.to_string()),
+        }
+        let optional = [
+            ("demo clip       ", resources::demo_clip()),
+            ("pipeline files  ", resources::pipelines()),
+        ];
+        for (what, found) in optional {
+            match found {
+                Ok(found) => out!("ok      {what} {found}"),
+                Err(e) => out!("-       {e}"),
+            }
+        }
+        for kind in [LibraryKind::Cpu, LibraryKind::Openvino, LibraryKind::Gpu] {
+            match kind.locate() {
+                Ok(found) => out!("ok      ONNX Runtime {kind:<14} {found}"),
+                Err(_) => out!("-       ONNX Runtime {kind}: not installed"),
+            }
+        }
+    }
+
     /// GStreamer itself, and every element these inputs and outputs need.
     fn gstreamer(&mut self, args: &DoctorArgs, specs: &[SourceSpec]) {
         match gst::init() {
@@ -218,11 +253,15 @@ impl Checklist {
     fn inference(&mut self, args: &DoctorArgs) {
         use super::doctor_devices as devices;
         out!("ok      {}", devices::cpu_line());
-        if let Err(e) = pedvision::config::Manifest::load(&args.model) {
+        let model = match pedvision::resources::model(args.model.as_deref()) {
+            Ok(found) => found.path,
+            Err(e) => return self.report(false, e.to_string()),
+        };
+        if let Err(e) = pedvision::config::Manifest::load(&model) {
             self.report(false, e.to_string());
             return;
         }
-        let results = devices::probe_all(&args.model, args.ort_lib.as_deref());
+        let results = devices::probe_all(&model, args.ort_lib.as_deref());
         match devices::covers(&results, args.device, args.precision) {
             Ok(what) => self.report(true, what),
             Err(what) => self.report(false, what),
@@ -232,12 +271,16 @@ impl Checklist {
 
 pub fn execute(mut args: DoctorArgs, matches: &clap::ArgMatches) -> anyhow::Result<()> {
     if let Some(device) = args.probe_device {
-        super::doctor_devices::probe_one(device, &args.model, args.ort_lib.as_deref());
+        let model = super::common::model_path(args.model.as_deref())?;
+        super::doctor_devices::probe_one(device, &model, args.ort_lib.as_deref());
         return Ok(());
     }
     args.merge_config(matches)?;
+    let mut list = Checklist::default();
+    list.resources(&args);
     let inputs = if args.input.is_empty() {
-        vec![super::common::DEMO_CLIP.to_string()]
+        // The demo clip, when it is anywhere (the resources' lines said where).
+        super::common::demo_clip().into_iter().collect()
     } else {
         args.input.clone()
     };
@@ -246,7 +289,6 @@ pub fn execute(mut args: DoctorArgs, matches: &clap::ArgMatches) -> anyhow::Resu
         .enumerate()
         .map(|(i, input)| SourceSpec::parse(i as u32, input))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut list = Checklist::default();
     list.gstreamer(&args, &specs);
     list.inference(&args);
     if let Some(url) = &args.mqtt {

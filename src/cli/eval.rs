@@ -8,13 +8,16 @@ use pedvision::config::Manifest;
 use pedvision::train::dataset::{Dataset, Format};
 use pedvision::train::eval::evaluate;
 
-use super::common::{DEFAULT_MODEL, RuntimeArgs};
+use super::common::{RuntimeArgs, model_path};
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
     /// Model manifest (.toml), or an .onnx file with its manifest beside it.
-    #[arg(long, default_value = DEFAULT_MODEL, value_name = "PATH")]
-    pub model: PathBuf,
+    /// Default: PEDVISION_MODEL, else the bundled nanodet-g.toml, looked for beside
+    /// the executable (../share/pedvision), in the XDG data directory, in
+    /// /usr/share/pedvision, then in the build checkout (`doctor` shows which).
+    #[arg(long, value_name = "PATH")]
+    pub model: Option<PathBuf>,
 
     /// The labelled data set: a folder (KITTI, Pascal VOC, YOLO) or a COCO .json file.
     #[arg(long, value_name = "PATH")]
@@ -42,7 +45,8 @@ pub struct EvalArgs {
 }
 
 pub fn execute(args: EvalArgs) -> anyhow::Result<()> {
-    let manifest = Manifest::load(&args.model)?.for_precision(args.runtime.precision)?;
+    let manifest = Manifest::load(&model_path(args.model.as_deref())?)?
+        .for_precision(args.runtime.precision)?;
     let manifest = super::common::with_input_size(manifest, args.input_size)?;
     let dataset = Dataset::load(&args.data, args.format)?;
     tracing::info!("{}", dataset.summary());

@@ -17,6 +17,7 @@ pub mod doctor;
 pub mod doctor_devices;
 pub mod eval;
 pub mod fleet;
+pub mod manuals;
 pub mod mqtt;
 pub mod reload;
 pub mod retrain;
@@ -150,6 +151,10 @@ with a Nats-Msg-Id (run_id.stream.seq). Every `run` option (model, tracking,
 --nats may also come from PEDVISION_NATS. The buckets are created on first use
 (--replicas, --lease-ttl apply then).")]
     Fleet(fleet::FleetCliArgs),
+    /// Write the man pages and shell completions (for `make install` and the
+    /// Debian package).
+    #[command(hide = true)]
+    Manuals(manuals::ManualsArgs),
 }
 
 /// clap's parser for a library [`Choice`](pedvision::choice::Choice): its names as

@@ -11,7 +11,7 @@ use pedvision::train::dataset::{Dataset, Format};
 use pedvision::train::head::TrainOptions;
 use pedvision::train::retrain::{RetrainPlan, RetrainReport, retrain};
 
-use super::common::{DEFAULT_MODEL, RuntimeArgs};
+use super::common::{RuntimeArgs, model_path};
 
 #[derive(Debug, Args)]
 pub struct RetrainArgs {
@@ -32,9 +32,10 @@ pub struct RetrainArgs {
     #[arg(long, default_value = "retrained")]
     pub name: String,
 
-    /// The pretrained model whose backbone is kept.
-    #[arg(long, default_value = DEFAULT_MODEL, value_name = "PATH")]
-    pub base_model: PathBuf,
+    /// The pretrained model whose backbone is kept. Default: the bundled
+    /// nanodet-g.toml, found as for `run --model`.
+    #[arg(long, value_name = "PATH")]
+    pub base_model: Option<PathBuf>,
 
     /// Train only these classes of the data set (comma-separated); boxes of other
     /// classes are listed as skipped. Default: every class in the data.
@@ -109,7 +110,7 @@ fn finite_in(name: &str, v: f32, lo: f32, hi: f32) -> anyhow::Result<()> {
 
 pub fn execute(args: RetrainArgs) -> anyhow::Result<()> {
     check_args(&args)?;
-    let base = Manifest::load(&args.base_model)?;
+    let base = Manifest::load(&model_path(args.base_model.as_deref())?)?;
     if base.family != pedvision::model::Family::Nanodet {
         anyhow::bail!(
             "{}: retrain works on nanodet-family models; this one is {} (its head is not supported yet)",

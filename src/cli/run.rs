@@ -17,7 +17,7 @@ use pedvision::redact;
 use pedvision::sources::{ReconnectPolicy, RtspOptions, RtspTransport};
 use pedvision::telemetry::Metrics;
 
-use super::common::{DEFAULT_MODEL, DEMO_CLIP, DetectorArgs, with_input_size};
+use super::common::{DetectorArgs, demo_clip, model_path, with_input_size};
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -215,14 +215,23 @@ impl RunArgs {
             || file
                 .as_ref()
                 .is_some_and(|f| f.config.api.bind.is_some() || f.config.fleet.is_some());
+        // The demo clip and the bundled model are found at run time, and only
+        // looked for when neither the flags nor the file name their own.
+        let set_by = |of: fn(&PipelineConfig) -> bool| {
+            of(&l) || file.as_ref().is_some_and(|f| of(&f.config))
+        };
         let base = PipelineConfig {
-            inputs: if api {
+            inputs: if api || set_by(|c| !c.inputs.is_empty()) {
                 Vec::new()
             } else {
-                vec![DEMO_CLIP.to_string()]
+                vec![demo_clip()?]
             },
             model: ModelSection {
-                path: Some(DEFAULT_MODEL.into()),
+                path: if set_by(|c| c.model.path.is_some()) {
+                    None
+                } else {
+                    Some(model_path(None)?)
+                },
                 ..Default::default()
             },
             ..Default::default()
@@ -243,7 +252,7 @@ impl RunArgs {
         names: &mut Vec<(String, String)>,
     ) {
         let d = &self.detector;
-        layer!(m, l, names; model.path <- "model" "--model" = d.model.clone());
+        layer!(m, l, names; model.path <- "model" "--model" = d.model.clone().unwrap_or_default());
         layer!(m, l, names; model.classes <- "classes" "--classes" = d.classes.clone());
         layer!(m, l, names; model.conf <- "conf" "--conf" = d.conf);
         layer!(m, l, names; model.iou <- "iou" "--iou" = d.iou);
@@ -359,11 +368,10 @@ pub fn execute_layers(args: &RunArgs, layers: Layers) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    let model_path = layers
-        .effective()
-        .model
-        .path
-        .unwrap_or_else(|| DEFAULT_MODEL.into());
+    let model_path = match layers.effective().model.path {
+        Some(path) => path,
+        None => model_path(None)?,
+    };
     let input_size = layers.effective().model.input_size;
     let manifest = with_input_size(Manifest::load(&model_path)?, input_size)?;
     // Inputs, outputs and every value are checked before the model loads: a typo
@@ -401,6 +409,9 @@ pub fn execute_layers(args: &RunArgs, layers: Layers) -> anyhow::Result<()> {
         .clone()
         .map(|f| pedvision::fleet::agent::start(f, control.clone(), stop.clone()))
         .transpose()?;
+    // Under systemd (Type=notify): READY=1 once the model and the streams are up,
+    // the watchdog fed while frames flow.
+    let _notifier = pedvision::service::Notifier::start(board.clone(), stop.clone());
     let steering = pipeline::Steering { commands, board };
     let report = pipeline::run_with_metrics(&plan, &mut detector, &stop, steering, metrics);
     stop.store(true, Ordering::SeqCst);

@@ -6,17 +6,16 @@ use std::path::PathBuf;
 use clap::Args;
 use pedvision::train::synth::{CLASSES, SynthOptions, generate};
 
-use super::common::DEMO_CLIP;
-
 #[derive(Debug, Args)]
 pub struct SynthArgs {
     /// Output folder (KITTI: images/ and labels/). It must not exist yet.
     #[arg(long, short, value_name = "DIR")]
     pub out: PathBuf,
 
-    /// Video whose frames become the backgrounds.
-    #[arg(long, default_value = DEMO_CLIP, value_name = "PATH")]
-    pub video: PathBuf,
+    /// Video whose frames become the backgrounds. Default: the bundled demo clip
+    /// (found as `doctor` shows).
+    #[arg(long, value_name = "PATH")]
+    pub video: Option<PathBuf>,
 
     /// Number of images.
     #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=100000))]
@@ -54,7 +53,10 @@ fn frame_range(s: &str) -> Result<(usize, usize), String> {
 
 pub fn execute(args: SynthArgs) -> anyhow::Result<()> {
     let report = generate(&SynthOptions {
-        video: args.video,
+        video: match args.video {
+            Some(video) => video,
+            None => super::common::demo_clip()?.into(),
+        },
         out: args.out.clone(),
         images: args.images as usize,
         seed: args.seed,

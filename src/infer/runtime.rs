@@ -7,8 +7,9 @@
 //! A process loads one library, once: the first device's choice holds.
 //!
 //! Which library: `--ort-lib`, then `ORT_DYLIB_PATH`, then the device's own folder
-//! ([`LibraryKind::for_device`]) under the project's `.ort/`, then beside the
-//! executable. `auto` takes the GPU build where an NVIDIA GPU and that build are
+//! ([`LibraryKind::for_device`]) in each library folder of [`crate::resources`]'s
+//! order (beside the executable's `../lib/pedvision`, the executable's own folder,
+//! `/usr/lib/pedvision`, the checkout's `.ort/` last). `auto` takes the GPU build where an NVIDIA GPU and that build are
 //! present, else the OpenVINO build where installed, else the CPU build. A missing
 //! library is an error that says what to run.
 
@@ -17,8 +18,7 @@ use std::sync::OnceLock;
 
 pub use super::device::{Device, Precision};
 
-/// The project's `.ort` folder that `scripts/setup.sh` fills, known at build time.
-const PROJECT_ORT_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/.ort");
+use crate::resources::{self, Found, NotFound, Origin};
 
 /// The ONNX Runtime builds pedvision knows where to find.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,7 +50,8 @@ impl LibraryKind {
         }
     }
 
-    /// The folder name under `.ort/` (and beside the executable).
+    /// The folder name of this build under a library folder (`.ort/`,
+    /// `lib/pedvision/`); the CPU build may also sit in the library folder itself.
     pub fn dir_name(self) -> &'static str {
         match self {
             Self::Cpu => "lib",
@@ -68,29 +69,37 @@ impl LibraryKind {
         }
     }
 
-    /// Folders searched, in order.
-    fn dirs(self) -> Vec<PathBuf> {
-        let mut dirs = vec![Path::new(PROJECT_ORT_DIR).join(self.dir_name())];
-        if let Some(exe_dir) = std::env::current_exe()
-            .ok()
-            .and_then(|p| p.parent().map(Path::to_path_buf))
-        {
-            dirs.push(exe_dir.join(self.dir_name()));
-            if self == Self::Cpu {
-                dirs.push(exe_dir);
-            }
-        }
-        dirs
+    /// Folders searched, in order, each with the step of the order it comes from.
+    fn dirs(self) -> Vec<resources::Place> {
+        resources::Environment::current()
+            .library_dirs()
+            .into_iter()
+            .flat_map(|p| {
+                let mut dirs = vec![resources::Place {
+                    dir: p.dir.join(self.dir_name()),
+                    origin: p.origin,
+                }];
+                if self == Self::Cpu {
+                    dirs.push(p);
+                }
+                dirs
+            })
+            .collect()
     }
 
-    /// The installed library of this kind, if any.
-    pub fn find_installed(self) -> Option<PathBuf> {
-        self.dirs().into_iter().find_map(|dir| {
+    /// Where the installed library of this kind is, or every folder searched.
+    pub fn locate(self) -> Result<Found, NotFound> {
+        resources::find_in(&self.dirs(), &format!("ONNX Runtime {self}"), |dir| {
             self.file_names()
                 .iter()
                 .map(|name| dir.join(name))
                 .find(|candidate| candidate.is_file())
         })
+    }
+
+    /// The installed library of this kind, if any.
+    pub fn find_installed(self) -> Option<PathBuf> {
+        self.locate().ok().map(|found| found.path)
     }
 
     /// What to do when this kind is missing.
@@ -100,7 +109,7 @@ impl LibraryKind {
                 "run `make setup` (scripts/setup.sh), or pass --ort-lib or set ORT_DYLIB_PATH"
             }
             Self::Gpu => {
-                "put the onnxruntime-gpu wheel's libraries in .ort/gpu, or pass --ort-lib or set ORT_DYLIB_PATH"
+                "put the onnxruntime-gpu wheel's libraries in a gpu/ folder beside the others (.ort/gpu in a checkout, /usr/lib/pedvision/gpu when installed), or pass --ort-lib or set ORT_DYLIB_PATH"
             }
         }
     }
@@ -173,35 +182,35 @@ pub struct RuntimeOptions {
 
 /// Finds the ONNX Runtime library for `device` (see the module docs for the order).
 pub fn find_library(explicit: Option<&Path>, device: Device) -> Result<PathBuf, RuntimeError> {
+    locate_library(explicit, device).map(|found| found.path)
+}
+
+/// Finds the ONNX Runtime library for `device`, and which step of the order found it.
+pub fn locate_library(explicit: Option<&Path>, device: Device) -> Result<Found, RuntimeError> {
     let kind = LibraryKind::for_device(device);
     let not_found = |searched: String| RuntimeError::LibraryNotFound {
         kind,
         searched,
         remedy: kind.remedy(),
     };
+    let named = |path: &Path, origin: Origin, how: String| {
+        if path.is_file() {
+            Ok(Found {
+                path: path.to_path_buf(),
+                origin,
+            })
+        } else {
+            Err(not_found(how))
+        }
+    };
     if let Some(path) = explicit {
-        return if path.is_file() {
-            Ok(path.to_path_buf())
-        } else {
-            Err(not_found(format!("--ort-lib {}", path.display())))
-        };
+        return named(path, Origin::Given, format!("--ort-lib {}", path.display()));
     }
-    if let Some(path) = std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from) {
-        return if path.is_file() {
-            Ok(path)
-        } else {
-            Err(not_found(format!("ORT_DYLIB_PATH={}", path.display())))
-        };
+    if let Some(path) = std::env::var_os(resources::ORT_ENV).map(PathBuf::from) {
+        let how = format!("{}={}", resources::ORT_ENV, path.display());
+        return named(&path, Origin::Environment(resources::ORT_ENV), how);
     }
-    kind.find_installed().ok_or_else(|| {
-        not_found(
-            kind.dirs()
-                .iter()
-                .map(|d| d.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", "),
-        )
-    })
+    kind.locate().map_err(|e| not_found(e.searched.join(", ")))
 }
 
 /// The library a process loaded.

@@ -4,8 +4,9 @@
 //! `fault-injection` cargo feature, which `make test` enables; without it
 //! [`inject`] is an empty inline function that always succeeds.
 //!
-//! `PEDVISION_FAULT=KIND:STAGE:N`, KIND `panic` or `fail`, makes stage `STAGE`
-//! (`source`, `infer`, `post`) panic or fail when its count reaches `N`: frames
+//! `PEDVISION_FAULT=KIND:STAGE:N`, KIND `panic`, `fail` or `stall`, makes stage
+//! `STAGE` (`source`, `infer`, `post`) panic, fail, or hang for an hour (a stalled
+//! pipeline, for the systemd watchdog's test) when its count reaches `N`: frames
 //! for `post`, batches for `infer`, the stream id for `source` (checked once, at
 //! its start).
 
@@ -29,6 +30,10 @@ pub fn inject(stage: &str, count: u64) -> Result<(), InjectedFault> {
     match kind {
         Some("panic") => panic!("fault injected by PEDVISION_FAULT={spec}"),
         Some("fail") => Err(InjectedFault(spec)),
+        Some("stall") => {
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+            Ok(())
+        }
         _ => Ok(()),
     }
 }

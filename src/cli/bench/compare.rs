@@ -121,7 +121,7 @@ fn run_child(
         .args(["--batch", &d.batch.to_string()])
         .args(["--threads", &d.runtime.threads.to_string()])
         .arg("--model")
-        .arg(&d.model)
+        .arg(super::super::common::model_path(d.model.as_deref())?)
         .args(["--classes", &d.classes])
         .args(["--conf", &d.conf.to_string(), "--iou", &d.iou.to_string()])
         .args(["--max-detections", &d.max_detections.to_string()]);

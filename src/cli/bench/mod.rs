@@ -25,7 +25,7 @@ use clap::Args;
 
 use pedvision::pipeline::RunPlan;
 
-use super::common::{DEMO_CLIP, DetectorArgs};
+use super::common::{DetectorArgs, demo_clip};
 use runner::{Pass, Runner};
 use stage_cpu::STAGES;
 use workload::Workload;
@@ -98,7 +98,10 @@ pub fn execute(args: BenchArgs) -> anyhow::Result<()> {
     if let Some(list) = &args.compare {
         return compare::execute(&args, list);
     }
-    let input = args.input.clone().unwrap_or_else(|| DEMO_CLIP.to_string());
+    let input = match &args.input {
+        Some(input) => input.clone(),
+        None => demo_clip()?,
+    };
     let (manifest, classes) = args.detector.manifest_and_classes()?;
     let mut model = args.detector.load(manifest, classes)?;
     let work = Workload::prepare(&input, &model, usize::from(args.detector.batch))?;
