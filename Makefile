@@ -52,7 +52,7 @@ deb: release
 	scripts/setup.sh --packaging
 	rm -rf target/stage
 	scripts/install.sh target/release/pedvision target/stage/usr
-	$(CARGO) deb --no-build --locked $(DEB_FLAGS)
+	$(CARGO) deb --no-build --locked --strip $(DEB_FLAGS)
 
 lint:
 	$(CARGO) fmt --check

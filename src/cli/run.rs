@@ -50,7 +50,8 @@ pub struct RunArgs {
     pub no_video: bool,
 
     /// Per-frame detections of all streams as JSON Lines. Default: out/{name}.jsonl
-    /// for one input, out/metadata.jsonl for several.
+    /// for one input, out/metadata.jsonl for several. `{name}` and `{stream}`
+    /// expand when there is one input; with several it is one file, without them.
     #[arg(long, short, value_name = "FILE")]
     pub metadata: Option<PathBuf>,
 

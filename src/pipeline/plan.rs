@@ -547,18 +547,43 @@ fn output_files(
         video_pattern = Some(pattern.to_string());
         sources.iter().map(|s| Some(expand(pattern, s))).collect()
     };
-    let metadata = (!o.no_metadata.unwrap_or(false)).then(|| {
-        o.metadata.clone().unwrap_or_else(|| match many {
-            true => Path::new("out").join("metadata.jsonl"),
-            false => expand("out/{name}.jsonl", &sources[0]),
-        })
-    });
+    let metadata = match (o.no_metadata.unwrap_or(false), &o.metadata) {
+        (true, _) => None,
+        (false, Some(path)) => Some(metadata_file(check, path, sources, many)?),
+        (false, None) => Some(match (many, sources.first()) {
+            (false, Some(only)) => expand("out/{name}.jsonl", only),
+            _ => Path::new("out").join("metadata.jsonl"),
+        }),
+    };
     if metadata.is_some() && videos.iter().any(|v| v.is_some() && *v == metadata) {
         return Err(PlanError::Invalid(
             "--output and --metadata name the same file".into(),
         ));
     }
     Ok((videos, metadata, video_pattern))
+}
+
+/// The metadata file asked for: `{name}` and `{stream}` expand for a single stream;
+/// with several (or an API that may add some) it is one file for all, so a pattern
+/// is an error rather than a file literally named `{name}.jsonl`.
+fn metadata_file(
+    check: &Check<'_>,
+    path: &Path,
+    sources: &[SourceSpec],
+    many: bool,
+) -> Result<PathBuf, PlanError> {
+    let text = path.to_string_lossy();
+    if !text.contains("{name}") && !text.contains("{stream}") {
+        return Ok(path.to_path_buf());
+    }
+    match (many, sources.first()) {
+        (false, Some(only)) => Ok(expand(&text, only)),
+        _ => Err(check.fail(
+            &["outputs", "metadata"],
+            format!("{text:?}"),
+            "is one file for every stream: it cannot contain {name} or {stream} when there are several inputs (or the control API may add some)",
+        )),
+    }
 }
 
 /// `[rtsp]`.
@@ -856,6 +881,26 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert_eq!(err, "[batching] size 0 must be from 1 to 64");
+    }
+
+    #[test]
+    fn a_metadata_pattern_expands_for_one_stream_and_is_refused_for_several() {
+        let mut flags = PipelineConfig::default();
+        flags.outputs.metadata = Some("m/{name}-{stream}.jsonl".into());
+        let plan = RunPlan::build(&layers(flags.clone(), &[]), &manifest()).unwrap();
+        assert_eq!(plan.metadata, Some(PathBuf::from("m/test-ball-0.jsonl")));
+        flags.inputs = vec!["test:ball".into(), "test:smpte".into()];
+        flags.outputs.video = Some("out/{stream}.mp4".into());
+        let err = RunPlan::build(
+            &layers(flags, &[("outputs.metadata", "--metadata")]),
+            &manifest(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("--metadata \"m/{name}-{stream}.jsonl\" is one file"),
+            "{err}"
+        );
     }
 
     #[test]

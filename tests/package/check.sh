@@ -82,7 +82,7 @@ rm -rf target/stage
 scripts/install.sh "$BIN" target/stage/usr 2>>"$work/install.log" || exit 1
 deb=target/debian/pedvision-test.deb
 check "cargo deb builds the package" \
-  cargo deb --no-build --locked --profile dev --fast --output "$deb"
+  cargo deb --no-build --locked --profile dev --strip --fast --output "$deb"
 contents=$(dpkg-deb -c "$deb" 2>/dev/null | awk '{print $6}')
 has() { for f in "$@"; do grep -qx "\./$f" <<<"$contents" || { echo "missing $f"; return 1; }; done; }
 check "the package holds the binary, models, libraries, unit, licences and config" \
@@ -95,14 +95,26 @@ check "the package depends on GStreamer's plugins and libraries" \
   bash -c "dpkg-deb -f '$deb' Depends | tee /dev/stderr | grep -q gstreamer1.0-plugins-good && dpkg-deb -f '$deb' Depends | grep -q libgstreamer1.0-0"
 
 if [ "$(id -u)" -ne 0 ]; then
-  skipped=$((skipped + 4))
-  echo "package: skipped dpkg -i / run / systemd-analyze / dpkg -r (needs root)"
+  skipped=$((skipped + 9))
+  echo "package: skipped dpkg -i, the installed binary, systemd-analyze, dpkg -r and --purge (need root)"
 else
   check "dpkg -i installs it" dpkg -i "$deb"
   check "/usr/bin/pedvision finds the packaged resources" found_beside /usr/bin/pedvision /usr/
   check "/usr/bin/pedvision runs the demo from another folder with HOME unset" \
     runs_the_demo_elsewhere /usr/bin/pedvision
   check "the service user exists" getent passwd pedvision
+  # As if installed without its GStreamer plugins (dpkg -i --force-depends): doctor
+  # names what is missing and the apt-get line that installs it, and exits 1.
+  no_plugins() {
+    local empty out
+    empty=$(mktemp -d -p "$work")
+    out=$(env GST_REGISTRY_1_0="$empty/registry.bin" GST_PLUGIN_SYSTEM_PATH_1_0="$empty" \
+      GST_PLUGIN_PATH_1_0="$empty" /usr/bin/pedvision doctor --device cpu 2>&1) && return 1
+    echo "$out"
+    echo "$out" | grep -q "^MISSING element x264enc" &&
+      echo "$out" | grep -q "^install what is missing with: apt-get install .*gstreamer1.0-plugins-ugly"
+  }
+  check "doctor of the installed binary names missing plugins and the apt-get line" no_plugins
   check "the unit passes systemd-analyze verify" \
     bash -c "out=\$(systemd-analyze verify pedvision@example.service 2>&1); echo \"\$out\"; [ -z \"\$out\" ]"
   files=$(dpkg-query -L pedvision | while read -r f; do [ -f "$f" ] && echo "$f"; done)
