@@ -11,10 +11,10 @@
 # Nothing outside ROOT is touched, and no path is compiled in: the tree can move.
 # Usage: scripts/install.sh BIN ROOT      (make install / make deb call it)
 set -euo pipefail
+# Relative arguments are relative to where it was called from, not to the checkout.
+BIN=$(realpath -m -- "${1:?usage: scripts/install.sh BIN ROOT}")
+ROOT=$(realpath -m -- "${2:?usage: scripts/install.sh BIN ROOT}")
 cd "$(dirname "$0")/.."
-
-BIN=${1:?usage: scripts/install.sh BIN ROOT}
-ROOT=${2:?usage: scripts/install.sh BIN ROOT}
 say() { printf 'install: %s\n' "$*" >&2; }
 
 [ -x "$BIN" ] || { say "no executable at $BIN (build it first: cargo build --release)"; exit 1; }

@@ -176,8 +176,15 @@ impl Environment {
         dedup(places)
     }
 
-    /// A file at `relative` in the first data folder that has it.
+    /// A file at `relative` in the first data folder that has it. A
+    /// `PEDVISION_DATA_DIR` that is not a folder is an error, not a step skipped.
     pub fn find_data(&self, relative: &str, what: &str) -> Result<Found, NotFound> {
+        if let Some(dir) = self.data_dir.as_deref().filter(|d| !d.is_dir()) {
+            return Err(NotFound {
+                what: format!("{what} ({DATA_DIR_ENV} {} is not a folder)", dir.display()),
+                searched: vec![format!("{} (from {DATA_DIR_ENV})", dir.display())],
+            });
+        }
         find_in(&self.data_dirs(), what, |dir| {
             let path = dir.join(relative);
             path.exists().then_some(path)
@@ -381,6 +388,20 @@ mod tests {
             assert!(text.contains(&p.dir.display().to_string()), "{text}");
         }
         assert!(text.starts_with("absent not found; searched: "), "{text}");
+    }
+
+    #[test]
+    fn a_data_folder_variable_that_is_not_a_folder_is_an_error() {
+        let env = Environment {
+            data_dir: Some("/nonexistent/pedvision-data".into()),
+            ..Default::default()
+        };
+        let err = env.find_data(DEMO_CLIP, "the demo clip").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the demo clip (PEDVISION_DATA_DIR /nonexistent/pedvision-data is not a folder) not found; \
+             searched: /nonexistent/pedvision-data (from PEDVISION_DATA_DIR)"
+        );
     }
 
     #[test]

@@ -3,9 +3,11 @@
 //!
 //! One thread, started only when systemd set `NOTIFY_SOCKET`, reads the
 //! [`Board`] the pipeline keeps and tells the service manager:
-//! - `READY=1` once the run is ready by [`Board::ready`]: the model is loaded and
-//!   no stream is still connecting (so `systemctl start` returns when detections
-//!   can flow), with a `STATUS=` line while it waits and after;
+//! - `READY=1` once the model is loaded, the run's streams are registered and
+//!   every one is up ([`Board::ready`]), so `systemctl start` returns when
+//!   detections can flow; or, after [`READY_GRACE`], with the streams still
+//!   connecting named in `STATUS=`: one dead camera must not keep the others from
+//!   starting (a unit that never becomes ready is killed and restarted in a loop);
 //! - `WATCHDOG=1` every half `WatchdogSec=` while frames flow: only when the
 //!   processed-frame count moved since the last ping, or when no stream is running
 //!   (an idle API run, or cameras reconnecting, which the sources handle). A
@@ -27,6 +29,25 @@ use crate::control::{Board, StreamState, StreamStatus};
 
 /// How often the thread looks at the board when no watchdog asks for more.
 const TICK: Duration = Duration::from_millis(200);
+/// How long READY waits for slow streams once the model is loaded (well inside
+/// the unit's `TimeoutStartSec=`).
+pub const READY_GRACE: Duration = Duration::from_secs(60);
+
+/// Whether READY may be sent: the model is loaded and `expected` streams are
+/// registered, and they are all up or `grace_over`. `Err` says what is missing.
+pub fn ready(board: &Board, expected: usize, grace_over: bool) -> Result<(), String> {
+    let registered = board.streams().len();
+    if board.model().is_none() {
+        return Err("the model is loading".into());
+    }
+    if registered < expected {
+        return Err(format!("{registered} of {expected} streams started"));
+    }
+    match board.ready() {
+        Err(waiting) if !grace_over => Err(waiting),
+        _ => Ok(()),
+    }
+}
 
 /// Decides when the watchdog may be fed: only while frames flow.
 #[derive(Debug, Default)]
@@ -54,8 +75,9 @@ pub struct Notifier {
 
 impl Notifier {
     /// Starts the thread when systemd expects notifications (`NOTIFY_SOCKET` set);
-    /// `stop` is the run's stop flag (SIGTERM sets it).
-    pub fn start(board: Arc<Board>, stop: Arc<AtomicBool>) -> Option<Self> {
+    /// `streams` is how many the run starts with, `stop` its stop flag (SIGTERM
+    /// sets it).
+    pub fn start(board: Arc<Board>, streams: usize, stop: Arc<AtomicBool>) -> Option<Self> {
         std::env::var_os("NOTIFY_SOCKET")?;
         let watchdog = sd_notify::watchdog_enabled();
         let done = Arc::new(AtomicBool::new(false));
@@ -63,7 +85,7 @@ impl Notifier {
             .name("sd-notify".into())
             .spawn({
                 let done = done.clone();
-                move || notify_loop(&board, &stop, &done, watchdog)
+                move || notify_loop(&board, streams, &stop, &done, watchdog)
             })
             .map_err(|e| tracing::warn!("cannot start the systemd notify thread: {e}"))
             .ok()?;
@@ -84,6 +106,15 @@ impl Drop for Notifier {
     }
 }
 
+/// `STATUS=` of a ready run: the streams, and those not up.
+fn running_status(board: &Board) -> String {
+    let n = board.streams().len();
+    match board.ready() {
+        Ok(()) => format!("running: {n} stream(s)"),
+        Err(waiting) => format!("running: {n} stream(s); {waiting}"),
+    }
+}
+
 /// Sends `states`; the first failure is logged, the rest are not.
 fn send(states: &[NotifyState], failed: &mut bool) {
     if let Err(e) = sd_notify::notify(states)
@@ -94,7 +125,14 @@ fn send(states: &[NotifyState], failed: &mut bool) {
     }
 }
 
-fn notify_loop(board: &Board, stop: &AtomicBool, done: &AtomicBool, watchdog: Option<Duration>) {
+fn notify_loop(
+    board: &Board,
+    streams: usize,
+    stop: &AtomicBool,
+    done: &AtomicBool,
+    watchdog: Option<Duration>,
+) {
+    let started = Instant::now();
     let mut failed = false;
     let mut ready = false;
     let mut status = String::new();
@@ -103,18 +141,25 @@ fn notify_loop(board: &Board, stop: &AtomicBool, done: &AtomicBool, watchdog: Op
     let mut last_ping = Instant::now();
     let tick = ping_every.map_or(TICK, |p| p.min(TICK));
     while !done.load(Ordering::SeqCst) && !stop.load(Ordering::SeqCst) {
-        let now = match board.ready() {
-            Ok(()) => format!("running: {} stream(s)", board.streams().len()),
-            Err(waiting) => format!("starting: {waiting}"),
+        let grace_over = started.elapsed() >= READY_GRACE;
+        let now = if ready {
+            running_status(board)
+        } else {
+            match self::ready(board, streams, grace_over) {
+                Ok(()) => {
+                    ready = true;
+                    let now = running_status(board);
+                    send(
+                        &[NotifyState::Ready, NotifyState::Status(&now)],
+                        &mut failed,
+                    );
+                    status = now.clone();
+                    now
+                }
+                Err(waiting) => format!("starting: {waiting}"),
+            }
         };
-        if !ready && board.ready().is_ok() {
-            ready = true;
-            send(
-                &[NotifyState::Ready, NotifyState::Status(&now)],
-                &mut failed,
-            );
-            status = now;
-        } else if now != status {
+        if now != status {
             send(&[NotifyState::Status(&now)], &mut failed);
             status = now;
         }
@@ -166,6 +211,29 @@ mod tests {
         assert!(!gate.frames_flow(&[stream(StreamState::Running, 11)]));
         assert!(!gate.frames_flow(&[stream(StreamState::Running, 11)]));
         assert!(gate.frames_flow(&[stream(StreamState::Running, 12)]));
+    }
+
+    #[test]
+    fn ready_needs_the_model_and_every_expected_stream() {
+        use crate::control::ModelStatus;
+        let board = Board::default();
+        assert_eq!(ready(&board, 0, false).unwrap_err(), "the model is loading");
+        board.set_model(ModelStatus {
+            name: "m".into(),
+            path: "m.toml".into(),
+            swaps: 0,
+        });
+        // The model is in, the streams are not registered yet.
+        assert_eq!(
+            ready(&board, 1, false).unwrap_err(),
+            "0 of 1 streams started"
+        );
+        assert_eq!(
+            ready(&board, 1, true).unwrap_err(),
+            "0 of 1 streams started"
+        );
+        // An API run with no input is ready with the model alone.
+        assert_eq!(ready(&board, 0, false), Ok(()));
     }
 
     #[test]

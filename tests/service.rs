@@ -92,6 +92,8 @@ fn readiness_watchdog_and_stopping_reach_a_real_notify_socket() {
     let lines: Vec<&str> = msgs.iter().map(|(_, m)| m.as_str()).collect();
     assert_eq!(count(&msgs, "READY=1"), 1, "{lines:?}");
     let ready = lines.iter().position(|m| *m == "READY=1").unwrap();
+    // Sent with the stream registered and up, not in the gap before it exists.
+    assert_eq!(lines[ready + 1], "STATUS=running: 1 stream(s)", "{lines:?}");
     assert!(
         lines[..ready].iter().all(|m| *m != "STOPPING=1"),
         "{lines:?}"

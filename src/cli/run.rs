@@ -412,7 +412,8 @@ pub fn execute_layers(args: &RunArgs, layers: Layers) -> anyhow::Result<()> {
         .transpose()?;
     // Under systemd (Type=notify): READY=1 once the model and the streams are up,
     // the watchdog fed while frames flow.
-    let _notifier = pedvision::service::Notifier::start(board.clone(), stop.clone());
+    let _notifier =
+        pedvision::service::Notifier::start(board.clone(), plan.sources.len(), stop.clone());
     let steering = pipeline::Steering { commands, board };
     let report = pipeline::run_with_metrics(&plan, &mut detector, &stop, steering, metrics);
     stop.store(true, Ordering::SeqCst);

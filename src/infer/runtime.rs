@@ -206,7 +206,11 @@ pub fn locate_library(explicit: Option<&Path>, device: Device) -> Result<Found, 
     if let Some(path) = explicit {
         return named(path, Origin::Given, format!("--ort-lib {}", path.display()));
     }
-    if let Some(path) = std::env::var_os(resources::ORT_ENV).map(PathBuf::from) {
+    // An empty variable is unset, as for the other variables of the search.
+    if let Some(path) = std::env::var_os(resources::ORT_ENV)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+    {
         let how = format!("{}={}", resources::ORT_ENV, path.display());
         return named(&path, Origin::Environment(resources::ORT_ENV), how);
     }

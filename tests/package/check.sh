@@ -3,8 +3,10 @@
 # `make install` moved to another prefix still runs on its own resources; the Debian
 # package builds (cargo-deb), installs with dpkg -i, runs /usr/bin/pedvision from
 # another working directory with HOME unset, passes `systemd-analyze verify`, and is
-# removed leaving nothing but its configuration. The dpkg steps need root (CI is);
-# elsewhere they are reported as skipped. Ends with "package: N passed, N failed".
+# removed leaving nothing but its configuration. The dpkg steps need root (CI is)
+# and a machine without pedvision installed (a real install, its user and its
+# /var/lib/pedvision are never touched); elsewhere they are reported as skipped.
+# Ends with "package: N passed, N failed, N skipped".
 # Uses a dev build (no fault injection) to stay quick; `make deb` builds a release.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -13,8 +15,10 @@ passed=0
 failed=0
 skipped=0
 work=$(mktemp -d)
+installed_here=0
 cleanup() {
-  if [ "$(id -u)" -eq 0 ] && dpkg-query -W pedvision >/dev/null 2>&1; then
+  # Only the package this script installed is removed.
+  if ((installed_here)) && dpkg-query -W pedvision >/dev/null 2>&1; then
     dpkg --purge pedvision >/dev/null 2>&1
   fi
   rm -rf "$work"
@@ -66,9 +70,6 @@ BIN=$ROOT_DIR/target/debug/pedvision
 # 1. make install's tree, moved after installing.
 scripts/install.sh "$BIN" "$work/a/opt/pv" 2>"$work/install.log" || { cat "$work/install.log"; exit 1; }
 mv "$work/a" "$work/b"
-if [ "$(id -u)" -eq 0 ] && dpkg-query -W -f='${Status}' pedvision 2>/dev/null | grep -q installed; then
-  dpkg --purge pedvision >/dev/null   # a package left by an earlier run would be found first
-fi
 check "a moved install tree finds its own model, clip, pipelines and ONNX Runtime" \
   found_beside "$work/b/opt/pv/bin/pedvision" "$work/b/opt/pv/"
 check "a moved install tree runs the demo from another folder with HOME unset" \
@@ -94,10 +95,14 @@ check "the package holds the binary, models, libraries, unit, licences and confi
 check "the package depends on GStreamer's plugins and libraries" \
   bash -c "dpkg-deb -f '$deb' Depends | tee /dev/stderr | grep -q gstreamer1.0-plugins-good && dpkg-deb -f '$deb' Depends | grep -q libgstreamer1.0-0"
 
-if [ "$(id -u)" -ne 0 ]; then
+# Installed, or removed with its configuration kept: someone's, not ours to purge.
+known=$(dpkg-query -W -f='${db:Status-Status}' pedvision 2>/dev/null)
+if [ "$(id -u)" -ne 0 ] || { [ -n "$known" ] && [ "$known" != not-installed ]; }; then
   skipped=$((skipped + 9))
-  echo "package: skipped dpkg -i, the installed binary, systemd-analyze, dpkg -r and --purge (need root)"
+  echo "package: skipped dpkg -i, the installed binary, systemd-analyze, dpkg -r and --purge" \
+    "(they need root, and no pedvision installed on this machine)"
 else
+  installed_here=1
   check "dpkg -i installs it" dpkg -i "$deb"
   check "/usr/bin/pedvision finds the packaged resources" found_beside /usr/bin/pedvision /usr/
   check "/usr/bin/pedvision runs the demo from another folder with HOME unset" \
