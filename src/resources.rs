@@ -238,9 +238,9 @@ pub fn find_in(
         })
 }
 
-/// A path named by a flag or a variable: it must exist; it is never searched for.
+/// A file named by a flag or a variable: it must be there; it is never searched for.
 pub fn given(path: &Path, origin: Origin, what: &str) -> Result<Found, NotFound> {
-    if path.exists() {
+    if path.is_file() {
         Ok(Found {
             path: path.to_path_buf(),
             origin,

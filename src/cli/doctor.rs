@@ -4,12 +4,13 @@
 //! precisions really load the model ([`super::doctor_devices`]). Exit 1 when
 //! something the run needs is missing.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Args;
 use gstreamer as gst;
 use pedvision::infer::{Device, Precision};
+use pedvision::resources::{Found, NotFound};
 use pedvision::sources::{SourceKind, SourceSpec};
 
 #[derive(Debug, Args)]
@@ -194,35 +195,38 @@ impl Checklist {
     /// Where the shipped resources were found ([`pedvision::resources`]' order):
     /// the model manifest and its graph, the demo clip, the example pipelines and
     /// each ONNX Runtime build. Only the model is needed; the rest are reported.
-    fn resources(&mut self, args: &DoctorArgs) {
+    /// Returns the manifest's path when it loads.
+    fn resources(
+        &mut self,
+        model: Result<Found, NotFound>,
+        demo: &Result<Found, NotFound>,
+    ) -> Option<PathBuf> {
         use pedvision::infer::runtime::LibraryKind;
-        use pedvision::resources;
-        match resources::model(args.model.as_deref()) {
-            Ok(found) => {
-                self.report(true, format!("model manifest   {found}"));
-                if let Ok(m) = pedvision::config::Manifest::load(&found.path) {
-                    self.report(
-                        m.onnx.is_file(),
-                        format!("model graph      {}", m.onnx.display()),
-                    );
-                }
-            }
-            Err(e) => self.report(false, e.to_string()),
+        match demo {
+            Ok(found) => out!("ok      demo clip        {found}"),
+            Err(e) => out!("-       {e}"),
         }
-        let optional = [
-            ("demo clip       ", resources::demo_clip()),
-            ("pipeline files  ", resources::pipelines()),
-        ];
-        for (what, found) in optional {
-            match found {
-                Ok(found) => out!("ok      {what} {found}"),
-                Err(e) => out!("-       {e}"),
-            }
+        match pedvision::resources::pipelines() {
+            Ok(found) => out!("ok      pipeline files   {found}"),
+            Err(e) => out!("-       {e}"),
         }
         for kind in [LibraryKind::Cpu, LibraryKind::Openvino, LibraryKind::Gpu] {
             match kind.locate() {
                 Ok(found) => out!("ok      ONNX Runtime {kind:<14} {found}"),
                 Err(_) => out!("-       ONNX Runtime {kind}: not installed"),
+            }
+        }
+        let found = model.map_err(|e| self.report(false, e.to_string())).ok()?;
+        self.report(true, format!("model manifest   {found}"));
+        match pedvision::config::Manifest::load(&found.path) {
+            Ok(m) => {
+                let graph = m.onnx.is_file();
+                self.report(graph, format!("model graph      {}", m.onnx.display()));
+                graph.then_some(found.path)
+            }
+            Err(e) => {
+                self.report(false, e.to_string());
+                None
             }
         }
     }
@@ -250,18 +254,14 @@ impl Checklist {
 
     /// The CPU, then every device's library and the precisions that load the
     /// model; the run's device and precision must be among them.
-    fn inference(&mut self, args: &DoctorArgs) {
+    fn inference(&mut self, args: &DoctorArgs, model: Option<&Path>) {
         use super::doctor_devices as devices;
         out!("ok      {}", devices::cpu_line());
-        let model = match pedvision::resources::model(args.model.as_deref()) {
-            Ok(found) => found.path,
-            Err(e) => return self.report(false, e.to_string()),
-        };
-        if let Err(e) = pedvision::config::Manifest::load(&model) {
-            self.report(false, e.to_string());
+        // A model that is missing or does not load was reported with the resources.
+        let Some(model) = model else {
             return;
-        }
-        let results = devices::probe_all(&model, args.ort_lib.as_deref());
+        };
+        let results = devices::probe_all(model, args.ort_lib.as_deref());
         match devices::covers(&results, args.device, args.precision) {
             Ok(what) => self.report(true, what),
             Err(what) => self.report(false, what),
@@ -276,11 +276,14 @@ pub fn execute(mut args: DoctorArgs, matches: &clap::ArgMatches) -> anyhow::Resu
         return Ok(());
     }
     args.merge_config(matches)?;
+    let demo = pedvision::resources::demo_clip();
     let mut list = Checklist::default();
-    list.resources(&args);
+    let model = list.resources(pedvision::resources::model(args.model.as_deref()), &demo);
     let inputs = if args.input.is_empty() {
         // The demo clip, when it is anywhere (the resources' lines said where).
-        super::common::demo_clip().into_iter().collect()
+        demo.iter()
+            .map(|d| d.path.to_string_lossy().into_owned())
+            .collect()
     } else {
         args.input.clone()
     };
@@ -290,7 +293,7 @@ pub fn execute(mut args: DoctorArgs, matches: &clap::ArgMatches) -> anyhow::Resu
         .map(|(i, input)| SourceSpec::parse(i as u32, input))
         .collect::<Result<Vec<_>, _>>()?;
     list.gstreamer(&args, &specs);
-    list.inference(&args);
+    list.inference(&args, model.as_deref());
     if let Some(url) = &args.mqtt {
         match broker_reachable(url) {
             Ok(what) => list.report(true, what),

@@ -193,26 +193,19 @@ pub fn locate_library(explicit: Option<&Path>, device: Device) -> Result<Found, 
         searched,
         remedy: kind.remedy(),
     };
-    let named = |path: &Path, origin: Origin, how: String| {
-        if path.is_file() {
-            Ok(Found {
-                path: path.to_path_buf(),
-                origin,
-            })
-        } else {
-            Err(not_found(how))
-        }
+    let named = |path: &Path, origin: Origin| {
+        resources::given(path, origin, "ONNX Runtime library")
+            .map_err(|e| not_found(e.searched.join(", ")))
     };
     if let Some(path) = explicit {
-        return named(path, Origin::Given, format!("--ort-lib {}", path.display()));
+        return named(path, Origin::Given);
     }
     // An empty variable is unset, as for the other variables of the search.
     if let Some(path) = std::env::var_os(resources::ORT_ENV)
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
     {
-        let how = format!("{}={}", resources::ORT_ENV, path.display());
-        return named(&path, Origin::Environment(resources::ORT_ENV), how);
+        return named(&path, Origin::Environment(resources::ORT_ENV));
     }
     kind.locate().map_err(|e| not_found(e.searched.join(", ")))
 }

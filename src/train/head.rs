@@ -659,24 +659,26 @@ mod tests {
         assert!(qfl(z, 0.7).0.abs() < 1e-8);
     }
 
+    /// The central difference of `f` along coordinate `k` of `x`, with step `h`.
+    fn numeric_gradient(x: &[f32], k: usize, h: f32, mut f: impl FnMut(&mut [f32]) -> f32) -> f32 {
+        let (mut up, mut down) = (x.to_vec(), x.to_vec());
+        up[k] += h;
+        down[k] -= h;
+        (f(&mut up) - f(&mut down)) / (2.0 * h)
+    }
+
     #[test]
     fn dfl_gradient_matches_finite_differences() {
         let logits = [0.3f32, -1.0, 2.0, 0.5];
         let mut grad = [0.0; 4];
         let loss = dfl(&logits, 1.25, &mut grad);
         assert!(loss > 0.0);
-        for k in 0..4 {
-            let h = 1e-3;
-            let (mut up, mut down) = (logits, logits);
-            up[k] += h;
-            down[k] -= h;
-            let mut scratch = [0.0; 4];
-            let numeric =
-                (dfl(&up, 1.25, &mut scratch) - dfl(&down, 1.25, &mut scratch)) / (2.0 * h);
+        let mut scratch = [0.0; 4];
+        for (k, analytic) in grad.iter().enumerate() {
+            let numeric = numeric_gradient(&logits, k, 1e-3, |x| dfl(x, 1.25, &mut scratch));
             assert!(
-                (grad[k] - numeric).abs() < 1e-3,
-                "bin {k}: {} vs {numeric}",
-                grad[k]
+                (analytic - numeric).abs() < 1e-3,
+                "bin {k}: {analytic} vs {numeric}"
             );
         }
     }
@@ -695,17 +697,15 @@ mod tests {
             [20.0, 20.0, 25.0, 30.0],
         ] {
             giou(&pred, &gt, &mut g);
-            for k in 0..4 {
-                let (mut up, mut down) = (pred, pred);
-                up[k] += 1e-2;
-                down[k] -= 1e-2;
-                let mut scratch = [0.0; 4];
-                let numeric =
-                    (giou(&up, &gt, &mut scratch) - giou(&down, &gt, &mut scratch)) / 2e-2;
+            let mut scratch = [0.0; 4];
+            for (k, analytic) in g.iter().enumerate() {
+                let numeric = numeric_gradient(&pred, k, 1e-2, |x| {
+                    let corners: [f32; 4] = (&*x).try_into().expect("four corners");
+                    giou(&corners, &gt, &mut scratch)
+                });
                 assert!(
-                    (numeric - g[k]).abs() < 1e-3,
-                    "{pred:?} corner {k}: {numeric} vs {}",
-                    g[k]
+                    (numeric - analytic).abs() < 1e-3,
+                    "{pred:?} corner {k}: {numeric} vs {analytic}"
                 );
             }
         }
@@ -720,17 +720,13 @@ mod tests {
         let (centre, stride, gt, q) = ((40.0, 36.0), 8.0, [30.0, 20.0, 55.0, 60.0], 0.7);
         let mut analytic = logits.clone();
         box_cell_loss(&mut analytic, centre, stride, &gt, q);
-        for k in 0..logits.len() {
-            let (mut up, mut down) = (logits.clone(), logits.clone());
-            up[k] += 1e-2;
-            down[k] -= 1e-2;
-            let numeric = (box_cell_loss(&mut up, centre, stride, &gt, q)
-                - box_cell_loss(&mut down, centre, stride, &gt, q))
-                / 2e-2;
+        for (k, analytic) in analytic.iter().enumerate() {
+            let numeric = numeric_gradient(&logits, k, 1e-2, |x| {
+                box_cell_loss(x, centre, stride, &gt, q)
+            });
             assert!(
-                (numeric - analytic[k]).abs() < 2e-3,
-                "logit {k}: {numeric} vs {}",
-                analytic[k]
+                (numeric - analytic).abs() < 2e-3,
+                "logit {k}: {numeric} vs {analytic}"
             );
         }
     }
