@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Retrain benchmark (issue 4's goal): feature extraction images/s, head training
 # time for N images x 30 epochs, the whole retrain's wall time and peak memory.
-# Usage: benches/retrain.sh [IMAGES=200] [EPOCHS=30]   (builds a release binary)
+# Usage: benches/retrain.sh [IMAGES=200] [EPOCHS=30] [RETRAIN OPTIONS...]
+#   (builds a release binary), e.g. benches/retrain.sh 200 30 --train-layers head
 # Every epoch runs (--patience above the epoch count); with --val-split 0 all N
 # images train and validation is on the same images, which counts its cost too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 IMAGES=${1:-200}
 EPOCHS=${2:-30}
+shift $(( $# < 2 ? $# : 2 ))
 cargo build --release --locked -q
 BIN=./target/release/pedvision
 work=$(mktemp -d)
@@ -15,7 +17,7 @@ trap 'rm -rf "$work"' EXIT
 $BIN synth --out "$work/data" --images "$IMAGES" --sizes 48..144 >/dev/null
 start=$(date +%s.%N)
 /usr/bin/time -f "peak RSS %M KiB" $BIN --log-level warn retrain --data "$work/data" --out "$work/model" \
-  --epochs "$EPOCHS" --patience $((EPOCHS + 1)) --val-split 0 2>"$work/time.txt"
+  --epochs "$EPOCHS" --patience $((EPOCHS + 1)) --val-split 0 "$@" 2>"$work/time.txt"
 end=$(date +%s.%N)
 cat "$work/time.txt"
 python3 - "$work/model/report.json" "$start" "$end" <<'PY'

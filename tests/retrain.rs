@@ -38,46 +38,100 @@ fn matched(a: &[Vec<Det>], b: &[Vec<Det>]) -> (usize, usize) {
     (hits, total)
 }
 
-#[test]
-fn retrain_adds_classes_keeps_pedestrians_and_runs() {
+/// A generated training set (backgrounds from frames 0–149) and a held-out one
+/// (frames 150–199, which the training set never uses).
+fn synth_sets(train: &Path, train_images: usize, test: &Path, test_images: usize) {
+    for (folder, images, seed, frames) in [
+        (train, train_images, "0", "0..150"),
+        (test, test_images, "1", "150..200"),
+    ] {
+        let images = images.to_string();
+        let summary = ok(&pedvision(&[
+            "synth",
+            "--out",
+            path_str(folder),
+            "--images",
+            &images,
+            "--seed",
+            seed,
+            "--frames",
+            frames,
+            "--sizes",
+            "48..144",
+        ]));
+        assert!(summary.contains(&format!("{images} images")), "{summary}");
+    }
+}
+
+/// `synth` sets of `train_images` and `test_images` in a scratch folder and a
+/// `retrain` on the first with `extra` options: the folder, the test set, the
+/// model folder and the summary.
+fn retrain_on_synth(
+    train_images: usize,
+    test_images: usize,
+    extra: &[&str],
+) -> (
+    tempfile::TempDir,
+    std::path::PathBuf,
+    std::path::PathBuf,
+    String,
+) {
     let dir = scratch();
     let train = join(dir.path(), "train");
     let test = join(dir.path(), "test");
     let out = join(dir.path(), "model");
-    // Backgrounds of the held-out set come from frames the training set never uses.
-    let synth = ok(&pedvision(&[
-        "synth",
-        "--out",
-        path_str(&train),
-        "--images",
-        "200",
-        "--frames",
-        "0..150",
-        "--sizes",
-        "48..144",
-    ]));
-    assert!(synth.contains("200 images"), "{synth}");
-    ok(&pedvision(&[
-        "synth",
-        "--out",
-        path_str(&test),
-        "--images",
-        "50",
-        "--seed",
-        "1",
-        "--frames",
-        "150..200",
-        "--sizes",
-        "48..144",
-    ]));
-
-    let summary = ok(&pedvision(&[
+    synth_sets(&train, train_images, &test, test_images);
+    let mut args = vec![
         "retrain",
         "--data",
         path_str(&train),
         "--out",
         path_str(&out),
+    ];
+    args.extend_from_slice(extra);
+    let summary = ok(&pedvision(&args));
+    (dir, test, out, summary)
+}
+
+/// `eval` of `model` on `test`: two classes, each at AP@0.5 ≥ `floor`.
+fn assert_held_out_ap(dir: &Path, model: &Path, test: &Path, floor: f64) {
+    let eval_json = join(dir, "eval.json");
+    let table = ok(&pedvision(&[
+        "eval",
+        "--model",
+        path_str(model),
+        "--data",
+        path_str(test),
+        "--report",
+        path_str(&eval_json),
     ]));
+    let eval = json(&eval_json);
+    assert_eq!(eval["classes"].as_array().unwrap().len(), 2, "{table}");
+    for class in eval["classes"].as_array().unwrap() {
+        let ap = class["ap50"].as_f64().unwrap();
+        assert!(
+            ap >= floor,
+            "{} AP@0.5 {ap} on held-out images:\n{table}",
+            class["label"]
+        );
+    }
+}
+
+/// The retrain's report: the export matches the trained head and the training
+/// loss went down.
+fn assert_trained(report: &serde_json::Value) {
+    assert!(report["export_max_score_diff"].as_f64().unwrap() < 1e-3);
+    let history = report["history"].as_array().unwrap();
+    assert!(!history.is_empty());
+    let first = history[0]["train_loss"].as_f64().unwrap();
+    let last = history.last().unwrap()["train_loss"].as_f64().unwrap();
+    assert!(last < first, "training loss went from {first} to {last}");
+}
+
+#[test]
+fn retrain_adds_classes_keeps_pedestrians_and_runs() {
+    let (dir, test, out, summary) = retrain_on_synth(200, 50, &[]);
+    let train = join(dir.path(), "train");
     assert!(
         summary.contains("classes   person, sign, ball"),
         "{summary}"
@@ -87,12 +141,7 @@ fn retrain_adds_classes_keeps_pedestrians_and_runs() {
     assert_eq!(report["train_images"], 160);
     assert_eq!(report["val_images"], 40);
     assert_eq!(report["sources"][0], "kept");
-    assert!(report["export_max_score_diff"].as_f64().unwrap() < 1e-3);
-    let history = report["history"].as_array().unwrap();
-    assert!(!history.is_empty());
-    let first = history[0]["train_loss"].as_f64().unwrap();
-    let last = history.last().unwrap()["train_loss"].as_f64().unwrap();
-    assert!(last < first, "training loss went from {first} to {last}");
+    assert_trained(&report);
     let png = std::fs::read(join(&out, "training.png")).unwrap();
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000);
     let manifest = std::fs::read_to_string(join(&out, "retrained.toml")).unwrap();
@@ -103,26 +152,7 @@ fn retrain_adds_classes_keeps_pedestrians_and_runs() {
 
     // Held-out images: each new class at AP@0.5 >= 0.9.
     let model = join(&out, "retrained.toml");
-    let eval_json = join(dir.path(), "eval.json");
-    let table = ok(&pedvision(&[
-        "eval",
-        "--model",
-        path_str(&model),
-        "--data",
-        path_str(&test),
-        "--report",
-        path_str(&eval_json),
-    ]));
-    let eval = json(&eval_json);
-    for class in eval["classes"].as_array().unwrap() {
-        let ap = class["ap50"].as_f64().unwrap();
-        assert!(
-            ap >= 0.9,
-            "{} AP@0.5 {ap} on held-out images:\n{table}",
-            class["label"]
-        );
-    }
-    assert_eq!(eval["classes"].as_array().unwrap().len(), 2, "{table}");
+    assert_held_out_ap(dir.path(), &model, &test, 0.9);
 
     // The demo clip: the retrained model's pedestrians are the original model's.
     let before = people(MODEL, dir.path(), "base.jsonl");
@@ -165,6 +195,32 @@ fn retrain_adds_classes_keeps_pedestrians_and_runs() {
         path_str(&out),
     ]));
     assert!(again.contains("already exists"), "{again}");
+}
+
+#[test]
+fn head_layers_train_a_copy_of_the_convolution_and_keep_pedestrians() {
+    let extra = ["--train-layers", "head", "--augment", "0", "--epochs", "12"];
+    let (dir, test, out, summary) = retrain_on_synth(80, 40, &extra);
+    assert!(
+        summary.contains("classes   person, sign, ball"),
+        "{summary}"
+    );
+    let report = json(&join(&out, "report.json"));
+    assert_eq!(report["options"]["train_layers"], "head");
+    // The exported graph (the convolution's copy beside the original) gives the
+    // trained head's scores.
+    assert_trained(&report);
+    let model = join(&out, "retrained.toml");
+    assert_held_out_ap(dir.path(), &model, &test, 0.7);
+
+    // Pedestrians read the original convolution: the same people as before.
+    let before = people(MODEL, dir.path(), "base.jsonl");
+    let after = people(path_str(&model), dir.path(), "retrained.jsonl");
+    for (a, b) in [(&before, &after), (&after, &before)] {
+        let (hits, total) = matched(a, b);
+        assert!(total > 50, "too few people to compare: {total}");
+        assert_eq!(hits, total, "{hits} of {total} matched at IoU 0.9");
+    }
 }
 
 #[test]

@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::Args;
 use pedvision::config::Manifest;
 use pedvision::train::dataset::{Dataset, Format};
-use pedvision::train::head::TrainOptions;
+use pedvision::train::head::{TrainLayers, TrainOptions};
 use pedvision::train::retrain::{RetrainPlan, RetrainReport, retrain};
 
 use super::common::{RuntimeArgs, model_path};
@@ -86,6 +86,12 @@ pub struct RetrainArgs {
     #[arg(long)]
     pub train_box: bool,
 
+    /// Which layers train: `cls` the final 1×1 class layer on frozen features;
+    /// `head` also the head's 3×3 convolution (a copy that only the trained
+    /// classes read, so kept classes and boxes are unchanged; several times slower).
+    #[arg(long, value_parser = super::choice::<TrainLayers>(), default_value = "cls")]
+    pub train_layers: TrainLayers,
+
     /// Augmented copies of each training image (flip, scale, shift, colour
     /// jitter; boxes move with the pixels). Each copy's features are extracted
     /// once, like an original's: 0 trains on the originals only.
@@ -148,6 +154,7 @@ pub fn execute(args: RetrainArgs) -> anyhow::Result<()> {
             seed: args.seed,
             train_box: args.train_box,
             augment: args.augment as usize,
+            train_layers: args.train_layers,
         },
         val_fraction: args.val_split,
         runtime,

@@ -23,6 +23,9 @@ pub struct LevelData {
     pub features: Array2<f32>,
     /// `[cells, 4·bins]`, the frozen box branch's logits.
     pub box_logits: Array2<f32>,
+    /// `[C, Hp·Wp]`, the padded input of the head's convolution, kept only when it
+    /// is trained (`--train-layers head`).
+    pub trunk_input: Option<Array2<f32>>,
 }
 
 /// One image's cached features, per level.
@@ -38,6 +41,8 @@ pub struct FeatureExtractor {
     session: Session,
     manifest: Manifest,
     feature_outputs: Vec<String>,
+    /// The convolutions' inputs, per level; empty unless they are trained.
+    trunk_outputs: Vec<String>,
 }
 
 fn run_error(e: impl std::fmt::Display) -> TrainError {
@@ -45,13 +50,15 @@ fn run_error(e: impl std::fmt::Display) -> TrainError {
 }
 
 impl FeatureExtractor {
-    /// Builds the feature model and its session.
+    /// Builds the feature model and its session; with `trunk` it also gives the
+    /// head convolutions' inputs.
     pub fn new(
         graph: &HeadGraph,
         manifest: &Manifest,
         options: &RuntimeOptions,
+        trunk: bool,
     ) -> Result<Self, TrainError> {
-        let bytes = graph.feature_model()?;
+        let bytes = graph.feature_model(trunk)?;
         // Features are extracted in fp32 (training wants the float features); a
         // named device runs them, `auto` uses the loaded library's CPU provider.
         let builder = crate::infer::session::session_builder(options, &manifest.onnx)?;
@@ -71,6 +78,11 @@ impl FeatureExtractor {
             session,
             manifest: manifest.clone(),
             feature_outputs: graph.feature_names(),
+            trunk_outputs: if trunk {
+                graph.trunk_inputs()?
+            } else {
+                Vec::new()
+            },
         })
     }
 
@@ -154,7 +166,22 @@ impl FeatureExtractor {
                 image.levels.push(LevelData {
                     features: f.t().as_standard_layout().into_owned(),
                     box_logits: b.to_owned(),
+                    trunk_input: None,
                 });
+            }
+        }
+        for (level, name) in self.trunk_outputs.iter().enumerate() {
+            let input = outputs
+                .get(name.as_str())
+                .ok_or_else(|| run_error(format!("output {name:?} missing")))?
+                .try_extract_array::<f32>()
+                .map_err(run_error)?;
+            let input = input.into_dimensionality::<Ix4>().map_err(run_error)?;
+            for (k, image) in images.iter_mut().enumerate() {
+                let x = input.index_axis(Axis(0), k);
+                let (channels, cells) = (x.shape()[0], x.shape()[1] * x.shape()[2]);
+                let x = x.to_shape((channels, cells)).map_err(run_error)?;
+                image.levels[level].trunk_input = Some(x.into_owned());
             }
         }
         Ok(images)

@@ -44,11 +44,26 @@ struct LevelHead {
     conv: usize,
     /// Index of the Split node after it.
     split: usize,
+    /// Index of the Sigmoid on the class branch.
+    sigmoid: usize,
     /// Index of the Reshape node on the class branch.
     cls_reshape: usize,
     /// The Conv's input: the frozen feature tensor.
     feature: String,
     class_output: String,
+    /// The trainable 3×3 convolution before it, or why the graph has none.
+    trunk: Result<TrunkHead, String>,
+}
+
+/// The convolution that makes a level's feature: `LeakyReLU(Conv k×k(input))`.
+#[derive(Debug, Clone)]
+struct TrunkHead {
+    conv: usize,
+    /// Its input (already padded), the tensor feature extraction adds as an output.
+    input: String,
+    kernel: usize,
+    channels: usize,
+    alpha: f32,
 }
 
 /// Weights of one level's 1×1 head: `weight` is `[outputs, F]`, `bias` `[outputs]`.
@@ -56,6 +71,26 @@ struct LevelHead {
 pub struct LinearWeights {
     pub weight: Array2<f32>,
     pub bias: Array1<f32>,
+}
+
+/// The shape of a level's trainable convolution (its weights are a
+/// [`LinearWeights`] of `[F, C·k²]`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TrunkShape {
+    /// Input channels `C`.
+    pub channels: usize,
+    /// Kernel side `k`.
+    pub kernel: usize,
+    /// The LeakyReLU's negative slope.
+    pub alpha: f32,
+}
+
+/// A second class branch for one level (`--train-layers head`): its own copy of
+/// the convolution, `[F, C·k²]`, and class rows `[classes, F]` that read it. The
+/// export adds its logits to the main head's class logits before the sigmoid.
+pub struct ClassBranch<'a> {
+    pub conv: &'a LinearWeights,
+    pub classes: &'a LinearWeights,
 }
 
 /// One level's head, found from its class output (Conv → Split → Sigmoid →
@@ -86,7 +121,7 @@ fn locate_level(
              only NanoDet-style heads can be retrained"
         )
     })?;
-    let (cls_reshape, split, conv) = (chain[1], chain[3], chain[4]);
+    let (cls_reshape, sigmoid, split, conv) = (chain[1], chain[2], chain[3], chain[4]);
     let node = &graph.node[conv];
     if node.input.len() != 3 {
         return Err(format!("head Conv {:?} has no bias input", node.name));
@@ -105,14 +140,78 @@ fn locate_level(
             4 * bins
         ));
     }
+    let features = dims[1] as usize;
     let level = LevelHead {
         conv,
         split,
+        sigmoid,
         cls_reshape,
         feature: node.input[0].clone(),
         class_output: output.to_string(),
+        trunk: locate_trunk(graph, &producer, &node.input[0], features),
     };
-    Ok((level, dims[1] as usize))
+    Ok((level, features))
+}
+
+/// The `LeakyReLU(Conv k×k)` that makes `feature`: constant weight `[F, C, k, k]`
+/// and bias, stride 1, one group, no padding of its own (NanoDet pads with an
+/// explicit Pad before it).
+fn locate_trunk(
+    graph: &GraphProto,
+    producer: &dyn Fn(&str) -> Option<usize>,
+    feature: &str,
+    features: usize,
+) -> Result<TrunkHead, String> {
+    let chain = walk_back(
+        graph.node.as_slice(),
+        producer,
+        feature,
+        &["LeakyRelu", "Conv"],
+    )
+    .map_err(|found| format!("the head feature {feature:?} is not LeakyReLU(Conv): {found}"))?;
+    let (act, conv) = (&graph.node[chain[0]], &graph.node[chain[1]]);
+    let alpha = attribute(act, "alpha").map_or(0.01, |a| a.f);
+    let plain = |name: &str, ok: &dyn Fn(i64) -> bool| {
+        attribute(conv, name).is_none_or(|a| a.ints.iter().all(|&v| ok(v)))
+    };
+    if !plain("pads", &|v| v == 0)
+        || !plain("strides", &|v| v == 1)
+        || !plain("dilations", &|v| v == 1)
+        || attribute(conv, "group").is_some_and(|a| a.i != 1)
+    {
+        return Err(format!(
+            "the head Conv {:?} pads, strides, dilates or groups; only a plain convolution on a padded input can be trained",
+            conv.name
+        ));
+    }
+    let weight = (conv.input.len() == 3)
+        .then(|| initializer(graph, &conv.input[1]))
+        .flatten()
+        .filter(|_| initializer(graph, &conv.input[2]).is_some())
+        .ok_or_else(|| {
+            format!(
+                "the head Conv {:?} has no constant weight and bias",
+                conv.name
+            )
+        })?;
+    let d = &weight.dims;
+    if d.len() != 4 || d[0] as usize != features || d[2] != d[3] || d[2] % 2 == 0 {
+        return Err(format!(
+            "the head Conv {:?} weight has shape {d:?}, expected [{features}, C, k, k] with an odd k",
+            conv.name
+        ));
+    }
+    Ok(TrunkHead {
+        conv: chain[1],
+        input: conv.input[0].clone(),
+        kernel: d[2] as usize,
+        channels: d[1] as usize,
+        alpha,
+    })
+}
+
+fn attribute<'a>(node: &'a NodeProto, name: &str) -> Option<&'a onnx_protobuf::AttributeProto> {
+    node.attribute.iter().find(|a| a.name == name)
 }
 
 /// A NanoDet graph with its head located.
@@ -199,22 +298,77 @@ impl HeadGraph {
         Ok(LinearWeights { weight, bias })
     }
 
+    fn trunk(&self, i: usize) -> Result<&TrunkHead, GraphError> {
+        self.levels[i].trunk.as_ref().map_err(|reason| GraphError {
+            path: self.path.clone(),
+            reason: format!("cannot train the head's convolution: {reason}"),
+        })
+    }
+
+    /// Names of the trainable convolutions' (padded) inputs, per level; an error
+    /// when a level has no such convolution.
+    pub fn trunk_inputs(&self) -> Result<Vec<String>, GraphError> {
+        (0..self.levels.len())
+            .map(|i| self.trunk(i).map(|t| t.input.clone()))
+            .collect()
+    }
+
+    /// The pretrained convolution of level `i`: weights `[F, C·k²]` and its shape.
+    pub fn pretrained_trunk(&self, i: usize) -> Result<(LinearWeights, TrunkShape), GraphError> {
+        let trunk = self.trunk(i)?;
+        let node = &self.model.graph.node[trunk.conv];
+        let err = |reason: String| GraphError {
+            path: self.path.clone(),
+            reason,
+        };
+        let read = |name: &str| {
+            initializer(&self.model.graph, name)
+                .and_then(float_values)
+                .ok_or_else(|| err(format!("cannot read float tensor {name:?}")))
+        };
+        let cols = trunk.channels * trunk.kernel * trunk.kernel;
+        let weight = Array2::from_shape_vec((self.features, cols), read(&node.input[1])?)
+            .map_err(|e| err(e.to_string()))?;
+        let bias = Array1::from_vec(read(&node.input[2])?);
+        if bias.len() != self.features {
+            return Err(err("head convolution bias has the wrong length".into()));
+        }
+        let shape = TrunkShape {
+            channels: trunk.channels,
+            kernel: trunk.kernel,
+            alpha: trunk.alpha,
+        };
+        Ok((LinearWeights { weight, bias }, shape))
+    }
+
     /// The model with each level's feature tensor added as an output (named as in
-    /// the graph), serialised.
-    pub fn feature_model(&self) -> Result<Vec<u8>, GraphError> {
+    /// the graph), and with `trunk` also the trainable convolutions' inputs,
+    /// serialised.
+    pub fn feature_model(&self, trunk: bool) -> Result<Vec<u8>, GraphError> {
         let mut model = self.model.clone();
+        let inputs = if trunk {
+            self.trunk_inputs()?
+        } else {
+            Vec::new()
+        };
         let graph = model.graph.mut_or_insert_default();
         for level in &self.levels {
             graph.output.push(float_output(&level.feature));
+        }
+        for input in &inputs {
+            graph.output.push(float_output(input));
         }
         self.serialise(&model)
     }
 
     /// A model whose level heads are `heads` (rows: `classes` class channels, then
     /// the box bins), serialised. `note` goes into the model's metadata.
+    /// With `branches` (one per level, or none), each level also gets its
+    /// [`ClassBranch`].
     pub fn with_heads(
         &self,
         heads: &[LinearWeights],
+        branches: &[ClassBranch<'_>],
         classes: usize,
         labels: &[String],
     ) -> Result<Vec<u8>, GraphError> {
@@ -240,6 +394,29 @@ impl HeadGraph {
             }
             self.swap_level_head(graph, i, level, head, classes, &mut replaced)
                 .map_err(err)?;
+        }
+        if !branches.is_empty() {
+            if branches.len() != self.levels.len() {
+                return Err(err(format!(
+                    "{} class branches for {} levels",
+                    branches.len(),
+                    self.levels.len()
+                )));
+            }
+            let mut inserts = Vec::new();
+            for (i, branch) in branches.iter().enumerate() {
+                inserts.push((
+                    self.levels[i].split,
+                    self.add_branch(graph, i, branch, classes)?,
+                ));
+            }
+            // From the last place back, so the earlier places stay valid.
+            inserts.sort_by_key(|(at, _)| std::cmp::Reverse(*at));
+            for (at, nodes) in inserts {
+                for (n, node) in nodes.into_iter().enumerate() {
+                    graph.node.insert(at + 1 + n, node);
+                }
+            }
         }
         drop_unread(graph, &replaced);
         let mut entry = onnx_protobuf::StringStringEntryProto::new();
@@ -327,12 +504,118 @@ impl HeadGraph {
         Ok(())
     }
 
+    /// Level `i`'s class branch, to go right after its Split: Conv k×k →
+    /// LeakyReLU → Conv 1×1 → Add to the Split's class logits, which the Sigmoid
+    /// is pointed at. Adds the branch's constants; the caller inserts the nodes.
+    fn add_branch(
+        &self,
+        graph: &mut GraphProto,
+        i: usize,
+        branch: &ClassBranch<'_>,
+        classes: usize,
+    ) -> Result<[NodeProto; 4], GraphError> {
+        let level = &self.levels[i];
+        let trunk = self.trunk(i)?.clone();
+        let k = trunk.kernel as i64;
+        let cols = trunk.channels * trunk.kernel * trunk.kernel;
+        if branch.conv.weight.dim() != (self.features, cols)
+            || branch.classes.weight.dim() != (classes, self.features)
+        {
+            return Err(GraphError {
+                path: self.path.clone(),
+                reason: format!("class branch {i} has the wrong shape"),
+            });
+        }
+        let name = |part: &str| format!("pedvision/branch/s{i}/{part}");
+        let f = self.features as i64;
+        let tensors = [
+            (
+                "conv_w",
+                vec![f, trunk.channels as i64, k, k],
+                &branch.conv.weight,
+            ),
+            (
+                "cls_w",
+                vec![classes as i64, f, 1, 1],
+                &branch.classes.weight,
+            ),
+        ];
+        for (part, dims, w) in tensors {
+            graph
+                .initializer
+                .push(float_tensor(&name(part), &dims, w.iter().copied()));
+        }
+        let biases = [
+            ("conv_b", &branch.conv.bias),
+            ("cls_b", &branch.classes.bias),
+        ];
+        for (part, b) in biases {
+            graph.initializer.push(float_tensor(
+                &name(part),
+                &[b.len() as i64],
+                b.iter().copied(),
+            ));
+        }
+        let split_out = graph.node[level.split].output[0].clone();
+        let nodes = [
+            conv_node(
+                &name("conv"),
+                [&trunk.input, &name("conv_w"), &name("conv_b")],
+                &name("pre"),
+                k,
+            ),
+            leaky_node(&name("act"), &name("pre"), &name("feature"), trunk.alpha),
+            conv_node(
+                &name("cls"),
+                [&name("feature"), &name("cls_w"), &name("cls_b")],
+                &name("logits"),
+                1,
+            ),
+            add_node(
+                &name("add"),
+                [&split_out, &name("logits")],
+                &name("class_logits"),
+            ),
+        ];
+        graph.node[level.sigmoid].input[0] = name("class_logits");
+        Ok(nodes)
+    }
+
     fn serialise(&self, model: &ModelProto) -> Result<Vec<u8>, GraphError> {
         model.write_to_bytes().map_err(|e| GraphError {
             path: self.path.clone(),
             reason: format!("cannot serialise: {e}"),
         })
     }
+}
+
+/// A model of just the trunks' convolutions, for training them: per level `l`,
+/// inputs `x{l}` (`[N, C, Hp, Wp]`), `w{l}` (`[F, C, k, k]`) and `b{l}` (`[F]`),
+/// output `pre{l}` = `Conv(x, w, b)` (`[N, F, Hp−k+1, Wp−k+1]`). The weights are
+/// inputs, so one session serves every optimiser step.
+pub fn trunk_model(shapes: &[TrunkShape]) -> Vec<u8> {
+    let mut model = ModelProto::new();
+    model.ir_version = 8;
+    let mut opset = onnx_protobuf::OperatorSetIdProto::new();
+    opset.version = 13;
+    model.opset_import.push(opset);
+    model.producer_name = "pedvision retrain".into();
+    let graph = model.graph.mut_or_insert_default();
+    graph.name = "pedvision-trunks".into();
+    for (l, shape) in shapes.iter().enumerate() {
+        let [x, w, b, pre] = ["x", "w", "b", "pre"].map(|p| format!("{p}{l}"));
+        for input in [&x, &w, &b] {
+            graph.input.push(float_output(input));
+        }
+        graph.node.push(conv_node(
+            &format!("conv{l}"),
+            [&x, &w, &b],
+            &pre,
+            shape.kernel as i64,
+        ));
+        graph.output.push(float_output(&pre));
+    }
+    model.write_to_bytes().unwrap_or_default()
 }
 
 /// Names of the constants the new heads share.
@@ -418,6 +701,45 @@ fn int64_values(t: &TensorProto) -> Option<Vec<i64>> {
     } else {
         Some(t.int64_data.clone())
     }
+}
+
+fn node(op: &str, name: &str, inputs: &[&String], output: &str) -> NodeProto {
+    let mut n = NodeProto::new();
+    n.op_type = op.into();
+    n.name = name.into();
+    n.input = inputs.iter().map(|s| s.to_string()).collect();
+    n.output = vec![output.into()];
+    n
+}
+
+fn ints_attribute(name: &str, values: &[i64]) -> onnx_protobuf::AttributeProto {
+    let mut a = onnx_protobuf::AttributeProto::new();
+    a.name = name.into();
+    a.type_ = onnx_protobuf::attribute_proto::AttributeType::INTS.into();
+    a.ints = values.to_vec();
+    a
+}
+
+/// A plain k×k convolution (stride 1, no padding, one group).
+fn conv_node(name: &str, inputs: [&String; 3], output: &str, kernel: i64) -> NodeProto {
+    let mut n = node("Conv", name, &inputs, output);
+    n.attribute
+        .push(ints_attribute("kernel_shape", &[kernel, kernel]));
+    n
+}
+
+fn leaky_node(name: &str, input: &String, output: &str, alpha: f32) -> NodeProto {
+    let mut n = node("LeakyRelu", name, &[input], output);
+    let mut a = onnx_protobuf::AttributeProto::new();
+    a.name = "alpha".into();
+    a.type_ = onnx_protobuf::attribute_proto::AttributeType::FLOAT.into();
+    a.f = alpha;
+    n.attribute.push(a);
+    n
+}
+
+fn add_node(name: &str, inputs: [&String; 2], output: &str) -> NodeProto {
+    node("Add", name, &inputs, output)
 }
 
 fn float_tensor(name: &str, dims: &[i64], values: impl Iterator<Item = f32>) -> TensorProto {
@@ -511,7 +833,7 @@ mod tests {
             })
             .collect();
         let labels = ["person".to_string(), "thing".to_string()];
-        let bytes = g.with_heads(&heads, 2, &labels).unwrap();
+        let bytes = g.with_heads(&heads, &[], 2, &labels).unwrap();
         let model = ModelProto::parse_from_bytes(&bytes).unwrap();
         let graph = &model.graph;
         let w = initializer(graph, "pedvision/head/s0/weight").unwrap();

@@ -9,7 +9,15 @@
 //! - With `train_box`, **distribution focal loss** on the positives' box bins: for
 //!   a target distance `t` (in strides) between bins `i` and `i+1`, cross-entropy
 //!   towards `i` with weight `i+1−t` and towards `i+1` with weight `t−i`, scaled by
-//!   0.25 and averaged over sides. (NanoDet adds a GIoU loss; it is left out here.)
+//!   0.25 and averaged over sides, plus NanoDet's GIoU loss of the decoded box
+//!   (weight 2 times the quality target).
+//!
+//! With `--train-layers head` each level also has a [`Trunk`]: a trainable copy of
+//! the 3×3 convolution that makes the feature, which only the trained classes read
+//! (the class loss's gradient goes back through the class rows, the LeakyReLU and
+//! the convolution; the neck stays frozen). Boxes still read the frozen feature.
+//! The convolution learns at a tenth of the learning rate, without weight decay,
+//! so it stays near the pretrained one it starts from.
 //!
 //! Validation after each epoch decodes the head's outputs exactly as `run` does
 //! (DFL boxes, class-aware NMS) and scores them with COCO AP@0.5; training stops
@@ -21,10 +29,13 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
+use super::TrainError;
 use super::assign::LevelTargets;
-use super::features::ImageFeatures;
+use super::features::{ImageFeatures, LevelData};
 use super::graph::LinearWeights;
 use super::metrics::{self, ImageEval};
+use super::trunk::{self, Trunk, TrunkForward};
+use super::trunk_session::TrunkSession;
 use crate::model::BBox;
 use crate::model::classes::ClassFilter;
 use crate::model::nanodet::Layout;
@@ -45,7 +56,41 @@ pub struct TrainOptions {
     pub train_box: bool,
     /// Augmented copies of each training image (their features cached too).
     pub augment: usize,
+    /// Which layers train.
+    pub train_layers: TrainLayers,
 }
+
+/// The layers `retrain` trains (`--train-layers`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrainLayers {
+    /// The final 1×1 class layer (and box layer with `--train-box`).
+    #[default]
+    Cls,
+    /// Also the head's 3×3 convolution, as a copy only the trained classes read.
+    Head,
+}
+
+impl crate::choice::Choice for TrainLayers {
+    const ALL: &'static [Self] = &[Self::Cls, Self::Head];
+    fn name(self) -> &'static str {
+        match self {
+            Self::Cls => "cls",
+            Self::Head => "head",
+        }
+    }
+    fn about(self) -> &'static str {
+        match self {
+            Self::Cls => "the final 1×1 class layer on frozen features (fast)",
+            Self::Head => {
+                "also the head's 3×3 convolution, copied for the trained classes (slower; kept classes unchanged)"
+            }
+        }
+    }
+}
+
+/// The trunk's learning rate, as a share of the head's.
+const TRUNK_LR_SCALE: f32 = 0.1;
 
 /// One training or validation image: cached features, targets, and the truth in
 /// source pixels (for AP).
@@ -57,11 +102,14 @@ pub struct Example<'a> {
     pub ignore: Vec<BBox>,
 }
 
-/// The head being trained: per level, class rows and box rows.
+/// The head being trained: per level, class rows and box rows, and with
+/// `--train-layers head` the class rows' own convolution.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Head {
     pub classes: Vec<LinearWeights>,
     pub boxes: Vec<LinearWeights>,
+    /// One per level, or none (the class rows read the frozen feature).
+    pub trunks: Vec<Trunk>,
 }
 
 /// One epoch's figures.
@@ -278,28 +326,42 @@ impl AdamW {
         }
     }
 
-    /// One step; `decay[i]` says whether tensor `i` gets weight decay.
-    fn step(&mut self, params: &mut [&mut [f32]], grads: &[&[f32]], decay: &[bool]) {
+    /// One step; `rules[i]` says whether tensor `i` gets weight decay and its
+    /// share of the learning rate.
+    fn step(&mut self, params: &mut [&mut [f32]], grads: &[&[f32]], rules: &[TensorRule]) {
         self.t += 1;
         let c1 = 1.0 - Self::B1.powi(self.t);
         let c2 = 1.0 - Self::B2.powi(self.t);
         for (i, (p, g)) in params.iter_mut().zip(grads).enumerate() {
             let (m, v) = &mut self.moments[i];
-            let wd = if decay[i] { self.weight_decay } else { 0.0 };
+            let wd = if rules[i].decay {
+                self.weight_decay
+            } else {
+                0.0
+            };
+            let lr = self.lr * rules[i].lr_scale;
             for k in 0..p.len() {
                 m[k] = Self::B1 * m[k] + (1.0 - Self::B1) * g[k];
                 v[k] = Self::B2 * v[k] + (1.0 - Self::B2) * g[k] * g[k];
                 let update = (m[k] / c1) / ((v[k] / c2).sqrt() + Self::EPS);
-                p[k] -= self.lr * (update + wd * p[k]);
+                p[k] -= lr * (update + wd * p[k]);
             }
         }
     }
+}
+
+/// How the optimiser treats one tensor.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct TensorRule {
+    decay: bool,
+    lr_scale: f32,
 }
 
 /// Gradients of the whole head, shaped like it.
 struct Grads {
     classes: Vec<(Array2<f32>, Array1<f32>)>,
     boxes: Vec<(Array2<f32>, Array1<f32>)>,
+    trunks: Vec<(Array2<f32>, Array1<f32>)>,
 }
 
 impl Grads {
@@ -308,11 +370,91 @@ impl Grads {
         Self {
             classes: head.classes.iter().map(z).collect(),
             boxes: head.boxes.iter().map(z).collect(),
+            trunks: head.trunks.iter().map(|t| z(&t.weights)).collect(),
+        }
+    }
+
+    /// Adds `other` (the same shapes) to these.
+    fn add(&mut self, other: &Grads) {
+        let pairs = self
+            .classes
+            .iter_mut()
+            .chain(&mut self.boxes)
+            .chain(&mut self.trunks)
+            .zip(
+                other
+                    .classes
+                    .iter()
+                    .chain(&other.boxes)
+                    .chain(&other.trunks),
+            );
+        for ((w, b), (ow, ob)) in pairs {
+            *w += ow;
+            *b += ob;
         }
     }
 }
 
 impl Head {
+    /// The trunks' forward passes of `images` (per image, per level; empty lists
+    /// without trunks), through `session` when given, else computed here.
+    pub fn forwards(
+        &self,
+        layout: &Layout,
+        images: &[&ImageFeatures],
+        session: Option<&mut TrunkSession>,
+    ) -> Result<Vec<Vec<TrunkForward>>, TrainError> {
+        if self.trunks.is_empty() {
+            return Ok(images.iter().map(|_| Vec::new()).collect());
+        }
+        let grids: Vec<(usize, usize)> = layout.strides.iter().map(|&s| layout.grid(s)).collect();
+        let inputs = images
+            .iter()
+            .map(|f| {
+                f.levels
+                    .iter()
+                    .map(|d| d.trunk_input.as_ref())
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| {
+                        TrainError::Invalid("features without the trunks' inputs".into())
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let Some(session) = session else {
+            return Ok(inputs
+                .iter()
+                .map(|levels| {
+                    (self.trunks.iter().zip(levels).zip(&grids))
+                        .map(|((t, x), &grid)| t.forward(x.view(), grid))
+                        .collect()
+                })
+                .collect());
+        };
+        let pre = session.pre_activations(&self.trunks, &inputs, &grids)?;
+        Ok(pre
+            .into_iter()
+            .map(|levels| {
+                (self.trunks.iter().zip(levels))
+                    .map(|(t, p)| t.activate(p))
+                    .collect()
+            })
+            .collect())
+    }
+
+    /// Class logits `[cells, classes]` of level `l` of one image; `forward` is the
+    /// trunk's pass over it when there are trunks.
+    pub fn level_class_logits(
+        &self,
+        l: usize,
+        data: &LevelData,
+        forward: Option<&TrunkForward>,
+    ) -> Array2<f32> {
+        match forward {
+            Some(fwd) => self.class_logits(l, fwd.features.view()),
+            None => self.class_logits(l, data.features.view()),
+        }
+    }
+
     fn class_logits(&self, level: usize, x: ArrayView2<'_, f32>) -> Array2<f32> {
         let w = &self.classes[level];
         x.dot(&w.weight.t()) + &w.bias
@@ -328,14 +470,17 @@ impl Head {
     fn image_loss(
         &self,
         layout: &Layout,
-        ex: &Example<'_>,
+        (ex, forwards): (&Example<'_>, &[TrunkForward]),
         train_box: bool,
         mut grads: Option<&mut Grads>,
     ) -> (f32, usize) {
         let (mut loss, mut positives) = (0.0f32, 0usize);
         for (l, (data, targets)) in ex.features.levels.iter().zip(&ex.targets).enumerate() {
-            let x = data.features.view();
-            let mut z = self.class_logits(l, x);
+            let trunk = forwards.get(l);
+            let x_cls = trunk
+                .as_ref()
+                .map_or(data.features.view(), |f| f.features.view());
+            let mut z = self.class_logits(l, x_cls);
             positives += targets.positives();
             for (cell, mut row) in z.axis_iter_mut(Axis(0)).enumerate() {
                 if targets.ignored[cell] {
@@ -356,12 +501,25 @@ impl Head {
             }
             if let Some(g) = grads.as_deref_mut() {
                 let (dw, db) = &mut g.classes[l];
-                general_mat_mul(1.0, &z.t(), &x, 1.0, dw);
+                general_mat_mul(1.0, &z.t(), &x_cls, 1.0, dw);
                 *db += &z.sum_axis(Axis(0));
+                if let (Some(fwd), Some(input)) = (trunk, &data.trunk_input) {
+                    let d_features = z.dot(&self.classes[l].weight);
+                    let (tw, tb) = &mut g.trunks[l];
+                    let width = layout.grid(layout.strides[l]).0;
+                    self.trunks[l].backward(
+                        (input.view(), width),
+                        fwd,
+                        d_features,
+                        trunk::ACTIVE_GRADIENT,
+                        (tw, tb),
+                    );
+                }
             }
             if !train_box {
                 continue;
             }
+            let x = data.features.view();
             let mut b = self.box_logits(l, x);
             let stride = layout.strides[l] as f32;
             let (grid_w, _) = layout.grid(layout.strides[l]);
@@ -393,7 +551,7 @@ impl Head {
     pub fn detect(
         &self,
         layout: &Layout,
-        features: &ImageFeatures,
+        (features, forwards): (&ImageFeatures, &[TrunkForward]),
         train_box: bool,
         conf: f32,
         nms_iou: f32,
@@ -407,7 +565,7 @@ impl Head {
         let mut boxes = Vec::new();
         for (l, data) in features.levels.iter().enumerate() {
             let z = self
-                .class_logits(l, data.features.view())
+                .level_class_logits(l, data, forwards.get(l))
                 .mapv(|v| 1.0 / (1.0 + (-v).exp()));
             scores.push(z.into_raw_vec_and_offset().0);
             // Frozen boxes are read in place; trained ones are computed.
@@ -440,26 +598,45 @@ impl Head {
     }
 
     /// Detections and truth of every example, for the metrics.
+    /// With `loss`, also the summed loss and positives.
     pub fn evaluate(
         &self,
         layout: &Layout,
         examples: &[Example<'_>],
         train_box: bool,
-    ) -> Vec<ImageEval> {
-        examples
-            .iter()
-            .map(|ex| ImageEval {
-                detections: self
-                    .detect(layout, ex.features, train_box, EVAL_CONF, EVAL_NMS_IOU)
-                    .into_iter()
-                    .map(|d| (d.class_id, d.score, d.bbox))
-                    .collect(),
-                truth: ex.truth.clone(),
-                ignore: ex.ignore.clone(),
-            })
-            .collect()
+        mut session: Option<&mut TrunkSession>,
+    ) -> Result<(Vec<ImageEval>, f32, usize), TrainError> {
+        let (mut evals, mut loss, mut positives) = (Vec::new(), 0.0f32, 0usize);
+        for chunk in examples.chunks(EVAL_BATCH) {
+            let images: Vec<&ImageFeatures> = chunk.iter().map(|ex| ex.features).collect();
+            let forwards = self.forwards(layout, &images, session.as_deref_mut())?;
+            for (ex, fwd) in chunk.iter().zip(&forwards) {
+                let (l, p) = self.image_loss(layout, (ex, fwd), train_box, None);
+                loss += l;
+                positives += p;
+                evals.push(ImageEval {
+                    detections: self
+                        .detect(
+                            layout,
+                            (ex.features, fwd),
+                            train_box,
+                            EVAL_CONF,
+                            EVAL_NMS_IOU,
+                        )
+                        .into_iter()
+                        .map(|d| (d.class_id, d.score, d.bbox))
+                        .collect(),
+                    truth: ex.truth.clone(),
+                    ignore: ex.ignore.clone(),
+                });
+            }
+        }
+        Ok((evals, loss, positives))
     }
 }
+
+/// Images per trunk forward batch in evaluation.
+const EVAL_BATCH: usize = 8;
 
 /// Score threshold for evaluation: low, so the precision-recall curve is complete.
 pub const EVAL_CONF: f32 = 0.01;
@@ -475,17 +652,18 @@ pub fn mean_ap50(images: &[ImageEval], classes: usize) -> Option<f32> {
 }
 
 /// Trains `head` on `train`, validating on `val` after each epoch. `on_epoch` sees
-/// each epoch's figures as they come.
+/// each epoch's figures as they come. `session` runs the trunks' convolutions
+/// (without it they are computed here, slowly).
 pub fn train(
     mut head: Head,
     layout: &Layout,
-    train: &[Example<'_>],
-    val: &[Example<'_>],
+    (train, val): (&[Example<'_>], &[Example<'_>]),
     options: &TrainOptions,
+    mut session: Option<&mut TrunkSession>,
     mut on_epoch: impl FnMut(&EpochStats),
-) -> Trained {
+) -> Result<Trained, TrainError> {
     let classes = head.classes.first().map_or(0, |w| w.bias.len());
-    let (sizes, decay) = parameter_layout(&head, options.train_box);
+    let (sizes, rules) = parameter_layout(&head, options.train_box);
     let mut adam = AdamW::new(options.learning_rate, options.weight_decay, &sizes);
     let steps_per_epoch = train.len().div_ceil(options.batch_images.max(1));
     let mut schedule = Schedule::new(options.learning_rate, options.epochs, steps_per_epoch);
@@ -501,11 +679,17 @@ pub fn train(
             &mut head,
             layout,
             (train, &order),
-            options,
+            (options, &rules),
             (&mut adam, &mut schedule),
-            &decay,
-        );
-        let (val_loss, val_ap50) = validate(&head, layout, val, options.train_box, classes);
+            session.as_deref_mut(),
+        )?;
+        let (val_loss, val_ap50) = validate(
+            &head,
+            layout,
+            val,
+            (options.train_box, classes),
+            session.as_deref_mut(),
+        )?;
         let stats = EpochStats {
             epoch,
             train_loss: epoch_loss / epoch_pos.max(1) as f32,
@@ -530,7 +714,7 @@ pub fn train(
             break;
         }
     }
-    match best {
+    Ok(match best {
         Some((_, _, best_epoch, best_head)) => Trained {
             head: best_head,
             history,
@@ -543,19 +727,31 @@ pub fn train(
             best_epoch: 0,
             stopped_early,
         },
-    }
+    })
 }
 
-/// Per trained tensor (class heads, then box heads when trained; weight, then
-/// bias): its length, and whether weight decay applies.
-fn parameter_layout(head: &Head, train_box: bool) -> (Vec<usize>, Vec<bool>) {
-    let (mut sizes, mut decay) = (Vec::new(), Vec::new());
+/// Per trained tensor (class heads, then box heads when trained, then trunks;
+/// weight, then bias): its length and how the optimiser treats it.
+fn parameter_layout(head: &Head, train_box: bool) -> (Vec<usize>, Vec<TensorRule>) {
+    let (mut sizes, mut rules) = (Vec::new(), Vec::new());
     let box_levels: &[LinearWeights] = if train_box { &head.boxes } else { &[] };
+    let plain = |decay| TensorRule {
+        decay,
+        lr_scale: 1.0,
+    };
     for w in head.classes.iter().chain(box_levels) {
         sizes.extend([w.weight.len(), w.bias.len()]);
-        decay.extend([true, false]);
+        rules.extend([plain(true), plain(false)]);
     }
-    (sizes, decay)
+    let trunk = TensorRule {
+        decay: false,
+        lr_scale: TRUNK_LR_SCALE,
+    };
+    for t in &head.trunks {
+        sizes.extend([t.weights.weight.len(), t.weights.bias.len()]);
+        rules.extend([trunk, trunk]);
+    }
+    (sizes, rules)
 }
 
 /// One pass over `train` in `order`, a step per batch; the summed loss and
@@ -564,21 +760,22 @@ fn train_epoch(
     head: &mut Head,
     layout: &Layout,
     (train, order): (&[Example<'_>], &[usize]),
-    options: &TrainOptions,
+    (options, rules): (&TrainOptions, &[TensorRule]),
     (adam, schedule): (&mut AdamW, &mut Schedule),
-    decay: &[bool],
-) -> (f32, usize) {
+    mut session: Option<&mut TrunkSession>,
+) -> Result<(f32, usize), TrainError> {
     let (mut epoch_loss, mut epoch_pos) = (0.0f32, 0usize);
     for batch in order.chunks(options.batch_images.max(1)) {
         adam.lr = schedule.next();
-        let mut grads = Grads::zeros(head);
-        let mut positives = 0;
-        for &i in batch {
-            let (loss, pos) =
-                head.image_loss(layout, &train[i], options.train_box, Some(&mut grads));
-            epoch_loss += loss;
-            positives += pos;
-        }
+        let images: Vec<&ImageFeatures> = batch.iter().map(|&i| train[i].features).collect();
+        let forwards = head.forwards(layout, &images, session.as_deref_mut())?;
+        let examples: Vec<(&Example<'_>, &[TrunkForward])> = batch
+            .iter()
+            .zip(&forwards)
+            .map(|(&i, f)| (&train[i], f.as_slice()))
+            .collect();
+        let (grads, loss, positives) = batch_gradients(head, layout, &examples, options.train_box);
+        epoch_loss += loss;
         epoch_pos += positives;
         step(
             head,
@@ -586,10 +783,55 @@ fn train_epoch(
             1.0 / positives.max(1) as f32,
             options.train_box,
             adam,
-            decay,
+            rules,
         );
     }
-    (epoch_loss, epoch_pos)
+    Ok((epoch_loss, epoch_pos))
+}
+
+/// Gradients, loss and positives of one mini-batch (each example with its trunks'
+/// forward passes). With trunks (whose backward passes dominate) the images are
+/// shared among the cores, each summing its own gradients, added up in a fixed
+/// order so the result does not depend on timing.
+fn batch_gradients(
+    head: &Head,
+    layout: &Layout,
+    batch: &[(&Example<'_>, &[TrunkForward])],
+    train_box: bool,
+) -> (Grads, f32, usize) {
+    let part = |images: &[(&Example<'_>, &[TrunkForward])]| {
+        let mut grads = Grads::zeros(head);
+        let (mut loss, mut positives) = (0.0f32, 0usize);
+        for &example in images {
+            let (l, p) = head.image_loss(layout, example, train_box, Some(&mut grads));
+            loss += l;
+            positives += p;
+        }
+        (grads, loss, positives)
+    };
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if head.trunks.is_empty() || workers < 2 || batch.len() < 2 {
+        return part(batch);
+    }
+    let chunk = batch.len().div_ceil(workers);
+    let parts: Vec<(Grads, f32, usize)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = batch
+            .chunks(chunk)
+            .map(|images| scope.spawn(move || part(images)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    });
+    let mut parts = parts.into_iter();
+    let (mut grads, mut loss, mut positives) = parts.next().unwrap_or_else(|| part(&[]));
+    for (g, l, p) in parts {
+        grads.add(&g);
+        loss += l;
+        positives += p;
+    }
+    (grads, loss, positives)
 }
 
 /// One AdamW step on the trained tensors with the gradients scaled by `scale`.
@@ -599,7 +841,7 @@ fn step(
     scale: f32,
     train_box: bool,
     adam: &mut AdamW,
-    decay: &[bool],
+    rules: &[TensorRule],
 ) {
     let mut params: Vec<&mut [f32]> = Vec::new();
     let mut g: Vec<Vec<f32>> = Vec::new();
@@ -608,14 +850,25 @@ fn step(
     } else {
         Vec::new()
     };
-    for (w, (dw, db)) in head.classes.iter_mut().zip(&grads.classes).chain(boxes) {
+    let trunks = head
+        .trunks
+        .iter_mut()
+        .map(|t| &mut t.weights)
+        .zip(&grads.trunks);
+    for (w, (dw, db)) in head
+        .classes
+        .iter_mut()
+        .zip(&grads.classes)
+        .chain(boxes)
+        .chain(trunks)
+    {
         g.push(dw.iter().map(|v| v * scale).collect());
         g.push(db.iter().map(|v| v * scale).collect());
         params.push(w.weight.as_slice_mut().expect("weights are contiguous"));
         params.push(w.bias.as_slice_mut().expect("bias is contiguous"));
     }
     let grad_refs: Vec<&[f32]> = g.iter().map(Vec::as_slice).collect();
-    adam.step(&mut params, &grad_refs, decay);
+    adam.step(&mut params, &grad_refs, rules);
 }
 
 /// Validation loss per positive and mean AP@0.5 of `head` on `val`.
@@ -623,17 +876,11 @@ fn validate(
     head: &Head,
     layout: &Layout,
     val: &[Example<'_>],
-    train_box: bool,
-    classes: usize,
-) -> (f32, Option<f32>) {
-    let (mut val_loss, mut val_pos) = (0.0f32, 0usize);
-    for ex in val {
-        let (loss, pos) = head.image_loss(layout, ex, train_box, None);
-        val_loss += loss;
-        val_pos += pos;
-    }
-    let ap50 = mean_ap50(&head.evaluate(layout, val, train_box), classes);
-    (val_loss / val_pos.max(1) as f32, ap50)
+    (train_box, classes): (bool, usize),
+    session: Option<&mut TrunkSession>,
+) -> Result<(f32, Option<f32>), TrainError> {
+    let (evals, val_loss, val_pos) = head.evaluate(layout, val, train_box, session)?;
+    Ok((val_loss / val_pos.max(1) as f32, mean_ap50(&evals, classes)))
 }
 
 #[cfg(test)]
@@ -748,7 +995,11 @@ mod tests {
         let mut adam = AdamW::new(0.1, 0.0, &[2]);
         for _ in 0..500 {
             let g: Vec<f32> = p.iter().map(|v| 2.0 * (v - 1.0)).collect();
-            adam.step(&mut [p.as_mut_slice()], &[g.as_slice()], &[false]);
+            let rule = TensorRule {
+                decay: false,
+                lr_scale: 1.0,
+            };
+            adam.step(&mut [p.as_mut_slice()], &[g.as_slice()], &[rule]);
         }
         assert!(p.iter().all(|v| (v - 1.0).abs() < 1e-2), "{p:?}");
     }
@@ -758,7 +1009,6 @@ mod tests {
     type Toy = (Layout, Vec<ImageFeatures>, Vec<Vec<(usize, BBox)>>);
 
     fn toy(seed: u64, images: usize) -> Toy {
-        use super::super::features::LevelData;
         let layout = Layout {
             family: crate::model::Family::Nanodet,
             resize: crate::model::geometry::Resize::Stretch,
@@ -788,6 +1038,7 @@ mod tests {
                 levels: vec![LevelData {
                     features: f,
                     box_logits: b,
+                    trunk_input: None,
                 }],
                 size: (32, 32),
             });
@@ -830,6 +1081,7 @@ mod tests {
                 weight: Array2::zeros((12, 4)),
                 bias: Array1::zeros(12),
             }],
+            trunks: Vec::new(),
         };
         let options = TrainOptions {
             epochs: 40,
@@ -840,9 +1092,10 @@ mod tests {
             seed: 7,
             train_box: false,
             augment: 0,
+            train_layers: TrainLayers::Cls,
         };
-        let a = train(start(), &layout, tr, va, &options, |_| {});
-        let b = train(start(), &layout, tr, va, &options, |_| {});
+        let a = train(start(), &layout, (tr, va), &options, None, |_| {}).unwrap();
+        let b = train(start(), &layout, (tr, va), &options, None, |_| {}).unwrap();
         assert_eq!(a.head, b.head, "same seed, same result");
         let best = a.history[a.best_epoch - 1].val_ap50.unwrap();
         assert!(best > 0.95, "validation AP@0.5 {best}");
@@ -850,14 +1103,93 @@ mod tests {
         let c = train(
             start(),
             &layout,
-            tr,
-            va,
+            (tr, va),
             &TrainOptions {
                 seed: 8,
                 ..options.clone()
             },
+            None,
             |_| {},
-        );
+        )
+        .unwrap();
         assert_ne!(a.head, c.head, "another seed shuffles differently");
+    }
+
+    /// The toy's first image with a trunk: a 2-channel padded input whose
+    /// convolution (2 → 4 channels) feeds the class row.
+    fn toy_with_trunk() -> (Layout, ImageFeatures, Vec<(usize, BBox)>, Head) {
+        let (layout, mut feats, mut truth) = toy(3, 1);
+        let input = Array2::from_shape_fn((2, 36), |(c, i)| {
+            let (x, y) = (i % 6, i / 6);
+            if x == 0 || y == 0 || x == 5 || y == 5 {
+                0.0
+            } else {
+                ((c * 5 + x * 3 + y * 7) % 9) as f32 / 9.0 - 0.3
+            }
+        });
+        feats[0].levels[0].trunk_input = Some(input);
+        let trunk = Trunk {
+            weights: LinearWeights {
+                weight: Array2::from_shape_fn((4, 18), |(o, i)| {
+                    ((o * 7 + i * 3) % 5) as f32 * 0.2 - 0.4
+                }),
+                bias: Array1::from_shape_fn(4, |o| o as f32 * 0.1 - 0.15),
+            },
+            channels: 2,
+            kernel: 3,
+            alpha: 0.1,
+        };
+        let head = Head {
+            classes: vec![LinearWeights {
+                weight: Array2::from_shape_fn((1, 4), |(_, i)| i as f32 * 0.5 - 0.7),
+                bias: Array1::from_elem(1, -1.0),
+            }],
+            boxes: vec![LinearWeights {
+                weight: Array2::zeros((12, 4)),
+                bias: Array1::zeros(12),
+            }],
+            trunks: vec![trunk],
+        };
+        (layout, feats.remove(0), truth.remove(0), head)
+    }
+
+    #[test]
+    fn trunk_gradient_through_the_class_loss_matches_finite_differences() {
+        let (layout, feats, truth, head) = toy_with_trunk();
+        let ex = &examples(&layout, std::slice::from_ref(&feats), &[truth])[0];
+        let mut grads = Grads::zeros(&head);
+        let fwd = |h: &Head| h.forwards(&layout, &[&feats], None).unwrap().remove(0);
+        head.image_loss(&layout, (ex, &fwd(&head)), false, Some(&mut grads));
+        let loss = |h: &Head| f64::from(h.image_loss(&layout, (ex, &fwd(h)), false, None).0);
+        let h = 1e-2f32;
+        let (dw, db) = &grads.trunks[0];
+        let mut checked = 0;
+        for o in 0..4 {
+            for i in 0..18 {
+                let (mut up, mut down) = (head.clone(), head.clone());
+                up.trunks[0].weights.weight[[o, i]] += h;
+                down.trunks[0].weights.weight[[o, i]] -= h;
+                let numeric = (loss(&up) - loss(&down)) / (2.0 * f64::from(h));
+                let analytic = f64::from(dw[[o, i]]);
+                assert!(
+                    (analytic - numeric).abs() < 2e-3 + 0.02 * numeric.abs(),
+                    "w[{o},{i}]: {analytic} vs {numeric}"
+                );
+                checked += usize::from(numeric.abs() > 1e-3);
+            }
+            let (mut up, mut down) = (head.clone(), head.clone());
+            up.trunks[0].weights.bias[o] += h;
+            down.trunks[0].weights.bias[o] -= h;
+            let numeric = (loss(&up) - loss(&down)) / (2.0 * f64::from(h));
+            assert!((f64::from(db[o]) - numeric).abs() < 2e-3 + 0.02 * numeric.abs());
+        }
+        assert!(checked > 20, "only {checked} weights have a gradient");
+        // The class rows read the trunk's feature, not the frozen one.
+        let frozen = head.class_logits(0, feats.levels[0].features.view());
+        let trunk = &fwd(&head)[0];
+        assert_ne!(
+            head.level_class_logits(0, &feats.levels[0], Some(trunk)),
+            frozen
+        );
     }
 }

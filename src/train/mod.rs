@@ -27,6 +27,8 @@ pub mod metrics;
 pub mod report;
 pub mod retrain;
 pub mod synth;
+pub mod trunk;
+pub mod trunk_session;
 
 /// Everything that can stop a retrain, an evaluation or a data-set generation.
 #[derive(Debug, thiserror::Error)]

@@ -20,10 +20,12 @@ use super::assign::assign;
 use super::augment::Augmentation;
 use super::dataset::{Dataset, Sample};
 use super::features::{FeatureExtractor, ImageFeatures};
-use super::graph::{HeadGraph, LinearWeights};
-use super::head::{self, EpochStats, Example, Head, TrainOptions};
+use super::graph::{ClassBranch, HeadGraph, LinearWeights};
+use super::head::{self, EpochStats, Example, Head, TrainLayers, TrainOptions};
 use super::metrics::{self, Curve};
 use super::report::{self, PrCurve};
+use super::trunk::Trunk;
+use super::trunk_session::TrunkSession;
 use crate::config::Manifest;
 use crate::infer::{Detector, RuntimeOptions};
 use crate::model::BBox;
@@ -213,14 +215,26 @@ fn initial_head(
     base_labels: &[String],
     trained: &[String],
     levels: usize,
-    seed: u64,
+    options: &TrainOptions,
 ) -> Result<(Head, Vec<LinearWeights>), TrainError> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed);
+    let mut rng = ChaCha8Rng::seed_from_u64(options.seed ^ 0x5eed);
     let prior_bias = -((1.0f32 - 0.01) / 0.01).ln();
     let mut head = Head {
         classes: Vec::new(),
         boxes: Vec::new(),
+        trunks: Vec::new(),
     };
+    if options.train_layers == TrainLayers::Head {
+        for l in 0..levels {
+            let (weights, shape) = graph.pretrained_trunk(l)?;
+            head.trunks.push(Trunk {
+                weights,
+                channels: shape.channels,
+                kernel: shape.kernel,
+                alpha: shape.alpha,
+            });
+        }
+    }
     let mut pretrained = Vec::new();
     for l in 0..levels {
         let pre = graph.pretrained(l)?;
@@ -248,8 +262,38 @@ fn initial_head(
     Ok((head, pretrained))
 }
 
+/// The trunks' inputs have the shape their convolutions need: `C` channels over
+/// the grid padded by `k − 1` (a graph that pads otherwise is refused here, not
+/// half-way through training).
+fn check_trunk_inputs(
+    head: &Head,
+    layout: &crate::model::nanodet::Layout,
+    features: &[ImageFeatures],
+) -> Result<(), TrainError> {
+    let Some(first) = features.first() else {
+        return Ok(());
+    };
+    for (l, (trunk, data)) in head.trunks.iter().zip(&first.levels).enumerate() {
+        let (w, h) = layout.grid(layout.strides[l]);
+        let want = (
+            trunk.channels,
+            (w + trunk.kernel - 1) * (h + trunk.kernel - 1),
+        );
+        let got = data.trunk_input.as_ref().map(|x| x.dim());
+        if got != Some(want) {
+            return Err(TrainError::Invalid(format!(
+                "level {l}: the head convolution's input is {got:?}, expected {want:?} \
+                 (C × the {w}×{h} grid padded by {}); --train-layers head cannot train this model",
+                trunk.kernel - 1
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Per level, the exported head: a row per output class (trained, or copied from
-/// the pretrained head), then the box rows.
+/// the pretrained head), then the box rows. With trunks, the trained classes'
+/// rows are zero here and live in the class branch ([`export_branches`]).
 fn export_heads(
     head: &Head,
     pretrained: &[LinearWeights],
@@ -257,6 +301,7 @@ fn export_heads(
     base_labels: &[String],
 ) -> Vec<LinearWeights> {
     let n = classes.labels.len();
+    let branched = !head.trunks.is_empty();
     pretrained
         .iter()
         .zip(head.classes.iter().zip(&head.boxes))
@@ -266,6 +311,7 @@ fn export_heads(
             let mut b = Array1::<f32>::zeros(rows);
             for (r, label) in classes.labels.iter().enumerate() {
                 let (src_w, src_b, k) = match classes.trained.iter().position(|t| t == label) {
+                    Some(_) if branched => continue,
                     Some(k) => (&cls.weight, &cls.bias, k),
                     None => {
                         let k = base_labels.iter().position(|x| x == label).unwrap_or(0);
@@ -282,9 +328,32 @@ fn export_heads(
         .collect()
 }
 
+/// Per level with a trunk, the class branch's rows: the trained classes' rows in
+/// their output places, zero for kept classes (their logits come from the main
+/// head). Empty without trunks.
+fn export_branches(head: &Head, classes: &ClassPlan) -> Vec<LinearWeights> {
+    let n = classes.labels.len();
+    head.trunks
+        .iter()
+        .zip(&head.classes)
+        .map(|(trunk, cls)| {
+            let mut w = Array2::<f32>::zeros((n, trunk.weights.weight.nrows()));
+            let mut b = Array1::<f32>::zeros(n);
+            for (k, label) in classes.trained.iter().enumerate() {
+                if let Some(r) = classes.labels.iter().position(|x| x == label) {
+                    w.row_mut(r).assign(&cls.weight.row(k));
+                    b[r] = cls.bias[k];
+                }
+            }
+            LinearWeights { weight: w, bias: b }
+        })
+        .collect()
+}
+
 /// Loads the staged model the way `run` will and returns the largest difference
 /// between its class scores on `image` and the trained head's.
 fn check_export(
+    layout: &crate::model::nanodet::Layout,
     manifest: &Path,
     runtime: &RuntimeOptions,
     image: &Path,
@@ -299,9 +368,10 @@ fn check_export(
     let outputs = detector.run(view)?;
     let n = classes.labels.len();
     let mut max_diff = 0.0f32;
+    let forwards = head.forwards(layout, &[features], None)?;
+    let forwards = forwards.first().map_or(&[][..], Vec::as_slice);
     for (l, data) in features.levels.iter().enumerate() {
-        let th = &head.classes[l];
-        let z = data.features.dot(&th.weight.t()) + &th.bias;
+        let z = head.level_class_logits(l, data, forwards.get(l));
         let exported = &outputs[0].tensors[l];
         for (k, label) in classes.trained.iter().enumerate() {
             let r = classes.labels.iter().position(|x| x == label).unwrap_or(0);
@@ -381,12 +451,25 @@ pub fn retrain(plan: &RetrainPlan) -> Result<RetrainReport, TrainError> {
         &plan.base.labels,
         &classes.trained,
         layout.strides.len(),
-        plan.options.seed,
+        &plan.options,
     )?;
-    let (trained, train_seconds) = train_head(plan, start, &layout, &train_set, &val_set);
-    let evals = trained
-        .head
-        .evaluate(&layout, &val_set, plan.options.train_box);
+    check_trunk_inputs(&start, &layout, &features)?;
+    let mut session = if start.trunks.is_empty() {
+        None
+    } else {
+        Some(TrunkSession::new(&start.trunks, &plan.runtime)?)
+    };
+    let (trained, train_seconds) = train_head(
+        plan,
+        start,
+        &layout,
+        (&train_set, &val_set),
+        session.as_mut(),
+    )?;
+    let (evals, _, _) =
+        trained
+            .head
+            .evaluate(&layout, &val_set, plan.options.train_box, session.as_mut())?;
     let (class_metrics, curves) = validation_metrics(&evals, &classes.trained);
     let probe = val_from[0];
     let (onnx_name, manifest_name, max_diff) = export_checked(
@@ -497,7 +580,8 @@ fn extract_features(
     copies: &[AugmentedCopy],
 ) -> Result<(Vec<ImageFeatures>, f32), TrainError> {
     let started = std::time::Instant::now();
-    let mut extractor = FeatureExtractor::new(graph, &plan.base, &plan.runtime)?;
+    let trunk = plan.options.train_layers == TrainLayers::Head;
+    let mut extractor = FeatureExtractor::new(graph, &plan.base, &plan.runtime, trunk)?;
     let samples = &plan.dataset.samples;
     let count = samples.len() + copies.len();
     let load = |i: usize| match i.checked_sub(samples.len()) {
@@ -558,12 +642,12 @@ fn train_head(
     plan: &RetrainPlan,
     start: Head,
     layout: &crate::model::nanodet::Layout,
-    train_set: &[Example<'_>],
-    val_set: &[Example<'_>],
-) -> (head::Trained, f32) {
+    sets: (&[Example<'_>], &[Example<'_>]),
+    session: Option<&mut TrunkSession>,
+) -> Result<(head::Trained, f32), TrainError> {
     let started = std::time::Instant::now();
     let bar = progress_bar(plan.progress, plan.options.epochs, "epochs");
-    let trained = head::train(start, layout, train_set, val_set, &plan.options, |e| {
+    let trained = head::train(start, layout, sets, &plan.options, session, |e| {
         bar.inc(1);
         let ap = e.val_ap50.map_or("-".into(), |v| format!("{v:.3}"));
         if plan.progress {
@@ -572,7 +656,7 @@ fn train_head(
         tracing::info!(epoch = e.epoch, train_loss = e.train_loss, val_loss = e.val_loss, val_ap50 = %ap, "epoch");
     });
     bar.finish_and_clear();
-    (trained, started.elapsed().as_secs_f32())
+    Ok((trained?, started.elapsed().as_secs_f32()))
 }
 
 /// Writes the new model and its manifest into the staging folder and checks the
@@ -587,7 +671,17 @@ fn export_checked(
     (image, features): (&Path, &ImageFeatures),
 ) -> Result<(String, String, f32), TrainError> {
     let heads = export_heads(head, pretrained, classes, &plan.base.labels);
-    let bytes = graph.with_heads(&heads, classes.labels.len(), &classes.labels)?;
+    let branch_rows = export_branches(head, classes);
+    let branches: Vec<ClassBranch<'_>> = head
+        .trunks
+        .iter()
+        .zip(&branch_rows)
+        .map(|(t, rows)| ClassBranch {
+            conv: &t.weights,
+            classes: rows,
+        })
+        .collect();
+    let bytes = graph.with_heads(&heads, &branches, classes.labels.len(), &classes.labels)?;
     let onnx_name = format!("{}.onnx", plan.name);
     let manifest_name = format!("{}.toml", plan.name);
     write(&dir.join(&onnx_name), &bytes)?;
@@ -596,6 +690,7 @@ fn export_checked(
         manifest_text(&plan.base, &plan.name, &onnx_name, &classes.labels)?,
     )?;
     let max_diff = check_export(
+        &plan.base.layout(),
         &dir.join(&manifest_name),
         &plan.runtime,
         image,
