@@ -864,4 +864,68 @@ mod tests {
                 .any(|e| e.key == "pedvision.labels" && e.value == "person,thing")
         );
     }
+
+    #[test]
+    fn branches_go_beside_the_original_head_and_feed_its_sigmoid() {
+        let g = HeadGraph::locate(Path::new(MODEL), &outputs(), 80, 11).unwrap();
+        let (conv, shape) = g.pretrained_trunk(0).unwrap();
+        assert_eq!(
+            shape,
+            TrunkShape {
+                channels: 128,
+                kernel: 3,
+                alpha: 0.1
+            }
+        );
+        assert_eq!(conv.weight.dim(), (128, 128 * 9));
+        assert!(g.trunk_inputs().unwrap().iter().all(|n| n.contains("Pad")));
+        let heads: Vec<LinearWeights> = (0..3)
+            .map(|i| {
+                let pre = g.pretrained(i).unwrap();
+                let rows: Vec<usize> = [0usize].into_iter().chain(80..124).collect();
+                LinearWeights {
+                    weight: pre.weight.select(ndarray::Axis(0), &rows),
+                    bias: pre.bias.select(ndarray::Axis(0), &rows),
+                }
+            })
+            .collect();
+        let convs: Vec<LinearWeights> = (0..3).map(|i| g.pretrained_trunk(i).unwrap().0).collect();
+        let rows = LinearWeights {
+            weight: Array2::zeros((1, 128)),
+            bias: Array1::zeros(1),
+        };
+        let branches: Vec<ClassBranch<'_>> = convs
+            .iter()
+            .map(|conv| ClassBranch {
+                conv,
+                classes: &rows,
+            })
+            .collect();
+        let bytes = g
+            .with_heads(&heads, &branches, 1, &["person".to_string()])
+            .unwrap();
+        let model = ModelProto::parse_from_bytes(&bytes).unwrap();
+        let graph = &model.graph;
+        assert_eq!(graph.node.len(), g.model.graph.node.len() + 12);
+        // Every level's Sigmoid reads its branch's sum, made before it.
+        for i in 0..3 {
+            let add = format!("pedvision/branch/s{i}/class_logits");
+            let made = graph.node.iter().position(|n| n.output[0] == add).unwrap();
+            let read = graph
+                .node
+                .iter()
+                .position(|n| n.input.contains(&add))
+                .unwrap();
+            assert_eq!(graph.node[read].op_type, "Sigmoid");
+            assert!(made < read);
+        }
+        let trunk = ModelProto::parse_from_bytes(&trunk_model(&[TrunkShape {
+            channels: 2,
+            kernel: 3,
+            alpha: 0.1,
+        }]))
+        .unwrap();
+        assert_eq!(trunk.graph.input.len(), 3);
+        assert_eq!(trunk.graph.output[0].name, "pre0");
+    }
 }

@@ -5,8 +5,11 @@
 //!   --> features (frozen graph through ONNX Runtime, batched, run once: per level the
 //!       F-channel feature at every cell + the frozen box logits) --FeatureSet-->
 //!   assign (per-cell class + IoU quality targets) --> head (per-level linear class
-//!   head, quality focal loss, AdamW, early stopping on validation AP)
-//!   --> graph (ONNX surgery: the new 1×1 head into the untouched frozen graph)
+//!   head, quality focal loss, AdamW, early stopping on validation AP; with
+//!   `--train-layers head` also trunk: a copy of the 3×3 head convolution for the
+//!   trained classes, its forward pass through trunk_session's ONNX Runtime model)
+//!   --> graph (ONNX surgery: the new 1×1 head, and any convolution copies beside
+//!       the originals, into the untouched frozen graph)
 //!   --> export (model + manifest + report, written atomically)
 //! eval: dataset --> infer::Detector (the same session `run` uses) --> metrics (AP, MR⁻²)
 //! ```
