@@ -155,6 +155,7 @@ pub fn execute(args: RetrainArgs) -> anyhow::Result<()> {
             train_box: args.train_box,
             augment: args.augment as usize,
             train_layers: args.train_layers,
+            threads: runtime.threads,
         },
         val_fraction: args.val_split,
         runtime,

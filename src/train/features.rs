@@ -5,7 +5,9 @@
 //! image and level it keeps the features as `[cells, F]` (cell-major, the order of
 //! the model's own outputs) and the frozen box logits `[cells, 4·bins]`, which the
 //! target assignment and the validation decode need. The set lives in memory:
-//! `cells · (F + 4·bins)` floats per image (3549 · 172 · 4 B ≈ 2.4 MB for NanoDet-g).
+//! `cells · (F + 4·bins)` floats per image (3549 · 172 · 4 B ≈ 2.4 MB for NanoDet-g),
+//! and with `--train-layers head` the head convolutions' padded inputs, about 2 MB
+//! more (`C · (H+2)(W+2)` per level).
 
 use ndarray::{Array2, ArrayView4, Axis, Ix3, Ix4};
 use ort::session::Session;
@@ -177,6 +179,12 @@ impl FeatureExtractor {
                 .try_extract_array::<f32>()
                 .map_err(run_error)?;
             let input = input.into_dimensionality::<Ix4>().map_err(run_error)?;
+            if input.shape()[0] != n {
+                return Err(run_error(format!(
+                    "{name:?} has a batch of {}, the input {n}",
+                    input.shape()[0]
+                )));
+            }
             for (k, image) in images.iter_mut().enumerate() {
                 let x = input.index_axis(Axis(0), k);
                 let (channels, cells) = (x.shape()[0], x.shape()[1] * x.shape()[2]);

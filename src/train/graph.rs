@@ -15,8 +15,11 @@
 //! that feature extraction runs once over a data set, and (b) export a model with a
 //! new head: new Conv weights and bias, new split sizes and class reshape, the
 //! graph's class outputs re-declared with the new class count, and the old head's
-//! initialisers removed. Everything else in the graph is kept as it was, so the
-//! backbone is frozen by construction. The protobuf types come from `onnx-protobuf`.
+//! initialisers removed; with `--train-layers head` (c) also a class branch per
+//! level beside the original head (a copy of its 3×3 convolution → LeakyReLU →
+//! 1×1 class rows, added to the class logits before the sigmoid). Everything else
+//! in the graph is kept as it was, so the backbone is frozen by construction. The
+//! protobuf types come from `onnx-protobuf`.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};

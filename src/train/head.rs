@@ -58,6 +58,8 @@ pub struct TrainOptions {
     pub augment: usize,
     /// Which layers train.
     pub train_layers: TrainLayers,
+    /// Threads for the trunks' gradients (`--threads`; 0 means one per core).
+    pub threads: usize,
 }
 
 /// The layers `retrain` trains (`--train-layers`).
@@ -774,7 +776,12 @@ fn train_epoch(
             .zip(&forwards)
             .map(|(&i, f)| (&train[i], f.as_slice()))
             .collect();
-        let (grads, loss, positives) = batch_gradients(head, layout, &examples, options.train_box);
+        let (grads, loss, positives) = batch_gradients(
+            head,
+            layout,
+            &examples,
+            (options.train_box, options.threads),
+        );
         epoch_loss += loss;
         epoch_pos += positives;
         step(
@@ -790,48 +797,55 @@ fn train_epoch(
 }
 
 /// Gradients, loss and positives of one mini-batch (each example with its trunks'
-/// forward passes). With trunks (whose backward passes dominate) the images are
-/// shared among the cores, each summing its own gradients, added up in a fixed
-/// order so the result does not depend on timing.
+/// forward passes). Without trunks, one pass adds every image's gradients up.
+/// With trunks (whose backward passes dominate) each image's gradients are
+/// computed on their own, the images shared among `threads` threads, and added
+/// up in the batch's order, so the result does not depend on the thread count.
 fn batch_gradients(
     head: &Head,
     layout: &Layout,
     batch: &[(&Example<'_>, &[TrunkForward])],
-    train_box: bool,
+    (train_box, threads): (bool, usize),
 ) -> (Grads, f32, usize) {
-    let part = |images: &[(&Example<'_>, &[TrunkForward])]| {
-        let mut grads = Grads::zeros(head);
-        let (mut loss, mut positives) = (0.0f32, 0usize);
-        for &example in images {
-            let (l, p) = head.image_loss(layout, example, train_box, Some(&mut grads));
+    let mut total = Grads::zeros(head);
+    let (mut loss, mut positives) = (0.0f32, 0usize);
+    if head.trunks.is_empty() {
+        for &example in batch {
+            let (l, p) = head.image_loss(layout, example, train_box, Some(&mut total));
             loss += l;
             positives += p;
         }
-        (grads, loss, positives)
-    };
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if head.trunks.is_empty() || workers < 2 || batch.len() < 2 {
-        return part(batch);
+        return (total, loss, positives);
     }
-    let chunk = batch.len().div_ceil(workers);
-    let parts: Vec<(Grads, f32, usize)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = batch
-            .chunks(chunk)
-            .map(|images| scope.spawn(move || part(images)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-            .collect()
-    });
-    let mut parts = parts.into_iter();
-    let (mut grads, mut loss, mut positives) = parts.next().unwrap_or_else(|| part(&[]));
-    for (g, l, p) in parts {
-        grads.add(&g);
+    let one = |example: (&Example<'_>, &[TrunkForward])| {
+        let mut grads = Grads::zeros(head);
+        let (l, p) = head.image_loss(layout, example, train_box, Some(&mut grads));
+        (grads, l, p)
+    };
+    let one = &one;
+    let workers = crate::infer::session::resolve_threads(threads).clamp(1, batch.len().max(1));
+    let per_image: Vec<(Grads, f32, usize)> = if workers < 2 {
+        batch.iter().map(|&e| one(e)).collect()
+    } else {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = batch
+                .chunks(batch.len().div_ceil(workers))
+                .map(|images| {
+                    scope.spawn(move || images.iter().map(|&e| one(e)).collect::<Vec<_>>())
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                .collect()
+        })
+    };
+    for (g, l, p) in per_image {
+        total.add(&g);
         loss += l;
         positives += p;
     }
-    (grads, loss, positives)
+    (total, loss, positives)
 }
 
 /// One AdamW step on the trained tensors with the gradients scaled by `scale`.
@@ -1093,6 +1107,7 @@ mod tests {
             train_box: false,
             augment: 0,
             train_layers: TrainLayers::Cls,
+            threads: 1,
         };
         let a = train(start(), &layout, (tr, va), &options, None, |_| {}).unwrap();
         let b = train(start(), &layout, (tr, va), &options, None, |_| {}).unwrap();

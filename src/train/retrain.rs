@@ -453,23 +453,8 @@ pub fn retrain(plan: &RetrainPlan) -> Result<RetrainReport, TrainError> {
         layout.strides.len(),
         &plan.options,
     )?;
-    check_trunk_inputs(&start, &layout, &features)?;
-    let mut session = if start.trunks.is_empty() {
-        None
-    } else {
-        Some(TrunkSession::new(&start.trunks, &plan.runtime)?)
-    };
-    let (trained, train_seconds) = train_head(
-        plan,
-        start,
-        &layout,
-        (&train_set, &val_set),
-        session.as_mut(),
-    )?;
-    let (evals, _, _) =
-        trained
-            .head
-            .evaluate(&layout, &val_set, plan.options.train_box, session.as_mut())?;
+    let (trained, train_seconds, evals) =
+        train_head(plan, start, &layout, (&train_set, &val_set), &features)?;
     let (class_metrics, curves) = validation_metrics(&evals, &classes.trained);
     let probe = val_from[0];
     let (onnx_name, manifest_name, max_diff) = export_checked(
@@ -636,18 +621,26 @@ fn example_of<'a>(
     }
 }
 
-/// Trains the head with a progress bar and a log line per epoch; the result and
-/// how long it took.
+/// Trains the head with a progress bar and a log line per epoch (the trunks'
+/// convolutions, if any, through their own session), then evaluates it on the
+/// validation set: the result, how long training took, and the evaluation.
 fn train_head(
     plan: &RetrainPlan,
     start: Head,
     layout: &crate::model::nanodet::Layout,
-    sets: (&[Example<'_>], &[Example<'_>]),
-    session: Option<&mut TrunkSession>,
-) -> Result<(head::Trained, f32), TrainError> {
+    (train_set, val_set): (&[Example<'_>], &[Example<'_>]),
+    features: &[ImageFeatures],
+) -> Result<(head::Trained, f32, Vec<metrics::ImageEval>), TrainError> {
+    check_trunk_inputs(&start, layout, features)?;
+    let mut session = if start.trunks.is_empty() {
+        None
+    } else {
+        Some(TrunkSession::new(&start.trunks, &plan.runtime)?)
+    };
     let started = std::time::Instant::now();
     let bar = progress_bar(plan.progress, plan.options.epochs, "epochs");
-    let trained = head::train(start, layout, sets, &plan.options, session, |e| {
+    let sets = (train_set, val_set);
+    let trained = head::train(start, layout, sets, &plan.options, session.as_mut(), |e| {
         bar.inc(1);
         let ap = e.val_ap50.map_or("-".into(), |v| format!("{v:.3}"));
         if plan.progress {
@@ -656,7 +649,13 @@ fn train_head(
         tracing::info!(epoch = e.epoch, train_loss = e.train_loss, val_loss = e.val_loss, val_ap50 = %ap, "epoch");
     });
     bar.finish_and_clear();
-    Ok((trained?, started.elapsed().as_secs_f32()))
+    let trained = trained?;
+    let seconds = started.elapsed().as_secs_f32();
+    let (evals, _, _) =
+        trained
+            .head
+            .evaluate(layout, val_set, plan.options.train_box, session.as_mut())?;
+    Ok((trained, seconds, evals))
 }
 
 /// Writes the new model and its manifest into the staging folder and checks the

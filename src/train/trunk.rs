@@ -3,9 +3,9 @@
 //! NanoDet-g computes each level's head feature as
 //! `LeakyReLU(Conv3×3(Pad(neck)))` (its batch norm folded into the Conv) and reads
 //! class *and* box logits from it. Here that convolution is a copy that only the
-//! trained classes read: the box branch and kept classes still see the frozen
-//! original, so pedestrians are unchanged by construction (the export adds the
-//! copy beside the original; see `graph::HeadGraph::with_heads`).
+//! trained classes read: the box branch and kept (untrained) classes still see the
+//! frozen original, so a kept `person` is unchanged by construction (the export
+//! adds the copy beside the original; see `graph::HeadGraph::with_heads`).
 //!
 //! Data flow, per image and level: the cached padded conv input `[C, Hp·Wp]` →
 //! [`im2col`] `[cells, C·k²]` (column order `c·k² + ky·k + kx`, the flattening of
