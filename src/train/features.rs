@@ -47,7 +47,8 @@ pub struct FeatureExtractor {
     trunk_outputs: Vec<String>,
 }
 
-fn run_error(e: impl std::fmt::Display) -> TrainError {
+/// A failed inference run, as a training error.
+pub(super) fn run_error(e: impl std::fmt::Display) -> TrainError {
     TrainError::Runtime(RuntimeError::Run(e.to_string()))
 }
 
@@ -136,33 +137,16 @@ impl FeatureExtractor {
             .iter()
             .zip(&self.manifest.output.box_outputs)
         {
-            let get = |name: &str| {
-                outputs
-                    .get(name)
-                    .ok_or_else(|| run_error(format!("output {name:?} missing")))
-            };
-            let features = get(feature_name)?
-                .try_extract_array::<f32>()
-                .map_err(run_error)?;
-            let features = features.into_dimensionality::<Ix4>().map_err(run_error)?;
-            let boxes = get(box_name)?
-                .try_extract_array::<f32>()
-                .map_err(run_error)?;
-            let boxes = boxes.into_dimensionality::<Ix3>().map_err(run_error)?;
-            if features.shape()[0] != n || boxes.shape()[0] != n {
-                return Err(run_error(
-                    "batch size of the outputs differs from the input's",
-                ));
-            }
+            let features = batch_output::<Ix4>(&outputs, feature_name, n)?;
+            let boxes = batch_output::<Ix3>(&outputs, box_name, n)?;
             for (k, image) in images.iter_mut().enumerate() {
-                let f = features.index_axis(Axis(0), k);
-                let (channels, cells) = (f.shape()[0], f.shape()[1] * f.shape()[2]);
-                let f = f.to_shape((channels, cells)).map_err(run_error)?;
+                let f = channels_by_cells(features.view(), k)?;
                 let b = boxes.index_axis(Axis(0), k);
-                if b.shape()[0] != cells {
+                if b.shape()[0] != f.ncols() {
                     return Err(run_error(format!(
-                        "{box_name:?} has {} cells, the feature has {cells}",
-                        b.shape()[0]
+                        "{box_name:?} has {} cells, the feature has {}",
+                        b.shape()[0],
+                        f.ncols()
                     )));
                 }
                 image.levels.push(LevelData {
@@ -173,25 +157,46 @@ impl FeatureExtractor {
             }
         }
         for (level, name) in self.trunk_outputs.iter().enumerate() {
-            let input = outputs
-                .get(name.as_str())
-                .ok_or_else(|| run_error(format!("output {name:?} missing")))?
-                .try_extract_array::<f32>()
-                .map_err(run_error)?;
-            let input = input.into_dimensionality::<Ix4>().map_err(run_error)?;
-            if input.shape()[0] != n {
-                return Err(run_error(format!(
-                    "{name:?} has a batch of {}, the input {n}",
-                    input.shape()[0]
-                )));
-            }
+            let input = batch_output::<Ix4>(&outputs, name, n)?;
             for (k, image) in images.iter_mut().enumerate() {
-                let x = input.index_axis(Axis(0), k);
-                let (channels, cells) = (x.shape()[0], x.shape()[1] * x.shape()[2]);
-                let x = x.to_shape((channels, cells)).map_err(run_error)?;
-                image.levels[level].trunk_input = Some(x.into_owned());
+                image.levels[level].trunk_input = Some(channels_by_cells(input.view(), k)?);
             }
         }
         Ok(images)
     }
+}
+
+/// Output `name` of a run over a batch of `n` images, with `D` dimensions and
+/// the batch first.
+pub(super) fn batch_output<'a, D: ndarray::Dimension>(
+    outputs: &'a ort::session::SessionOutputs<'_>,
+    name: &str,
+    n: usize,
+) -> Result<ndarray::ArrayView<'a, f32, D>, TrainError> {
+    let array = outputs
+        .get(name)
+        .ok_or_else(|| run_error(format!("output {name:?} missing")))?
+        .try_extract_array::<f32>()
+        .map_err(run_error)?
+        .into_dimensionality::<D>()
+        .map_err(run_error)?;
+    if array.shape().first() != Some(&n) {
+        return Err(run_error(format!(
+            "{name:?} has a batch of {:?}, the input {n}",
+            array.shape().first()
+        )));
+    }
+    Ok(array)
+}
+
+/// Image `k` of a `[N, C, H, W]` batch as `[C, H·W]`.
+pub(super) fn channels_by_cells(
+    batch: ArrayView4<'_, f32>,
+    k: usize,
+) -> Result<Array2<f32>, TrainError> {
+    let x = batch.index_axis(Axis(0), k);
+    let (channels, cells) = (x.shape()[0], x.shape()[1] * x.shape()[2]);
+    Ok(x.to_shape((channels, cells))
+        .map_err(run_error)?
+        .into_owned())
 }

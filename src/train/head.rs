@@ -599,8 +599,8 @@ impl Head {
         )
     }
 
-    /// Detections and truth of every example, for the metrics.
-    /// With `loss`, also the summed loss and positives.
+    /// Detections and truth of every example, for the metrics, and the summed
+    /// loss and positives (one trunk pass per image serves both).
     pub fn evaluate(
         &self,
         layout: &Layout,
@@ -1150,9 +1150,11 @@ mod tests {
                 }),
                 bias: Array1::from_shape_fn(4, |o| o as f32 * 0.1 - 0.15),
             },
-            channels: 2,
-            kernel: 3,
-            alpha: 0.1,
+            shape: crate::train::graph::TrunkShape {
+                channels: 2,
+                kernel: 3,
+                alpha: 0.1,
+            },
         };
         let head = Head {
             classes: vec![LinearWeights {

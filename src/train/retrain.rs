@@ -227,12 +227,7 @@ fn initial_head(
     if options.train_layers == TrainLayers::Head {
         for l in 0..levels {
             let (weights, shape) = graph.pretrained_trunk(l)?;
-            head.trunks.push(Trunk {
-                weights,
-                channels: shape.channels,
-                kernel: shape.kernel,
-                alpha: shape.alpha,
-            });
+            head.trunks.push(Trunk { weights, shape });
         }
     }
     let mut pretrained = Vec::new();
@@ -276,15 +271,15 @@ fn check_trunk_inputs(
     for (l, (trunk, data)) in head.trunks.iter().zip(&first.levels).enumerate() {
         let (w, h) = layout.grid(layout.strides[l]);
         let want = (
-            trunk.channels,
-            (w + trunk.kernel - 1) * (h + trunk.kernel - 1),
+            trunk.shape.channels,
+            (w + trunk.shape.kernel - 1) * (h + trunk.shape.kernel - 1),
         );
         let got = data.trunk_input.as_ref().map(|x| x.dim());
         if got != Some(want) {
             return Err(TrainError::Invalid(format!(
                 "level {l}: the head convolution's input is {got:?}, expected {want:?} \
                  (C × the {w}×{h} grid padded by {}); --train-layers head cannot train this model",
-                trunk.kernel - 1
+                trunk.shape.kernel - 1
             )));
         }
     }

@@ -23,12 +23,9 @@ use super::graph::{LinearWeights, TrunkShape};
 #[derive(Debug, Clone, PartialEq)]
 pub struct Trunk {
     pub weights: LinearWeights,
-    /// Input channels `C`.
-    pub channels: usize,
-    /// Kernel side `k` (odd; the input is already padded by `k / 2`).
-    pub kernel: usize,
-    /// The LeakyReLU's negative slope.
-    pub alpha: f32,
+    /// Input channels, kernel side (odd; the input is already padded by `k / 2`)
+    /// and the LeakyReLU's slope.
+    pub shape: TrunkShape,
 }
 
 /// What the forward pass keeps for the backward one.
@@ -88,20 +85,11 @@ fn patches(
 }
 
 impl Trunk {
-    /// Its shape, as the graph describes it.
-    pub fn shape(&self) -> TrunkShape {
-        TrunkShape {
-            channels: self.channels,
-            kernel: self.kernel,
-            alpha: self.alpha,
-        }
-    }
-
     /// The features of one level from its padded input, computed here (see
     /// [`super::trunk_session`] for the faster way), keeping what the backward
     /// pass needs.
     pub fn forward(&self, input: ArrayView2<'_, f32>, grid: (usize, usize)) -> TrunkForward {
-        let cols = im2col(input, self.kernel, grid);
+        let cols = im2col(input, self.shape.kernel, grid);
         let mut pre = Array2::<f32>::zeros((cols.nrows(), self.weights.bias.len()));
         pre += &self.weights.bias;
         general_mat_mul(1.0, &cols, &self.weights.weight.t(), 1.0, &mut pre);
@@ -110,7 +98,7 @@ impl Trunk {
 
     /// The forward pass from its pre-activations `[cells, F]`.
     pub fn activate(&self, pre: Array2<f32>) -> TrunkForward {
-        let alpha = self.alpha;
+        let alpha = self.shape.alpha;
         let features = pre.mapv(|v| if v > 0.0 { v } else { alpha * v });
         TrunkForward { pre, features }
     }
@@ -127,7 +115,7 @@ impl Trunk {
         active: f32,
         (dw, db): (&mut Array2<f32>, &mut Array1<f32>),
     ) {
-        let alpha = self.alpha;
+        let alpha = self.shape.alpha;
         ndarray::Zip::from(&mut d_features)
             .and(&forward.pre)
             .for_each(|d, &p| {
@@ -145,7 +133,7 @@ impl Trunk {
         if rows.is_empty() {
             return;
         }
-        let cols = patches(input, self.kernel, width, &rows);
+        let cols = patches(input, self.shape.kernel, width, &rows);
         let d = d_features.select(Axis(0), &rows);
         general_mat_mul(1.0, &d.t(), &cols, 1.0, dw);
     }
@@ -165,9 +153,11 @@ mod tests {
                 weight,
                 bias: Array1::from_shape_fn(outputs, |o| o as f32 * 0.1 - 0.1),
             },
-            channels,
-            kernel: 3,
-            alpha: 0.1,
+            shape: TrunkShape {
+                channels,
+                kernel: 3,
+                alpha: 0.1,
+            },
         }
     }
 

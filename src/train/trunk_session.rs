@@ -8,11 +8,12 @@
 //! (activation, losses, the weight gradients of the cells that matter) stays in
 //! [`super::trunk`] and [`super::head`].
 
-use ndarray::{Array2, Array4, ArrayView4, Axis, Ix4};
+use ndarray::{Array2, Array4, Axis, Ix4};
 use ort::session::Session;
 use ort::value::TensorRef;
 
 use super::TrainError;
+use super::features::{batch_output, channels_by_cells, run_error};
 use super::graph;
 use super::trunk::Trunk;
 use crate::infer::{RuntimeError, RuntimeOptions};
@@ -22,14 +23,10 @@ pub struct TrunkSession {
     session: Session,
 }
 
-fn run_error(e: impl std::fmt::Display) -> TrainError {
-    TrainError::Runtime(RuntimeError::Run(e.to_string()))
-}
-
 impl TrunkSession {
     /// Builds the session on the CPU provider of the loaded library.
     pub fn new(trunks: &[Trunk], options: &RuntimeOptions) -> Result<Self, TrainError> {
-        let shapes: Vec<graph::TrunkShape> = trunks.iter().map(Trunk::shape).collect();
+        let shapes: Vec<graph::TrunkShape> = trunks.iter().map(|t| t.shape).collect();
         let bytes = graph::trunk_model(&shapes);
         let name = std::path::Path::new("pedvision-trunks.onnx");
         let session = crate::infer::session::session_builder(options, name)?
@@ -56,13 +53,13 @@ impl TrunkSession {
         let mut batches = Vec::with_capacity(trunks.len());
         let mut weights = Vec::with_capacity(trunks.len());
         for (l, (trunk, &(w, h))) in trunks.iter().zip(grids).enumerate() {
-            let k = trunk.kernel;
+            let (k, channels) = (trunk.shape.kernel, trunk.shape.channels);
             let (hp, wp) = (h + k - 1, w + k - 1);
-            let mut x = Array4::<f32>::zeros((n, trunk.channels, hp, wp));
+            let mut x = Array4::<f32>::zeros((n, channels, hp, wp));
             for (i, image) in inputs.iter().enumerate() {
                 let src = image[l]
                     .view()
-                    .into_shape_with_order((trunk.channels, hp, wp))
+                    .into_shape_with_order((channels, hp, wp))
                     .map_err(run_error)?;
                 x.index_axis_mut(Axis(0), i).assign(&src);
             }
@@ -72,7 +69,7 @@ impl TrunkSession {
                 .weights
                 .weight
                 .view()
-                .into_shape_with_order((f, trunk.channels, k, k))
+                .into_shape_with_order((f, channels, k, k))
                 .map_err(run_error)?;
             weights.push(w4);
         }
@@ -98,16 +95,9 @@ impl TrunkSession {
         let outputs = self.session.run(feeds).map_err(run_error)?;
         let mut out: Vec<Vec<Array2<f32>>> = (0..n).map(|_| Vec::new()).collect();
         for l in 0..trunks.len() {
-            let pre = outputs
-                .get(format!("pre{l}").as_str())
-                .ok_or_else(|| run_error(format!("output pre{l} missing")))?
-                .try_extract_array::<f32>()
-                .map_err(run_error)?;
-            let pre: ArrayView4<'_, f32> = pre.into_dimensionality::<Ix4>().map_err(run_error)?;
+            let pre = batch_output::<Ix4>(&outputs, &format!("pre{l}"), n)?;
             for (i, image) in out.iter_mut().enumerate() {
-                let p = pre.index_axis(Axis(0), i);
-                let (f, cells) = (p.shape()[0], p.shape()[1] * p.shape()[2]);
-                let p = p.to_shape((f, cells)).map_err(run_error)?;
+                let p = channels_by_cells(pre.view(), i)?;
                 image.push(p.t().as_standard_layout().into_owned());
             }
         }
