@@ -207,11 +207,38 @@ fn head_layers_train_a_copy_of_the_convolution_and_keep_pedestrians() {
     );
     let report = json(&join(&out, "report.json"));
     assert_eq!(report["options"]["train_layers"], "head");
-    // The exported graph (the convolution's copy beside the original) gives the
-    // trained head's scores.
+    // By default a rank-16 update trains, at the head's learning rate.
+    assert_eq!(report["options"]["trunk_rank"], 16);
+    assert_eq!(report["options"]["trunk_lr_scale"], 1.0);
+    // The exported graph (the update merged into the convolution's copy, beside
+    // the original) gives the trained head's scores.
     assert_trained(&report);
     let model = join(&out, "retrained.toml");
     assert_held_out_ap(dir.path(), &model, &test, 0.7);
+
+    // The whole copy trains too (a few epochs: the export and the loss).
+    let whole = join(dir.path(), "whole");
+    let train = join(dir.path(), "train");
+    ok(&pedvision(&[
+        "retrain",
+        "--data",
+        path_str(&train),
+        "--out",
+        path_str(&whole),
+        "--train-layers",
+        "head",
+        "--trunk-rank",
+        "0",
+        "--augment",
+        "0",
+        "--epochs",
+        "4",
+    ]));
+    let report = json(&join(&whole, "report.json"));
+    assert_eq!(report["options"]["trunk_rank"], 0);
+    let share = report["options"]["trunk_lr_scale"].as_f64().unwrap();
+    assert!((share - 0.1).abs() < 1e-6, "{share}");
+    assert_trained(&report);
 
     // Pedestrians read the original convolution: the same people as before (a
     // person scored right at 0.5 may fall either side of the cut in a graph that
@@ -259,6 +286,21 @@ fn eval_scores_the_bundled_model_on_real_labelled_photos() {
     let mr = person["mr2"].as_f64().unwrap();
     assert!((0.0..=1.0).contains(&mr), "{table}");
     assert!(table.contains("MR-2"), "{table}");
+
+    // Without --report only the table is printed: nothing lands in the working folder.
+    let cwd = scratch();
+    let bare = std::process::Command::new(env!("CARGO_BIN_EXE_pedvision"))
+        .args(["eval", "--data", voc])
+        .current_dir(cwd.path())
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("the pedvision binary runs");
+    assert_eq!(
+        ok(&bare),
+        table.replace(&format!("report    {}\n", report.display()), "")
+    );
+    let left: Vec<_> = std::fs::read_dir(cwd.path()).unwrap().collect();
+    assert!(left.is_empty(), "eval without --report wrote {left:?}");
 }
 
 #[test]
@@ -325,6 +367,21 @@ fn bad_data_fails_cleanly_and_writes_nothing() {
         "unicorn",
     ]));
     assert!(keep.contains("\"unicorn\" is not a class"), "{keep}");
+    assert!(!out.exists());
+
+    // A low-rank update as wide as the convolution (128 channels) is no update.
+    let rank = failed(&pedvision(&[
+        "retrain",
+        "--data",
+        path_str(&data),
+        "--out",
+        path_str(&out),
+        "--train-layers",
+        "head",
+        "--trunk-rank",
+        "128",
+    ]));
+    assert!(rank.contains("--trunk-rank 128 is not below"), "{rank}");
     assert!(!out.exists());
     assert!(!Path::new(&format!("{}.partial", out.display())).exists());
 

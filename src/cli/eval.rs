@@ -1,4 +1,5 @@
-//! `pedvision eval`: a model on a labelled data set; prints a table and writes JSON.
+//! `pedvision eval`: a model on a labelled data set; prints a table and, with
+//! `--report`, writes it as JSON.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -27,9 +28,10 @@ pub struct EvalArgs {
     #[arg(long, value_parser = super::choice::<Format>())]
     pub format: Option<Format>,
 
-    /// Where to write the results as JSON.
-    #[arg(long, default_value = "eval.json", value_name = "FILE")]
-    pub report: PathBuf,
+    /// Also write the results as JSON to FILE (written whole or not at all).
+    /// Without it, only the table is printed.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
 
     /// Square network input size in pixels instead of the manifest's (only for
     /// graphs that take any size, such as YOLOX-Nano's).
@@ -105,13 +107,20 @@ pub fn execute(args: EvalArgs) -> anyhow::Result<()> {
             report.not_in_model.join(", ")
         );
     }
-    let json = serde_json::to_string_pretty(&report)? + "\n";
-    let mut staging = args.report.clone().into_os_string();
-    staging.push(".partial");
-    std::fs::write(&staging, json)
-        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", args.report.display()))?;
-    std::fs::rename(&staging, &args.report)
-        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", args.report.display()))?;
-    out!("report    {}", args.report.display());
+    if let Some(path) = &args.report {
+        write_report(path, &report)?;
+        out!("report    {}", path.display());
+    }
     Ok(())
+}
+
+/// Writes `report` as JSON to `path` through a `.partial` file, so a failed write
+/// never leaves a file that looks complete.
+fn write_report(path: &std::path::Path, report: &impl serde::Serialize) -> anyhow::Result<()> {
+    let json = serde_json::to_string_pretty(report)? + "\n";
+    let mut staging = path.to_path_buf().into_os_string();
+    staging.push(".partial");
+    let cannot = |e: std::io::Error| anyhow::anyhow!("cannot write {}: {e}", path.display());
+    std::fs::write(&staging, json).map_err(cannot)?;
+    std::fs::rename(&staging, path).map_err(cannot)
 }

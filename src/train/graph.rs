@@ -594,8 +594,9 @@ impl HeadGraph {
 
 /// A model of just the trunks' convolutions, for training them: per level `l`,
 /// inputs `x{l}` (`[N, C, Hp, Wp]`), `w{l}` (`[F, C, k, k]`) and `b{l}` (`[F]`),
-/// output `pre{l}` = `Conv(x, w, b)` (`[N, F, Hp−k+1, Wp−k+1]`). The weights are
-/// inputs, so one session serves every optimiser step.
+/// output `pre{l}` = `Conv(x, w, b)` (`[N, F, Hp−k+1, Wp−k+1]`; F is whatever `w`
+/// has: the copy's width, or a low-rank update's rank). The weights are inputs,
+/// so one session serves every optimiser step.
 pub fn trunk_model(shapes: &[TrunkShape]) -> Vec<u8> {
     let mut model = ModelProto::new();
     model.ir_version = 8;

@@ -7,7 +7,8 @@
 //!   assign (per-cell class + IoU quality targets) --> head (per-level linear class
 //!   head, quality focal loss, AdamW, early stopping on validation AP; with
 //!   `--train-layers head` also trunk: a copy of the 3×3 head convolution for the
-//!   trained classes, its forward pass through trunk_session's ONNX Runtime model)
+//!   trained classes, by default as a low-rank update of it, its convolution
+//!   through trunk_session's ONNX Runtime model)
 //!   --> graph (ONNX surgery: the new 1×1 head, and any convolution copies beside
 //!       the originals, into the untouched frozen graph)
 //!   --> export (model + manifest + report, written atomically)

@@ -207,6 +207,48 @@ fn split(n: usize, fraction: f32, seed: u64) -> (Vec<usize>, Vec<usize>) {
     (order, train)
 }
 
+/// Per level, a copy of the pretrained head convolution, with a fresh low-rank
+/// update unless `--trunk-rank 0` (its own random stream, so the class rows start
+/// the same whatever the rank). An update needs an invertible activation (a
+/// LeakyReLU slope above 0) and a rank below the convolution's width.
+fn initial_trunks(
+    graph: &HeadGraph,
+    levels: usize,
+    options: &TrainOptions,
+) -> Result<Vec<Trunk>, TrainError> {
+    let mut rng = ChaCha8Rng::seed_from_u64(options.seed ^ 0x10_4a4c);
+    let mut trunks = Vec::with_capacity(levels);
+    for l in 0..levels {
+        let (weights, shape) = graph.pretrained_trunk(l)?;
+        let (width, inputs) = weights.weight.dim();
+        let rank = options.trunk_rank;
+        if inputs == 0 || width == 0 {
+            return Err(TrainError::Invalid(format!(
+                "level {l}: the head convolution has an empty weight [{width}, {inputs}]"
+            )));
+        }
+        if rank == 0 {
+            trunks.push(Trunk::full(weights, shape));
+            continue;
+        }
+        if rank >= width {
+            return Err(TrainError::Invalid(format!(
+                "--trunk-rank {rank} is not below the head convolution's {width} channels; \
+                 use --trunk-rank 0 to train the whole copy"
+            )));
+        }
+        if !(shape.alpha.is_finite() && shape.alpha > 0.0) {
+            return Err(TrainError::Invalid(format!(
+                "level {l}: the head's LeakyReLU slope {} cannot be inverted, which a \
+                 low-rank update needs; use --trunk-rank 0",
+                shape.alpha
+            )));
+        }
+        trunks.push(Trunk::low_rank(weights, shape, rank, &mut rng));
+    }
+    Ok(trunks)
+}
+
 /// The head training starts from, and the pretrained head of each level. Classes
 /// with a pretrained name start from its row; new ones from small random weights
 /// and a 1% prior. The box rows start pretrained.
@@ -225,10 +267,7 @@ fn initial_head(
         trunks: Vec::new(),
     };
     if options.train_layers == TrainLayers::Head {
-        for l in 0..levels {
-            let (weights, shape) = graph.pretrained_trunk(l)?;
-            head.trunks.push(Trunk { weights, shape });
-        }
+        head.trunks = initial_trunks(graph, levels, options)?;
     }
     let mut pretrained = Vec::new();
     for l in 0..levels {
@@ -280,6 +319,14 @@ fn check_trunk_inputs(
                 "level {l}: the head convolution's input is {got:?}, expected {want:?} \
                  (C × the {w}×{h} grid padded by {}); --train-layers head cannot train this model",
                 trunk.shape.kernel - 1
+            )));
+        }
+        let feature = (w * h, trunk.weights.bias.len());
+        if data.features.dim() != feature {
+            return Err(TrainError::Invalid(format!(
+                "level {l}: the head feature is {:?}, expected {feature:?} (cells × the \
+                 convolution's outputs); --train-layers head cannot train this model",
+                data.features.dim()
             )));
         }
     }
@@ -420,6 +467,14 @@ pub fn retrain(plan: &RetrainPlan) -> Result<RetrainReport, TrainError> {
         plan.base.labels.len(),
         layout.bins,
     )?;
+    // Before the long feature extraction: a head that cannot start fails at once.
+    let (start, pretrained) = initial_head(
+        &graph,
+        &plan.base.labels,
+        &classes.trained,
+        layout.strides.len(),
+        &plan.options,
+    )?;
     let samples = &plan.dataset.samples;
     let (val_idx, train_idx) = split(samples.len(), plan.val_fraction, plan.options.seed);
     if val_idx.is_empty() {
@@ -441,13 +496,6 @@ pub fn retrain(plan: &RetrainPlan) -> Result<RetrainReport, TrainError> {
         &classes,
         (&train_idx, val_from),
     );
-    let (start, pretrained) = initial_head(
-        &graph,
-        &plan.base.labels,
-        &classes.trained,
-        layout.strides.len(),
-        &plan.options,
-    )?;
     let (trained, train_seconds, evals) =
         train_head(plan, start, &layout, (&train_set, &val_set), &features)?;
     let (class_metrics, curves) = validation_metrics(&evals, &classes.trained);
@@ -666,12 +714,12 @@ fn export_checked(
 ) -> Result<(String, String, f32), TrainError> {
     let heads = export_heads(head, pretrained, classes, &plan.base.labels);
     let branch_rows = export_branches(head, classes);
-    let branches: Vec<ClassBranch<'_>> = head
-        .trunks
+    let convs: Vec<LinearWeights> = head.trunks.iter().map(Trunk::merged).collect();
+    let branches: Vec<ClassBranch<'_>> = convs
         .iter()
         .zip(&branch_rows)
-        .map(|(t, rows)| ClassBranch {
-            conv: &t.weights,
+        .map(|(conv, rows)| ClassBranch {
+            conv,
             classes: rows,
         })
         .collect();

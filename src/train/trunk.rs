@@ -13,24 +13,67 @@
 //! LeakyReLU(pre)`. The backward pass takes `d features`, goes through the
 //! activation and accumulates the weight and bias gradients; the neck is frozen,
 //! so no gradient flows into the input.
+//!
+//! With a rank (`retrain --trunk-rank R`) the copy's weights stay the original
+//! ones and what trains is a low-rank update `W + up·down` ([`LowRank`], as LoRA
+//! does): `down` is a k×k convolution to R channels, `up` a 1×1 back to F. The
+//! original's pre-activations come free from the cached frozen features (the
+//! LeakyReLU is invertible), so a pass costs the R-channel convolution instead of
+//! the F-channel one, and the export merges the update into one convolution.
 
 use ndarray::linalg::general_mat_mul;
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 
 use super::graph::{LinearWeights, TrunkShape};
 
-/// One level's trainable convolution: weight `[F, C·k²]`, bias `[F]`.
+/// One level's copy of the head convolution (weight `[F, C·k²]`, bias `[F]`), and
+/// what of it trains.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Trunk {
+    /// Trained as they are without an update; the frozen original with one.
     pub weights: LinearWeights,
     /// Input channels, kernel side (odd; the input is already padded by `k / 2`)
     /// and the LeakyReLU's slope.
     pub shape: TrunkShape,
+    /// The low-rank update that trains instead of `weights`, if any.
+    pub update: Option<LowRank>,
+}
+
+/// A rank-R update of a `[F, C·k²]` convolution: `ΔW = up.weight · down.weight`,
+/// `Δb = up.weight · down.bias + up.bias`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LowRank {
+    /// `[R, C·k²]`, `[R]`: a k×k convolution to R channels.
+    pub down: LinearWeights,
+    /// `[F, R]`, `[F]`: a 1×1 back to F channels.
+    pub up: LinearWeights,
+}
+
+impl LowRank {
+    /// `down` uniform in ±1/√(C·k²) (each of its channels then has about the
+    /// input's scale), `up` zero: the update starts at nothing.
+    pub fn new(rank: usize, outputs: usize, inputs: usize, rng: &mut impl rand::Rng) -> Self {
+        let bound = 1.0 / (inputs as f32).sqrt();
+        Self {
+            down: LinearWeights {
+                weight: Array2::from_shape_simple_fn((rank, inputs), || {
+                    rng.random_range(-bound..bound)
+                }),
+                bias: Array1::zeros(rank),
+            },
+            up: LinearWeights {
+                weight: Array2::zeros((outputs, rank)),
+                bias: Array1::zeros(outputs),
+            },
+        }
+    }
 }
 
 /// What the forward pass keeps for the backward one.
 pub struct TrunkForward {
     pre: Array2<f32>,
+    /// `[cells, R]`: the update's `down` output, with an update.
+    low: Option<Array2<f32>>,
     /// `[cells, F]`: what the class rows read.
     pub features: Array2<f32>,
 }
@@ -85,35 +128,113 @@ fn patches(
 }
 
 impl Trunk {
+    /// A copy of `weights` that trains as a whole.
+    pub fn full(weights: LinearWeights, shape: TrunkShape) -> Self {
+        Self {
+            weights,
+            shape,
+            update: None,
+        }
+    }
+
+    /// A copy of `weights` that stays frozen while a rank-`rank` update trains.
+    pub fn low_rank(
+        weights: LinearWeights,
+        shape: TrunkShape,
+        rank: usize,
+        rng: &mut impl rand::Rng,
+    ) -> Self {
+        let (outputs, inputs) = weights.weight.dim();
+        let update = LowRank::new(rank, outputs, inputs, rng);
+        Self {
+            weights,
+            shape,
+            update: Some(update),
+        }
+    }
+
+    /// The convolution the model ends up with: the weights plus the update.
+    pub fn merged(&self) -> LinearWeights {
+        let Some(u) = &self.update else {
+            return self.weights.clone();
+        };
+        LinearWeights {
+            weight: &self.weights.weight + &u.up.weight.dot(&u.down.weight),
+            bias: &self.weights.bias + &u.up.weight.dot(&u.down.bias) + &u.up.bias,
+        }
+    }
+
+    /// The tensors that train, in a fixed order: the weights, or `down` then `up`.
+    pub fn trained(&self) -> Vec<&LinearWeights> {
+        match &self.update {
+            None => vec![&self.weights],
+            Some(u) => vec![&u.down, &u.up],
+        }
+    }
+
+    /// [`Self::trained`], mutably.
+    pub fn trained_mut(&mut self) -> Vec<&mut LinearWeights> {
+        match &mut self.update {
+            None => vec![&mut self.weights],
+            Some(u) => vec![&mut u.down, &mut u.up],
+        }
+    }
+
+    /// The convolution a pass runs on the padded input: the weights, or the
+    /// update's `down` (see [`Self::from_convolution`]).
+    pub fn convolution(&self) -> &LinearWeights {
+        self.update.as_ref().map_or(&self.weights, |u| &u.down)
+    }
+
     /// The features of one level from its padded input, computed here (see
     /// [`super::trunk_session`] for the faster way), keeping what the backward
-    /// pass needs.
-    pub fn forward(&self, input: ArrayView2<'_, f32>, grid: (usize, usize)) -> TrunkForward {
+    /// pass needs. `frozen` is the level's cached `[cells, F]` feature (read
+    /// only with an update).
+    pub fn forward(
+        &self,
+        input: ArrayView2<'_, f32>,
+        grid: (usize, usize),
+        frozen: ArrayView2<'_, f32>,
+    ) -> TrunkForward {
         let cols = im2col(input, self.shape.kernel, grid);
-        let mut pre = Array2::<f32>::zeros((cols.nrows(), self.weights.bias.len()));
-        pre += &self.weights.bias;
-        general_mat_mul(1.0, &cols, &self.weights.weight.t(), 1.0, &mut pre);
-        self.activate(pre)
+        let conv = self.convolution();
+        let mut out = Array2::<f32>::zeros((cols.nrows(), conv.bias.len()));
+        out += &conv.bias;
+        general_mat_mul(1.0, &cols, &conv.weight.t(), 1.0, &mut out);
+        self.from_convolution(out, frozen)
     }
 
-    /// The forward pass from its pre-activations `[cells, F]`.
-    pub fn activate(&self, pre: Array2<f32>) -> TrunkForward {
+    /// The forward pass from [`Self::convolution`]'s output `[cells, F or R]`.
+    /// With an update, the original's pre-activations are recovered from the
+    /// frozen features (the inverse LeakyReLU) and the update added to them.
+    pub fn from_convolution(&self, conv: Array2<f32>, frozen: ArrayView2<'_, f32>) -> TrunkForward {
         let alpha = self.shape.alpha;
+        let (pre, low) = match &self.update {
+            None => (conv, None),
+            Some(u) => {
+                let mut pre = frozen.mapv(|v| if v > 0.0 { v } else { v / alpha });
+                pre += &u.up.bias;
+                general_mat_mul(1.0, &conv, &u.up.weight.t(), 1.0, &mut pre);
+                (pre, Some(conv))
+            }
+        };
         let features = pre.mapv(|v| if v > 0.0 { v } else { alpha * v });
-        TrunkForward { pre, features }
+        TrunkForward { pre, low, features }
     }
 
-    /// Adds the weight and bias gradients for `d_features` (`[cells, F]`, the loss's
-    /// gradient with respect to [`TrunkForward::features`]) to `dw` and `db`;
-    /// `input` and `width` are the forward pass's. Cells whose gradients are all at
-    /// most `active` are skipped (0 keeps every cell).
+    /// Adds the gradients of [`Self::trained`]'s tensors for `d_features`
+    /// (`[cells, F]`, the loss's gradient with respect to
+    /// [`TrunkForward::features`]) to `grads` (one weight and bias pair per
+    /// tensor, in that order); `input` and `width` are the forward pass's. Cells
+    /// whose feature gradients are all at most `active` are left out of the
+    /// convolution's weight gradient (0 keeps every cell).
     pub fn backward(
         &self,
         (input, width): (ArrayView2<'_, f32>, usize),
         forward: &TrunkForward,
         mut d_features: Array2<f32>,
         active: f32,
-        (dw, db): (&mut Array2<f32>, &mut Array1<f32>),
+        grads: &mut [(Array2<f32>, Array1<f32>)],
     ) {
         let alpha = self.shape.alpha;
         ndarray::Zip::from(&mut d_features)
@@ -129,12 +250,30 @@ impl Trunk {
             .filter(|(_, r)| r.iter().any(|v| v.abs() > active))
             .map(|(i, _)| i)
             .collect();
-        *db += &d_features.sum_axis(Axis(0));
+        // The gradient with respect to the convolution's output.
+        let d_conv = match (&self.update, &forward.low, grads) {
+            (None, _, [(dw, db)]) => {
+                *db += &d_features.sum_axis(Axis(0));
+                Some((d_features, dw))
+            }
+            (Some(u), Some(low), [(d_down, d_down_b), (d_up, d_up_b)]) => {
+                general_mat_mul(1.0, &d_features.t(), low, 1.0, d_up);
+                *d_up_b += &d_features.sum_axis(Axis(0));
+                let d_low = d_features.dot(&u.up.weight);
+                *d_down_b += &d_low.sum_axis(Axis(0));
+                Some((d_low, d_down))
+            }
+            _ => None,
+        };
+        let Some((d_conv, dw)) = d_conv else {
+            debug_assert!(false, "gradients shaped unlike the trained tensors");
+            return;
+        };
         if rows.is_empty() {
             return;
         }
         let cols = patches(input, self.shape.kernel, width, &rows);
-        let d = d_features.select(Axis(0), &rows);
+        let d = d_conv.select(Axis(0), &rows);
         general_mat_mul(1.0, &d.t(), &cols, 1.0, dw);
     }
 }
@@ -158,7 +297,12 @@ mod tests {
                 kernel: 3,
                 alpha: 0.1,
             },
+            update: None,
         }
+    }
+
+    fn none() -> ArrayView2<'static, f32> {
+        ArrayView2::from_shape((0, 0), &[]).unwrap()
     }
 
     /// A padded input `[C, (w+2)(h+2)]` with zero borders, as ONNX's Pad makes it.
@@ -178,7 +322,7 @@ mod tests {
         let (c, f, grid) = (3, 4, (5, 4));
         let t = trunk(c, f);
         let input = padded_input(c, grid);
-        let out = t.forward(input.view(), grid);
+        let out = t.forward(input.view(), grid, none());
         let (w, h) = grid;
         for y in 0..h {
             for x in 0..w {
@@ -207,17 +351,11 @@ mod tests {
         let input = padded_input(c, grid);
         // Loss: sum of features times fixed coefficients.
         let coef = Array::from_shape_fn((12, f), |(i, o)| ((i * 5 + o * 3) % 7) as f32 - 3.0);
-        let loss = |t: &Trunk| (&t.forward(input.view(), grid).features * &coef).sum();
-        let fwd = t.forward(input.view(), grid);
-        let mut dw = Array2::zeros(t.weights.weight.dim());
-        let mut db = Array1::zeros(f);
-        t.backward(
-            (input.view(), 4),
-            &fwd,
-            coef.clone(),
-            0.0,
-            (&mut dw, &mut db),
-        );
+        let loss = |t: &Trunk| (&t.forward(input.view(), grid, none()).features * &coef).sum();
+        let fwd = t.forward(input.view(), grid, none());
+        let mut grads = [(Array2::zeros(t.weights.weight.dim()), Array1::zeros(f))];
+        t.backward((input.view(), 4), &fwd, coef.clone(), 0.0, &mut grads);
+        let [(dw, db)] = grads;
         let h = 1e-3;
         for o in 0..f {
             for i in 0..c * 9 {
@@ -248,28 +386,106 @@ mod tests {
         let (c, f, grid) = (2, 2, (3, 3));
         let t = trunk(c, f);
         let input = padded_input(c, grid);
-        let fwd = t.forward(input.view(), grid);
+        let fwd = t.forward(input.view(), grid, none());
         // Only cell 4 has a gradient above the threshold.
         let mut d = Array2::from_elem((9, f), 1e-7f32);
         d.row_mut(4).fill(1.0);
-        let (mut dw_all, mut db_all) = (Array2::zeros((f, c * 9)), Array1::zeros(f));
-        let (mut dw_active, mut db_active) = (Array2::zeros((f, c * 9)), Array1::zeros(f));
-        t.backward(
-            (input.view(), 3),
-            &fwd,
-            d.clone(),
-            0.0,
-            (&mut dw_all, &mut db_all),
-        );
-        t.backward(
-            (input.view(), 3),
-            &fwd,
-            d,
-            1e-3,
-            (&mut dw_active, &mut db_active),
-        );
+        let mut all = [(Array2::zeros((f, c * 9)), Array1::zeros(f))];
+        let mut active = all.clone();
+        t.backward((input.view(), 3), &fwd, d.clone(), 0.0, &mut all);
+        t.backward((input.view(), 3), &fwd, d, 1e-3, &mut active);
+        let [(dw_all, _)] = all;
+        let [(dw_active, _)] = active;
         let diff = (&dw_all - &dw_active).mapv(f32::abs).sum();
         assert!(diff > 0.0 && diff < 1e-4, "{diff}");
         assert_ne!(dw_active, Array2::<f32>::zeros((f, c * 9)));
+    }
+
+    /// A rank-2 update of `trunk(c, f)` with non-zero factors, and its frozen
+    /// features on `input` (what the feature model caches).
+    fn low_rank(
+        c: usize,
+        f: usize,
+        input: &Array2<f32>,
+        grid: (usize, usize),
+    ) -> (Trunk, Array2<f32>) {
+        let frozen = trunk(c, f).forward(input.view(), grid, none()).features;
+        let mut t = trunk(c, f);
+        t.update = Some(LowRank {
+            down: LinearWeights {
+                weight: Array::from_shape_fn((2, c * 9), |(r, i)| {
+                    ((r * 5 + i * 3) % 7) as f32 * 0.1 - 0.3
+                }),
+                bias: Array1::from_vec(vec![0.05, -0.1]),
+            },
+            up: LinearWeights {
+                weight: Array::from_shape_fn((f, 2), |(o, r)| ((o * 3 + r) % 5) as f32 * 0.2 - 0.4),
+                bias: Array1::from_shape_fn(f, |o| 0.02 * o as f32),
+            },
+        });
+        (t, frozen)
+    }
+
+    #[test]
+    fn a_low_rank_update_is_its_merged_convolution() {
+        let (c, f, grid) = (3, 4, (5, 4));
+        let input = padded_input(c, grid);
+        let (t, frozen) = low_rank(c, f, &input, grid);
+        let got = t.forward(input.view(), grid, frozen.view()).features;
+        let merged = Trunk::full(t.merged(), t.shape);
+        let want = merged.forward(input.view(), grid, none()).features;
+        let diff = (&got - &want).mapv(f32::abs).fold(0.0f32, |a, &b| a.max(b));
+        assert!(diff < 1e-5, "{diff}");
+        assert_ne!(t.merged(), t.weights, "the update changes the convolution");
+        // A new update starts at nothing.
+        let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(1);
+        let fresh = Trunk::low_rank(t.weights.clone(), t.shape, 3, &mut rng);
+        assert_eq!(fresh.merged(), t.weights);
+        assert_eq!(fresh.trained().len(), 2);
+    }
+
+    #[test]
+    fn low_rank_gradients_match_finite_differences() {
+        let (c, f, grid) = (2, 3, (4, 3));
+        let input = padded_input(c, grid);
+        let (t, frozen) = low_rank(c, f, &input, grid);
+        let coef = Array::from_shape_fn((12, f), |(i, o)| ((i * 5 + o * 3) % 7) as f32 - 3.0);
+        let loss =
+            |t: &Trunk| (&t.forward(input.view(), grid, frozen.view()).features * &coef).sum();
+        let fwd = t.forward(input.view(), grid, frozen.view());
+        let mut grads: Vec<_> = t
+            .trained()
+            .iter()
+            .map(|w| (Array2::zeros(w.weight.dim()), Array1::zeros(w.bias.len())))
+            .collect();
+        t.backward((input.view(), 4), &fwd, coef.clone(), 0.0, &mut grads);
+        // Small: one pre-activation lies 7e-4 from the LeakyReLU's kink.
+        let h = 2e-4;
+        for (k, (dw, db)) in grads.iter().enumerate() {
+            let nudged = |i: usize, bias: bool, by: f32| {
+                let mut t = t.clone();
+                let w = &mut t.trained_mut()[k];
+                if bias {
+                    w.bias[i] += by;
+                } else {
+                    w.weight.as_slice_mut().unwrap()[i] += by;
+                }
+                loss(&t)
+            };
+            for (i, &g) in dw.iter().enumerate() {
+                let numeric = (nudged(i, false, h) - nudged(i, false, -h)) / (2.0 * h);
+                assert!(
+                    (g - numeric).abs() < 2e-2,
+                    "tensor {k} w[{i}]: {g} vs {numeric}"
+                );
+            }
+            for (i, &g) in db.iter().enumerate() {
+                let numeric = (nudged(i, true, h) - nudged(i, true, -h)) / (2.0 * h);
+                assert!(
+                    (g - numeric).abs() < 2e-2,
+                    "tensor {k} b[{i}]: {g} vs {numeric}"
+                );
+            }
+        }
     }
 }

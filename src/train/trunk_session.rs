@@ -40,10 +40,10 @@ impl TrunkSession {
         Ok(Self { session })
     }
 
-    /// The pre-activations of `trunks` for each image: per image and level
-    /// `[cells, F]`. `inputs[i][l]` is image `i`'s padded level-`l` input
+    /// The outputs of the trunks' [`Trunk::convolution`]s for each image: per
+    /// image and level `[cells, F]` (or `[cells, R]` for a rank-R update). `inputs[i][l]` is image `i`'s padded level-`l` input
     /// `[C, Hp·Wp]`; `grids[l]` is level `l`'s output grid (width, height).
-    pub fn pre_activations(
+    pub fn convolutions(
         &mut self,
         trunks: &[Trunk],
         inputs: &[Vec<&Array2<f32>>],
@@ -64,9 +64,9 @@ impl TrunkSession {
                 x.index_axis_mut(Axis(0), i).assign(&src);
             }
             batches.push(x);
-            let f = trunk.weights.bias.len();
-            let w4 = trunk
-                .weights
+            let conv = trunk.convolution();
+            let f = conv.bias.len();
+            let w4 = conv
                 .weight
                 .view()
                 .into_shape_with_order((f, channels, k, k))
@@ -87,7 +87,7 @@ impl TrunkSession {
             ));
             feeds.push((
                 format!("b{l}"),
-                TensorRef::from_array_view(trunks[l].weights.bias.view())
+                TensorRef::from_array_view(trunks[l].convolution().bias.view())
                     .map_err(run_error)?
                     .into(),
             ));
