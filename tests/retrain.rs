@@ -393,4 +393,15 @@ fn bad_data_fails_cleanly_and_writes_nothing() {
         "/nonexistent.toml",
     ]));
     assert!(eval.contains("/nonexistent.toml"), "{eval}");
+
+    // A report under a file, not a folder: refused before the evaluation.
+    let under_file = join(&data, "labels/x.txt/eval.json");
+    let report = failed(&pedvision(&[
+        "eval",
+        "--data",
+        path_str(&data),
+        "--report",
+        path_str(&under_file),
+    ]));
+    assert!(report.contains("is a file"), "{report}");
 }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use pedvision::config::Manifest;
+use pedvision::sinks::staging::StagedFile;
 use pedvision::train::dataset::{Dataset, Format};
 use pedvision::train::eval::evaluate;
 
@@ -51,6 +52,8 @@ pub fn execute(args: EvalArgs) -> anyhow::Result<()> {
         .for_precision(args.runtime.precision)?;
     let manifest = super::common::with_input_size(manifest, args.input_size)?;
     let dataset = Dataset::load(&args.data, args.format)?;
+    // Staged now, so an unwritable --report fails before the evaluation.
+    let staged = args.report.as_deref().map(StagedFile::create).transpose()?;
     tracing::info!("{}", dataset.summary());
     for s in &dataset.skipped {
         tracing::warn!(item = %s.item, "skipped: {}", s.reason);
@@ -107,20 +110,11 @@ pub fn execute(args: EvalArgs) -> anyhow::Result<()> {
             report.not_in_model.join(", ")
         );
     }
-    if let Some(path) = &args.report {
-        write_report(path, &report)?;
-        out!("report    {}", path.display());
+    if let Some(staged) = staged {
+        let json = serde_json::to_string_pretty(&report)? + "\n";
+        std::fs::write(staged.temp_path(), json)
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", staged.final_path().display()))?;
+        out!("report    {}", staged.commit()?.display());
     }
     Ok(())
-}
-
-/// Writes `report` as JSON to `path` through a `.partial` file, so a failed write
-/// never leaves a file that looks complete.
-fn write_report(path: &std::path::Path, report: &impl serde::Serialize) -> anyhow::Result<()> {
-    let json = serde_json::to_string_pretty(report)? + "\n";
-    let mut staging = path.to_path_buf().into_os_string();
-    staging.push(".partial");
-    let cannot = |e: std::io::Error| anyhow::anyhow!("cannot write {}: {e}", path.display());
-    std::fs::write(&staging, json).map_err(cannot)?;
-    std::fs::rename(&staging, path).map_err(cannot)
 }

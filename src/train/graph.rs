@@ -594,7 +594,7 @@ impl HeadGraph {
 
 /// A model of just the trunks' convolutions, for training them: per level `l`,
 /// inputs `x{l}` (`[N, C, Hp, Wp]`), `w{l}` (`[F, C, k, k]`) and `b{l}` (`[F]`),
-/// output `pre{l}` = `Conv(x, w, b)` (`[N, F, Hp−k+1, Wp−k+1]`; F is whatever `w`
+/// output `out{l}` = `Conv(x, w, b)` (`[N, F, Hp−k+1, Wp−k+1]`; F is whatever `w`
 /// has: the copy's width, or a low-rank update's rank). The weights are inputs,
 /// so one session serves every optimiser step.
 pub fn trunk_model(shapes: &[TrunkShape]) -> Vec<u8> {
@@ -607,17 +607,17 @@ pub fn trunk_model(shapes: &[TrunkShape]) -> Vec<u8> {
     let graph = model.graph.mut_or_insert_default();
     graph.name = "pedvision-trunks".into();
     for (l, shape) in shapes.iter().enumerate() {
-        let [x, w, b, pre] = ["x", "w", "b", "pre"].map(|p| format!("{p}{l}"));
+        let [x, w, b, out] = ["x", "w", "b", "out"].map(|p| format!("{p}{l}"));
         for input in [&x, &w, &b] {
             graph.input.push(float_output(input));
         }
         graph.node.push(conv_node(
             &format!("conv{l}"),
             [&x, &w, &b],
-            &pre,
+            &out,
             shape.kernel as i64,
         ));
-        graph.output.push(float_output(&pre));
+        graph.output.push(float_output(&out));
     }
     model.write_to_bytes().unwrap_or_default()
 }
@@ -930,6 +930,6 @@ mod tests {
         }]))
         .unwrap();
         assert_eq!(trunk.graph.input.len(), 3);
-        assert_eq!(trunk.graph.output[0].name, "pre0");
+        assert_eq!(trunk.graph.output[0].name, "out0");
     }
 }

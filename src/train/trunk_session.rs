@@ -41,8 +41,9 @@ impl TrunkSession {
     }
 
     /// The outputs of the trunks' [`Trunk::convolution`]s for each image: per
-    /// image and level `[cells, F]` (or `[cells, R]` for a rank-R update). `inputs[i][l]` is image `i`'s padded level-`l` input
-    /// `[C, Hp·Wp]`; `grids[l]` is level `l`'s output grid (width, height).
+    /// image and level `[cells, F]` (or `[cells, R]` for a rank-R update).
+    /// `inputs[i][l]` is image `i`'s padded level-`l` input `[C, Hp·Wp]`;
+    /// `grids[l]` is level `l`'s output grid (width, height).
     pub fn convolutions(
         &mut self,
         trunks: &[Trunk],
@@ -95,9 +96,9 @@ impl TrunkSession {
         let outputs = self.session.run(feeds).map_err(run_error)?;
         let mut out: Vec<Vec<Array2<f32>>> = (0..n).map(|_| Vec::new()).collect();
         for l in 0..trunks.len() {
-            let pre = batch_output::<Ix4>(&outputs, &format!("pre{l}"), n)?;
+            let conv = batch_output::<Ix4>(&outputs, &format!("out{l}"), n)?;
             for (i, image) in out.iter_mut().enumerate() {
-                let p = channels_by_cells(pre.view(), i)?;
+                let p = channels_by_cells(conv.view(), i)?;
                 image.push(p.t().as_standard_layout().into_owned());
             }
         }
