@@ -63,6 +63,22 @@ fn synth_sets(train: &Path, train_images: usize, test: &Path, test_images: usize
     }
 }
 
+/// `run` over the test clip with `base` and with `model`: at least a `share` of
+/// each one's people (score ≥ 0.5) have a match at IoU ≥ 0.9 in the other's.
+fn assert_same_people(dir: &Path, base: &str, model: &Path, share: f64) {
+    let before = people(base, dir, "base.jsonl");
+    let after = people(path_str(model), dir, "retrained.jsonl");
+    assert_eq!(before.len(), CLIP_FRAMES);
+    for (a, b) in [(&before, &after), (&after, &before)] {
+        let (hits, total) = matched(a, b);
+        assert!(total > 50, "too few people to compare: {total}");
+        assert!(
+            hits as f64 >= share * total as f64,
+            "{hits} of {total} matched at IoU 0.9"
+        );
+    }
+}
+
 /// `synth` sets of `train_images` and `test_images` in a scratch folder and a
 /// `retrain` on the first with `extra` options: the folder, the test set, the
 /// model folder and the summary.
@@ -155,17 +171,7 @@ fn retrain_adds_classes_keeps_pedestrians_and_runs() {
     assert_held_out_ap(dir.path(), &model, &test, 0.9);
 
     // The demo clip: the retrained model's pedestrians are the original model's.
-    let before = people(MODEL, dir.path(), "base.jsonl");
-    let after = people(path_str(&model), dir.path(), "retrained.jsonl");
-    assert_eq!(before.len(), CLIP_FRAMES);
-    for (a, b) in [(&before, &after), (&after, &before)] {
-        let (hits, total) = matched(a, b);
-        assert!(total > 50, "too few people to compare: {total}");
-        assert!(
-            hits as f64 >= 0.95 * total as f64,
-            "{hits} of {total} matched at IoU 0.9"
-        );
-    }
+    assert_same_people(dir.path(), MODEL, &model, 0.95);
 
     // And it runs like any model: annotated video with its own labels.
     let mp4 = join(dir.path(), "all.mp4");
@@ -243,15 +249,43 @@ fn head_layers_train_a_copy_of_the_convolution_and_keep_pedestrians() {
     // Pedestrians read the original convolution: the same people as before (a
     // person scored right at 0.5 may fall either side of the cut in a graph that
     // ONNX Runtime optimises differently, so 99 %).
-    let before = people(MODEL, dir.path(), "base.jsonl");
-    let after = people(path_str(&model), dir.path(), "retrained.jsonl");
-    for (a, b) in [(&before, &after), (&after, &before)] {
-        let (hits, total) = matched(a, b);
-        assert!(total > 50, "too few people to compare: {total}");
-        assert!(
-            hits as f64 >= 0.99 * total as f64,
-            "{hits} of {total} matched at IoU 0.9"
-        );
+    assert_same_people(dir.path(), MODEL, &model, 0.99);
+}
+
+#[test]
+fn yolox_retrains_its_class_rows_and_keeps_pedestrians() {
+    let extra = ["--base-model", YOLOX_MODEL, "--augment", "0"];
+    let (dir, test, out, summary) = retrain_on_synth(80, 40, &extra);
+    assert!(
+        summary.contains("classes   person, sign, ball"),
+        "{summary}"
+    );
+    let report = json(&join(&out, "report.json"));
+    assert_eq!(report["base_model"], "yolox-nano");
+    assert_eq!(report["sources"][0], "kept");
+    // The exported graph (trained classes scored alone, objectness 1) gives the
+    // trained head's scores, as run decodes them.
+    assert_trained(&report);
+    let model = join(&out, "retrained.toml");
+    let manifest = std::fs::read_to_string(&model).unwrap();
+    assert!(manifest.contains("family = \"yolox\""), "{manifest}");
+    assert_held_out_ap(dir.path(), &model, &test, 0.7);
+
+    // Kept people keep objectness × class, computed in the graph instead of the
+    // decoder: the same people as the base model's.
+    assert_same_people(dir.path(), YOLOX_MODEL, &model, 0.99);
+
+    // What YOLOX cannot train is refused before any work, and nothing is written.
+    let train = join(dir.path(), "train");
+    let refused = join(dir.path(), "refused");
+    for option in [&["--train-box"][..], &["--train-layers", "head"]] {
+        let mut args = vec!["retrain", "--data", path_str(&train), "--out"];
+        args.extend([path_str(&refused), "--base-model", YOLOX_MODEL]);
+        args.extend_from_slice(option);
+        let line = failed(&pedvision(&args));
+        assert!(line.contains("retrains its class rows only"), "{line}");
+        assert!(line.contains(option[0]), "{line}");
+        assert!(!refused.exists());
     }
 }
 

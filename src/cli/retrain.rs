@@ -37,6 +37,13 @@ pub struct RetrainArgs {
     #[arg(long, value_name = "PATH")]
     pub base_model: Option<PathBuf>,
 
+    /// Square network input size in pixels instead of the base manifest's, for
+    /// graphs that take any size (YOLOX-Nano's; NanoDet-g is fixed at 416). The new
+    /// model's manifest keeps it: larger inputs make small objects larger for the
+    /// frozen network, at a cost in speed.
+    #[arg(long, value_name = "PIXELS")]
+    pub input_size: Option<u32>,
+
     /// Train only these classes of the data set (comma-separated); boxes of other
     /// classes are listed as skipped. Default: every class in the data.
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
@@ -136,13 +143,7 @@ pub fn execute(args: RetrainArgs) -> anyhow::Result<()> {
     }
     let trunk_rank = args.trunk_rank.map_or(TRUNK_RANK, |r| r as usize);
     let base = Manifest::load(&model_path(args.base_model.as_deref())?)?;
-    if base.family != pedvision::model::Family::Nanodet {
-        anyhow::bail!(
-            "{}: retrain works on nanodet-family models; this one is {} (its head is not supported yet)",
-            base.path.display(),
-            base.family.name()
-        );
-    }
+    let base = super::common::with_input_size(base, args.input_size)?;
     let mut dataset = Dataset::load(&args.data, args.format)?;
     if !args.classes.is_empty() {
         dataset.restrict_to(&args.classes);

@@ -48,6 +48,25 @@ impl Layout {
         w * h
     }
 
+    /// Frozen box values per cell that retraining keeps: NanoDet's `4·bins`
+    /// distance logits, YOLOX's raw box and objectness.
+    pub fn box_channels(&self) -> usize {
+        match self.family {
+            Family::Nanodet => 4 * self.bins,
+            Family::Yolox => YOLOX_BOX_CHANNELS,
+        }
+    }
+
+    /// The box of `cell` of the level with `stride` from its frozen box values
+    /// (a row of [`Self::box_channels`]), in network-input pixels.
+    pub fn frozen_box(&self, stride: u32, cell: usize, row: &[f32]) -> BBox {
+        let (grid_w, _) = self.grid(stride);
+        match self.family {
+            Family::Nanodet => cell_box(cell, grid_w, stride, row, self.bins),
+            Family::Yolox => super::yolox::cell_box(cell, grid_w, stride, row),
+        }
+    }
+
     /// How many output tensors the family has.
     pub fn tensor_count(&self) -> usize {
         match self.family {
@@ -75,6 +94,9 @@ impl Layout {
         }
     }
 }
+
+/// YOLOX's frozen box values per cell: `x, y, log w, log h`, objectness.
+pub const YOLOX_BOX_CHANNELS: usize = 5;
 
 /// The outputs of one frame for one level: `scores` is `cells × classes`, `boxes` is
 /// `cells × 4·bins`, both row-major.

@@ -8,7 +8,7 @@
 //! (YOLOX's grid has no half-cell offset), its size `exp(log w)·s`, `exp(log h)·s`;
 //! a class's score is objectness × class score.
 
-use super::{Detection, classes::ClassFilter, nanodet::Layout};
+use super::{BBox, Detection, classes::ClassFilter, nanodet::Layout};
 
 /// Decodes one frame's output into candidate detections in network-input pixels,
 /// before NMS. Only classes that `filter` keeps are considered.
@@ -23,17 +23,13 @@ pub fn decode(
     let mut out = Vec::new();
     for &stride in &layout.strides {
         let (grid_w, grid_h) = layout.grid(stride);
-        let s = stride as f32;
         for (cell, row) in rows.by_ref().take(grid_w * grid_h).enumerate() {
             let objectness = row[4];
             // score = objectness × class ≤ objectness: most cells end here.
             if objectness <= score_threshold {
                 continue;
             }
-            let cx = (row[0] + (cell % grid_w) as f32) * s;
-            let cy = (row[1] + (cell / grid_w) as f32) * s;
-            let (half_w, half_h) = (row[2].exp() * s / 2.0, row[3].exp() * s / 2.0);
-            let bbox = [cx - half_w, cy - half_h, cx + half_w, cy + half_h];
+            let bbox = cell_box(cell, grid_w, stride, row);
             for (class_id, &class_score) in row[5..].iter().enumerate() {
                 let score = objectness * class_score;
                 if score > score_threshold && filter.keeps(class_id) {
@@ -47,6 +43,16 @@ pub fn decode(
         }
     }
     out
+}
+
+/// The box of one cell from its row (`x, y, log w, log h`, raw), in
+/// network-input pixels.
+pub fn cell_box(cell: usize, grid_w: usize, stride: u32, row: &[f32]) -> BBox {
+    let s = stride as f32;
+    let cx = (row[0] + (cell % grid_w) as f32) * s;
+    let cy = (row[1] + (cell / grid_w) as f32) * s;
+    let (half_w, half_h) = (row[2].exp() * s / 2.0, row[3].exp() * s / 2.0);
+    [cx - half_w, cy - half_h, cx + half_w, cy + half_h]
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@
 
 use crate::model::BBox;
 use crate::model::geometry::iou;
-use crate::model::nanodet::{Layout, cell_box};
+use crate::model::nanodet::Layout;
 
 /// Targets of one level: per cell, the class (`None` = negative), the score target
 /// and, for positives, the box in network-input pixels.
@@ -35,14 +35,15 @@ impl LevelTargets {
 }
 
 /// Assigns ground truth `(class, box in network-input pixels)` to the cells of every
-/// level, given each level's frozen box logits (`cells × 4·bins`, row-major).
+/// level, given each level's frozen box logits (`cells × Layout::box_channels()`,
+/// row-major).
 pub fn assign(
     layout: &Layout,
     box_logits: &[&[f32]],
     truth: &[(usize, BBox)],
     ignore: &[BBox],
 ) -> Vec<LevelTargets> {
-    let per_cell = 4 * layout.bins;
+    let per_cell = layout.box_channels();
     let mut levels: Vec<LevelTargets> = layout
         .strides
         .iter()
@@ -79,7 +80,7 @@ pub fn assign(
             }
             for cell in cells {
                 let logits = &box_logits[l][cell * per_cell..(cell + 1) * per_cell];
-                let pred = cell_box(cell, gw, stride, logits, layout.bins);
+                let pred = layout.frozen_box(stride, cell, logits);
                 candidates.push((l, cell, iou(&pred, &gt)));
             }
         }

@@ -3,13 +3,14 @@
 //! The model from [`HeadGraph::feature_model`] (the original graph plus the
 //! per-level feature tensors as outputs) runs through ONNX Runtime in batches. Per
 //! image and level it keeps the features as `[cells, F]` (cell-major, the order of
-//! the model's own outputs) and the frozen box logits `[cells, 4·bins]`, which the
-//! target assignment and the validation decode need. The set lives in memory:
+//! the model's own outputs) and the frozen box logits, which the target assignment
+//! and the validation decode need: NanoDet's `[cells, 4·bins]` from its box
+//! outputs, YOLOX's `[cells, 5]` (raw box and objectness) from its one output. The set lives in memory:
 //! `cells · (F + 4·bins)` floats per image (3549 · 172 · 4 B ≈ 2.4 MB for NanoDet-g),
 //! and with `--train-layers head` the head convolutions' padded inputs, about 2 MB
 //! more (`C · (H+2)(W+2)` per level).
 
-use ndarray::{Array2, ArrayView4, Axis, Ix3, Ix4};
+use ndarray::{Array2, ArrayView4, Axis, Ix3, Ix4, s};
 use ort::session::Session;
 use ort::value::TensorRef;
 
@@ -17,13 +18,15 @@ use super::TrainError;
 use super::graph::HeadGraph;
 use crate::config::Manifest;
 use crate::infer::{RuntimeError, RuntimeOptions};
+use crate::model::Family;
+use crate::model::nanodet::YOLOX_BOX_CHANNELS;
 
 /// One level of one image.
 #[derive(Debug, Clone)]
 pub struct LevelData {
     /// `[cells, F]`.
     pub features: Array2<f32>,
-    /// `[cells, 4·bins]`, the frozen box branch's logits.
+    /// The frozen box branch's logits, `[cells, Layout::box_channels()]`.
     pub box_logits: Array2<f32>,
     /// `[C, Hp·Wp]`, the padded input of the head's convolution, kept only when it
     /// is trained (`--train-layers head`).
@@ -132,19 +135,30 @@ impl FeatureExtractor {
                 size,
             })
             .collect();
-        for (feature_name, box_name) in self
-            .feature_outputs
-            .iter()
-            .zip(&self.manifest.output.box_outputs)
-        {
+        // YOLOX's one output holds every level's cells in turn: (name, first cell).
+        let joined = self.manifest.output.output.as_deref().unwrap_or_default();
+        let mut offset = 0;
+        for (l, feature_name) in self.feature_outputs.iter().enumerate() {
             let features = batch_output::<Ix4>(&outputs, feature_name, n)?;
-            let boxes = batch_output::<Ix3>(&outputs, box_name, n)?;
+            let (box_name, boxes) = match self.manifest.family {
+                Family::Nanodet => {
+                    let name = self.manifest.output.box_outputs.get(l).ok_or_else(|| {
+                        run_error(format!("the manifest names no box output for level {l}"))
+                    })?;
+                    (name.as_str(), batch_output::<Ix3>(&outputs, name, n)?)
+                }
+                Family::Yolox => (joined, batch_output::<Ix3>(&outputs, joined, n)?),
+            };
             for (k, image) in images.iter_mut().enumerate() {
                 let f = channels_by_cells(features.view(), k)?;
-                let b = boxes.index_axis(Axis(0), k);
+                let mut b = boxes.index_axis(Axis(0), k);
+                if self.manifest.family == Family::Yolox {
+                    let rows = offset..(offset + f.ncols()).min(b.shape()[0]);
+                    b = b.slice_move(s![rows, ..YOLOX_BOX_CHANNELS.min(b.shape()[1])]);
+                }
                 if b.shape()[0] != f.ncols() {
                     return Err(run_error(format!(
-                        "{box_name:?} has {} cells, the feature has {}",
+                        "{box_name:?} has {} cells for level {l}, the feature has {}",
                         b.shape()[0],
                         f.ncols()
                     )));
@@ -155,6 +169,7 @@ impl FeatureExtractor {
                     trunk_input: None,
                 });
             }
+            offset += features.shape()[2] * features.shape()[3];
         }
         for (level, name) in self.trunk_outputs.iter().enumerate() {
             let input = batch_output::<Ix4>(&outputs, name, n)?;

@@ -24,6 +24,8 @@
 //! (DFL boxes, class-aware NMS) and scores them with COCO AP@0.5; training stops
 //! when that has not improved for `patience` epochs, keeping the best epoch.
 
+use std::borrow::Cow;
+
 use ndarray::linalg::general_mat_mul;
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 use rand::SeedableRng;
@@ -38,6 +40,7 @@ use super::metrics::{self, ImageEval};
 use super::trunk::{self, Trunk, TrunkForward};
 use super::trunk_session::TrunkSession;
 use crate::model::BBox;
+use crate::model::Family;
 use crate::model::classes::ClassFilter;
 use crate::model::nanodet::Layout;
 
@@ -587,32 +590,17 @@ impl Head {
             num_classes: classes,
             ..layout.clone()
         };
-        let mut scores = Vec::new();
-        let mut boxes = Vec::new();
-        for (l, data) in features.levels.iter().enumerate() {
-            let z = self
-                .level_class_logits(l, data, forwards.get(l))
-                .mapv(|v| 1.0 / (1.0 + (-v).exp()));
-            scores.push(z.into_raw_vec_and_offset().0);
-            // Frozen boxes are read in place; trained ones are computed.
-            boxes.push(if train_box {
-                std::borrow::Cow::Owned(
-                    self.box_logits(l, data.features.view())
-                        .into_raw_vec_and_offset()
-                        .0,
-                )
-            } else {
-                match data.box_logits.as_slice() {
-                    Some(s) => std::borrow::Cow::Borrowed(s),
-                    None => std::borrow::Cow::Owned(data.box_logits.iter().copied().collect()),
-                }
-            });
-        }
-        let tensors: Vec<&[f32]> = scores
-            .iter()
-            .map(Vec::as_slice)
-            .chain(boxes.iter().map(|b| &b[..]))
+        let scores: Vec<Array2<f32>> = (features.levels.iter().enumerate())
+            .map(|(l, data)| {
+                self.level_class_logits(l, data, forwards.get(l))
+                    .mapv(|v| 1.0 / (1.0 + (-v).exp()))
+            })
             .collect();
+        let tensors = match layout.family {
+            Family::Nanodet => self.nanodet_outputs(features, scores, train_box),
+            Family::Yolox => vec![yolox_output(features, &scores)],
+        };
+        let tensors: Vec<&[f32]> = tensors.iter().map(|t| &t[..]).collect();
         crate::model::detect(
             &layout,
             &tensors,
@@ -623,6 +611,33 @@ impl Head {
         )
     }
 
+    /// NanoDet's output tensors: per level the class scores, then per level the
+    /// box logits (frozen ones read in place, trained ones computed).
+    fn nanodet_outputs<'f>(
+        &self,
+        features: &'f ImageFeatures,
+        scores: Vec<Array2<f32>>,
+        train_box: bool,
+    ) -> Vec<Cow<'f, [f32]>> {
+        let boxes = (features.levels.iter().enumerate()).map(|(l, data)| {
+            if train_box {
+                Cow::Owned(
+                    self.box_logits(l, data.features.view())
+                        .into_raw_vec_and_offset()
+                        .0,
+                )
+            } else {
+                match data.box_logits.as_slice() {
+                    Some(s) => Cow::Borrowed(s),
+                    None => Cow::Owned(data.box_logits.iter().copied().collect()),
+                }
+            }
+        });
+        (scores.into_iter())
+            .map(|z| Cow::Owned(z.into_raw_vec_and_offset().0))
+            .chain(boxes)
+            .collect()
+    }
     /// Detections and truth of every example, for the metrics, and the summed
     /// loss and positives (one trunk pass per image serves both).
     pub fn evaluate(
@@ -659,6 +674,23 @@ impl Head {
         }
         Ok((evals, loss, positives))
     }
+}
+
+/// YOLOX's one output tensor as a retrained model makes it (see
+/// `graph::yolox`): per cell the frozen raw box, objectness 1, and the trained
+/// classes' own scores.
+fn yolox_output<'f>(features: &ImageFeatures, scores: &[Array2<f32>]) -> Cow<'f, [f32]> {
+    let classes = scores.first().map_or(0, |z| z.ncols());
+    let cells: usize = scores.iter().map(|z| z.nrows()).sum();
+    let mut out = Vec::with_capacity(cells * (5 + classes));
+    for (data, z) in features.levels.iter().zip(scores) {
+        for (frozen, row) in data.box_logits.rows().into_iter().zip(z.rows()) {
+            out.extend(frozen.iter().take(4));
+            out.push(1.0);
+            out.extend(row.iter());
+        }
+    }
+    Cow::Owned(out)
 }
 
 /// Images per trunk forward batch in evaluation.

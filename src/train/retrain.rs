@@ -412,16 +412,35 @@ fn check_export(
     let mut max_diff = 0.0f32;
     let forwards = head.forwards(layout, &[features], None)?;
     let forwards = forwards.first().map_or(&[][..], Vec::as_slice);
+    let tensors = &outputs[0].tensors;
+    // Where class `r` of `cell` of level `l` is in the export's output tensors;
+    // YOLOX's objectness, which multiplies it, must be 1 (see graph::yolox).
+    let mut first_cell = 0;
     for (l, data) in features.levels.iter().enumerate() {
         let z = head.level_class_logits(l, data, forwards.get(l));
-        let exported = &outputs[0].tensors[l];
+        let at = |cell: usize, r: usize| match layout.family {
+            crate::model::Family::Nanodet => {
+                tensors.get(l).and_then(|t| t.get(cell * n + r)).copied()
+            }
+            crate::model::Family::Yolox => tensors.first().and_then(|t| {
+                let row =
+                    t.get((first_cell + cell) * (5 + n)..(first_cell + cell + 1) * (5 + n))?;
+                Some(row[5 + r] * row[4])
+            }),
+        };
         for (k, label) in classes.trained.iter().enumerate() {
             let r = classes.labels.iter().position(|x| x == label).unwrap_or(0);
             for (cell, &v) in z.column(k).iter().enumerate() {
                 let want = 1.0 / (1.0 + (-v).exp());
-                max_diff = max_diff.max((exported[cell * n + r] - want).abs());
+                let got = at(cell, r).ok_or_else(|| {
+                    TrainError::Invalid(
+                        "the exported model's output is smaller than its head".into(),
+                    )
+                })?;
+                max_diff = max_diff.max((got - want).abs());
             }
         }
+        first_cell += z.nrows();
     }
     Ok(max_diff)
 }
@@ -455,18 +474,36 @@ fn validation_metrics(
         .unzip()
 }
 
+/// What a family's retraining cannot do: YOLOX trains its class rows only (its
+/// box rows and the convolutions before its class rows stay the base model's).
+fn check_family_options(base: &Manifest, options: &TrainOptions) -> Result<(), TrainError> {
+    if base.family != crate::model::Family::Yolox {
+        return Ok(());
+    }
+    let refused = if options.train_box {
+        Some("--train-box (its box branch reads a feature of its own, which is not extracted)")
+    } else if options.train_layers == TrainLayers::Head {
+        Some("--train-layers head (its class rows read depthwise-separable SiLU convolutions)")
+    } else {
+        None
+    };
+    match refused {
+        Some(what) => Err(TrainError::Invalid(format!(
+            "{}: a yolox-family model retrains its class rows only; drop {what}",
+            base.path.display()
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Runs the whole retrain: features once, targets, training, export (checked
 /// against the trained head), the report.
 pub fn retrain(plan: &RetrainPlan) -> Result<RetrainReport, TrainError> {
     let staging = super::StagedDir::create(&plan.out)?;
     let classes = plan_classes(plan)?;
     let layout = plan.base.layout();
-    let graph = HeadGraph::locate(
-        &plan.base.onnx,
-        &plan.base.output.class_outputs,
-        plan.base.labels.len(),
-        layout.bins,
-    )?;
+    check_family_options(&plan.base, &plan.options)?;
+    let graph = HeadGraph::for_manifest(&plan.base)?;
     // Before the long feature extraction: a head that cannot start fails at once.
     let (start, pretrained) = initial_head(
         &graph,
@@ -723,7 +760,10 @@ fn export_checked(
             classes: rows,
         })
         .collect();
-    let bytes = graph.with_heads(&heads, &branches, classes.labels.len(), &classes.labels)?;
+    let gated: Vec<bool> = (classes.sources.iter())
+        .map(|s| *s == ClassSource::Kept)
+        .collect();
+    let bytes = graph.with_heads(&heads, &branches, &classes.labels, &gated)?;
     let onnx_name = format!("{}.onnx", plan.name);
     let manifest_name = format!("{}.toml", plan.name);
     write(&dir.join(&onnx_name), &bytes)?;
@@ -775,10 +815,27 @@ fn manifest_text(
         "labels".into(),
         toml::Value::Array(labels.iter().map(|l| l.as_str().into()).collect()),
     );
+    // The size it was trained at (`--input-size`), which may not be the base's.
+    if let Some(toml::Value::Table(input)) = table.get_mut("input") {
+        input.insert("width".into(), i64::from(base.input.width).into());
+        input.insert("height".into(), i64::from(base.input.height).into());
+    }
     let body = toml::to_string(&table).map_err(|e| TrainError::Invalid(e.to_string()))?;
+    let scoring = match base.family {
+        crate::model::Family::Nanodet => "",
+        crate::model::Family::Yolox => {
+            "# The output's objectness is 1 everywhere: each class channel already holds its\n\
+             # score (kept classes: the base model's objectness × class; trained classes:\n\
+             # their own class score).\n"
+        }
+    };
+    let documented = match base.family {
+        crate::model::Family::Nanodet => "models/nanodet-g.toml",
+        crate::model::Family::Yolox => "models/yolox-nano.toml",
+    };
     Ok(format!(
         "# Written by `pedvision retrain` from {} ({}): the frozen graph with a new class\n\
-         # head. Field meanings are documented in models/nanodet-g.toml.\n\n{body}",
+         # head. Field meanings are documented in {documented}.\n{scoring}\n{body}",
         base.name,
         base.path.display()
     ))

@@ -1,5 +1,8 @@
 //! The detector's ONNX graph, seen as "frozen part + per-level 1×1 head".
 //!
+//! [`HeadGraph::for_manifest`] locates the head as the manifest's family lays it
+//! out: NanoDet's here, YOLOX's in [`yolox`] (class rows only).
+//!
 //! NanoDet ends, per stride, in this chain (the box half of the Split goes to
 //! `box_sN`):
 //!
@@ -29,6 +32,11 @@ use onnx_protobuf::{
     GraphProto, Message, ModelProto, NodeProto, TensorProto, TypeProto, ValueInfoProto, type_proto,
 };
 
+use crate::config::Manifest;
+use crate::model::Family;
+
+mod yolox;
+
 /// Why a model cannot be used for retraining, or exported.
 #[derive(Debug, thiserror::Error)]
 #[error("model {path}: {reason}")]
@@ -43,19 +51,30 @@ const INT64: i32 = 7;
 /// One pyramid level's head in the graph.
 #[derive(Debug, Clone)]
 struct LevelHead {
-    /// Index of the 1×1 Conv node.
+    /// Index of the 1×1 Conv node that makes the class logits (NanoDet: and the
+    /// box bins).
     conv: usize,
-    /// Index of the Split node after it.
-    split: usize,
-    /// Index of the Sigmoid on the class branch.
-    sigmoid: usize,
-    /// Index of the Reshape node on the class branch.
-    cls_reshape: usize,
     /// The Conv's input: the frozen feature tensor.
     feature: String,
-    class_output: String,
     /// The trainable 3×3 convolution before it, or why the graph has none.
     trunk: Result<TrunkHead, String>,
+    /// What follows the Conv, per family.
+    tail: Tail,
+}
+
+/// The nodes after a level's head Conv that a new class count touches.
+#[derive(Debug, Clone)]
+enum Tail {
+    /// NanoDet: Conv → Split → Sigmoid → Reshape → Transpose → `class_output`.
+    Split {
+        split: usize,
+        sigmoid: usize,
+        cls_reshape: usize,
+        class_output: String,
+    },
+    /// YOLOX: `Concat[box Conv, Sigmoid(objectness Conv), Sigmoid(class Conv)]` →
+    /// Reshape `[0, 5 + classes, -1]` (→ Concat of the levels → Transpose).
+    Concat(yolox::ConcatTail),
 }
 
 /// The convolution that makes a level's feature: `LeakyReLU(Conv k×k(input))`.
@@ -105,12 +124,7 @@ fn locate_level(
     classes: usize,
     bins: usize,
 ) -> Result<(LevelHead, usize), String> {
-    let producer = |tensor: &str| {
-        graph
-            .node
-            .iter()
-            .position(|n| n.output.iter().any(|o| o == tensor))
-    };
+    let producer = producer_in(graph);
     let chain = walk_back(
         graph.node.as_slice(),
         &producer,
@@ -146,12 +160,14 @@ fn locate_level(
     let features = dims[1] as usize;
     let level = LevelHead {
         conv,
-        split,
-        sigmoid,
-        cls_reshape,
         feature: node.input[0].clone(),
-        class_output: output.to_string(),
         trunk: locate_trunk(graph, &producer, &node.input[0], features),
+        tail: Tail::Split {
+            split,
+            sigmoid,
+            cls_reshape,
+            class_output: output.to_string(),
+        },
     };
     Ok((level, features))
 }
@@ -217,18 +233,76 @@ fn attribute<'a>(node: &'a NodeProto, name: &str) -> Option<&'a onnx_protobuf::A
     node.attribute.iter().find(|a| a.name == name)
 }
 
-/// A NanoDet graph with its head located.
+/// A detector graph with its head located.
 pub struct HeadGraph {
     path: PathBuf,
     model: ModelProto,
+    family: Family,
     levels: Vec<LevelHead>,
     classes: usize,
+    /// Rows of the head Conv after the classes (NanoDet's box bins; 0 for YOLOX,
+    /// whose class Conv makes only classes).
     box_channels: usize,
     features: usize,
+    /// YOLOX: the graph's one output, whose last dimension is `5 + classes`.
+    output: Option<String>,
+}
+
+/// Reads and parses an ONNX file.
+fn read_model(path: &Path) -> Result<ModelProto, GraphError> {
+    let err = |reason: String| GraphError {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let bytes = std::fs::read(path).map_err(|e| err(format!("cannot read: {e}")))?;
+    ModelProto::parse_from_bytes(&bytes).map_err(|e| err(format!("not an ONNX model: {e}")))
 }
 
 impl HeadGraph {
-    /// Reads the ONNX file and finds the head of each level from its class output.
+    /// Reads the manifest's ONNX file and finds its head, as its family lays it out.
+    pub fn for_manifest(manifest: &Manifest) -> Result<Self, GraphError> {
+        let classes = manifest.labels.len();
+        match manifest.family {
+            Family::Nanodet => Self::locate(
+                &manifest.onnx,
+                &manifest.output.class_outputs,
+                classes,
+                manifest.output.bins,
+            ),
+            Family::Yolox => {
+                let output = manifest.output.output.clone().unwrap_or_default();
+                let model = read_model(&manifest.onnx)?;
+                let (levels, features) =
+                    yolox::locate(&model.graph, &output, classes).map_err(|reason| GraphError {
+                        path: manifest.onnx.clone(),
+                        reason,
+                    })?;
+                if levels.len() != manifest.output.strides.len() {
+                    return Err(GraphError {
+                        path: manifest.onnx.clone(),
+                        reason: format!(
+                            "the output joins {} levels, the manifest names {} strides",
+                            levels.len(),
+                            manifest.output.strides.len()
+                        ),
+                    });
+                }
+                Ok(Self {
+                    path: manifest.onnx.clone(),
+                    model,
+                    family: Family::Yolox,
+                    levels,
+                    classes,
+                    box_channels: 0,
+                    features,
+                    output: Some(output),
+                })
+            }
+        }
+    }
+
+    /// Reads a NanoDet ONNX file and finds the head of each level from its class
+    /// output.
     pub fn locate(
         path: &Path,
         class_outputs: &[String],
@@ -239,9 +313,7 @@ impl HeadGraph {
             path: path.to_path_buf(),
             reason,
         };
-        let bytes = std::fs::read(path).map_err(|e| err(format!("cannot read: {e}")))?;
-        let model = ModelProto::parse_from_bytes(&bytes)
-            .map_err(|e| err(format!("not an ONNX model: {e}")))?;
+        let model = read_model(path)?;
         let mut levels = Vec::new();
         let mut features = None;
         for output in class_outputs {
@@ -255,10 +327,12 @@ impl HeadGraph {
         Ok(Self {
             path: path.to_path_buf(),
             model,
+            family: Family::Nanodet,
             levels,
             classes,
             box_channels: 4 * bins,
             features: features.ok_or_else(|| err("the manifest names no class outputs".into()))?,
+            output: None,
         })
     }
 
@@ -364,17 +438,20 @@ impl HeadGraph {
         self.serialise(&model)
     }
 
-    /// A model whose level heads are `heads` (rows: `classes` class channels, then
-    /// the box bins), serialised. `note` goes into the model's metadata.
+    /// A model whose level heads are `heads` (rows: one per label, then
+    /// NanoDet's box bins), serialised; the labels go into its metadata.
     /// With `branches` (one per level, or none), each level also gets its
-    /// [`ClassBranch`].
+    /// [`ClassBranch`]. YOLOX only: `gated[k]` says whether label `k` keeps the
+    /// base model's objectness × class score (the kept classes) or is scored by
+    /// its class row alone (the trained ones); see [`yolox`].
     pub fn with_heads(
         &self,
         heads: &[LinearWeights],
         branches: &[ClassBranch<'_>],
-        classes: usize,
         labels: &[String],
+        gated: &[bool],
     ) -> Result<Vec<u8>, GraphError> {
+        let classes = labels.len();
         let err = |reason: String| GraphError {
             path: self.path.clone(),
             reason,
@@ -389,9 +466,19 @@ impl HeadGraph {
         let mut model = self.model.clone();
         let graph = model.graph.mut_or_insert_default();
         let mut replaced = HashSet::new();
+        if self.family == Family::Yolox {
+            if !branches.is_empty() {
+                return Err(err("YOLOX heads take no class branches".into()));
+            }
+            let output = self.output.as_deref().unwrap_or_default();
+            yolox::swap_heads(self, graph, heads, gated, output, &mut replaced).map_err(err)?;
+        }
         for (i, (level, head)) in self.levels.iter().zip(heads).enumerate() {
+            let Tail::Split { cls_reshape, .. } = &level.tail else {
+                continue;
+            };
             if i == 0 {
-                let old_shape = graph.node[level.cls_reshape].input[1].clone();
+                let old_shape = graph.node[*cls_reshape].input[1].clone();
                 self.add_shared_constants(graph, &old_shape, classes)
                     .map_err(err)?;
             }
@@ -408,10 +495,10 @@ impl HeadGraph {
             }
             let mut inserts = Vec::new();
             for (i, branch) in branches.iter().enumerate() {
-                inserts.push((
-                    self.levels[i].split,
-                    self.add_branch(graph, i, branch, classes)?,
-                ));
+                let Tail::Split { split, .. } = self.levels[i].tail else {
+                    return Err(err("only NanoDet heads take class branches".into()));
+                };
+                inserts.push((split, self.add_branch(graph, i, branch, classes)?));
             }
             // From the last place back, so the earlier places stay valid.
             inserts.sort_by_key(|(at, _)| std::cmp::Reverse(*at));
@@ -495,13 +582,18 @@ impl HeadGraph {
             &[rows as i64],
             head.bias.iter().copied(),
         ));
-        replace_input(&mut graph.node[level.split], 1, SPLIT_NAME, replaced);
-        replace_input(&mut graph.node[level.cls_reshape], 1, SHAPE_NAME, replaced);
-        if let Some(out) = graph
-            .output
-            .iter_mut()
-            .find(|o| o.name == level.class_output)
-        {
+        let Tail::Split {
+            split,
+            cls_reshape,
+            class_output,
+            ..
+        } = &level.tail
+        else {
+            return Err(format!("head {i} is not a NanoDet head"));
+        };
+        replace_input(&mut graph.node[*split], 1, SPLIT_NAME, replaced);
+        replace_input(&mut graph.node[*cls_reshape], 1, SHAPE_NAME, replaced);
+        if let Some(out) = graph.output.iter_mut().find(|o| &o.name == class_output) {
             set_last_dim(out, classes as i64);
         }
         Ok(())
@@ -559,7 +651,13 @@ impl HeadGraph {
                 b.iter().copied(),
             ));
         }
-        let split_out = graph.node[level.split].output[0].clone();
+        let Tail::Split { split, sigmoid, .. } = level.tail else {
+            return Err(GraphError {
+                path: self.path.clone(),
+                reason: format!("head {i} is not a NanoDet head"),
+            });
+        };
+        let split_out = graph.node[split].output[0].clone();
         let nodes = [
             conv_node(
                 &name("conv"),
@@ -580,7 +678,7 @@ impl HeadGraph {
                 &name("class_logits"),
             ),
         ];
-        graph.node[level.sigmoid].input[0] = name("class_logits");
+        graph.node[sigmoid].input[0] = name("class_logits");
         Ok(nodes)
     }
 
@@ -639,6 +737,16 @@ fn drop_unread(graph: &mut GraphProto, replaced: &HashSet<String>) {
     graph
         .value_info
         .retain(|v| !replaced.contains(&v.name) || used.contains(&v.name));
+}
+
+/// Which node of `graph` makes a tensor.
+fn producer_in(graph: &GraphProto) -> impl Fn(&str) -> Option<usize> + '_ {
+    |tensor: &str| {
+        graph
+            .node
+            .iter()
+            .position(|n| n.output.iter().any(|o| o == tensor))
+    }
 }
 
 /// Follows first inputs back from `tensor` through nodes of the given op types.
@@ -837,7 +945,7 @@ mod tests {
             })
             .collect();
         let labels = ["person".to_string(), "thing".to_string()];
-        let bytes = g.with_heads(&heads, &[], 2, &labels).unwrap();
+        let bytes = g.with_heads(&heads, &[], &labels, &[]).unwrap();
         let model = ModelProto::parse_from_bytes(&bytes).unwrap();
         let graph = &model.graph;
         let w = initializer(graph, "pedvision/head/s0/weight").unwrap();
@@ -906,7 +1014,7 @@ mod tests {
             })
             .collect();
         let bytes = g
-            .with_heads(&heads, &branches, 1, &["person".to_string()])
+            .with_heads(&heads, &branches, &["person".to_string()], &[])
             .unwrap();
         let model = ModelProto::parse_from_bytes(&bytes).unwrap();
         let graph = &model.graph;
