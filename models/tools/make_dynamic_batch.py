@@ -1,17 +1,24 @@
-"""Patch the tf2onnx conversion of NanoDet-g so that the batch dimension is dynamic.
+"""Patch the tf2onnx conversion of NanoDet-g so that the batch dimension and the input
+size are dynamic.
 
 tf2onnx keeps the TF.js graph's fixed batch of 1: the input is [1, 3, 416, 416] and
 the six output reshapes take a shape computed by a small ScatterND sub-graph that
 bakes in the 1.  This script
 
-  * names the input's batch dimension `batch`,
+  * names the input's batch dimension `batch` and its height and width `height` and
+    `width` (the graph's pads, convolutions and scale-based resizes work at any size
+    that is a multiple of 32; 416 is what it was trained at),
   * replaces the computed reshape shapes with constants [0, C, -1] (0 = copy the
     batch dimension, -1 = the cells of that stride), and drops the dead sub-graph,
   * renames the six outputs to say what they are (cls_s8 ... box_s32) and gives
-    them the shape [batch, cells, channels],
+    them the shape [batch, cells, channels] (`cells` named `cells_s8` ...: the
+    number at 416 is given in the table below),
   * checks the result with onnx.checker.
 
 Usage: python make_dynamic_batch.py IN.onnx OUT.onnx
+       python make_dynamic_batch.py --size-only IN.onnx OUT.onnx
+(--size-only applies only the input-size part, to a file already patched for the
+batch: how models/nanodet-g.onnx got its dynamic size without a new conversion)
 """
 
 import sys
@@ -86,12 +93,35 @@ def main(src: str, dst: str) -> None:
     del graph.output[:]
     graph.output.extend(outs)
     del graph.value_info[:]
+    dynamic_size(graph)
 
     onnx.checker.check_model(model)
     onnx.save(model, dst)
 
 
+def dynamic_size(graph) -> None:
+    """Names the input's height and width and the outputs' cells."""
+    dims = graph.input[0].type.tensor_type.shape.dim
+    for dim, name in zip(dims[2:], ["height", "width"]):
+        dim.ClearField("dim_value")
+        dim.dim_param = name
+    for out in graph.output:
+        cells = out.type.tensor_type.shape.dim[1]
+        cells.ClearField("dim_value")
+        cells.dim_param = "cells_" + out.name.split("_")[-1]
+
+
+def size_only(src: str, dst: str) -> None:
+    model = onnx.load(src)
+    dynamic_size(model.graph)
+    onnx.checker.check_model(model)
+    onnx.save(model, dst)
+
+
 if __name__ == "__main__":
-    if len(sys.argv) != 3:
+    if len(sys.argv) == 4 and sys.argv[1] == "--size-only":
+        size_only(sys.argv[2], sys.argv[3])
+    elif len(sys.argv) == 3:
+        main(sys.argv[1], sys.argv[2])
+    else:
         sys.exit(__doc__)
-    main(sys.argv[1], sys.argv[2])

@@ -53,8 +53,8 @@ pub struct DetectorArgs {
 
     /// Square network input size in pixels instead of the manifest's (e.g. 416, 512,
     /// 640; a multiple of the largest stride). Larger finds smaller, more distant
-    /// people, at a cost in speed. Only for graphs that take any size: YOLOX-Nano
-    /// does, NanoDet-g is fixed at 416.
+    /// people, at a cost in speed. Only for graphs that take any size: NanoDet-g's
+    /// and YOLOX-Nano's do, the INT8 NanoDet-g is fixed at 416.
     #[arg(long, value_name = "PIXELS")]
     pub input_size: Option<u32>,
 

@@ -35,7 +35,7 @@ pub struct EvalArgs {
     pub report: Option<PathBuf>,
 
     /// Square network input size in pixels instead of the manifest's (only for
-    /// graphs that take any size, such as YOLOX-Nano's).
+    /// graphs that take any size, such as NanoDet-g's and YOLOX-Nano's).
     #[arg(long, value_name = "PIXELS")]
     pub input_size: Option<u32>,
 

@@ -38,7 +38,7 @@ pub struct RetrainArgs {
     pub base_model: Option<PathBuf>,
 
     /// Square network input size in pixels instead of the base manifest's, for
-    /// graphs that take any size (YOLOX-Nano's; NanoDet-g is fixed at 416). The new
+    /// graphs that take any size (NanoDet-g's and YOLOX-Nano's). The new
     /// model's manifest keeps it: larger inputs make small objects larger for the
     /// frozen network, at a cost in speed.
     #[arg(long, value_name = "PIXELS")]
