@@ -5,8 +5,9 @@
 //! image and level it keeps the features as `[cells, F]` (cell-major, the order of
 //! the model's own outputs) and the frozen box logits, which the target assignment
 //! and the validation decode need: NanoDet's `[cells, 4·bins]` from its box
-//! outputs, YOLOX's `[cells, 5]` (raw box and objectness) from its one output. The set lives in memory:
-//! `cells · (F + 4·bins)` floats per image (3549 · 172 · 4 B ≈ 2.4 MB for NanoDet-g),
+//! outputs, YOLOX's `[cells, 5]` (raw box and objectness) from its one output. The
+//! set lives in memory: `cells · (F + box channels)` floats per image
+//! (3549 · 172 · 4 B ≈ 2.4 MB for NanoDet-g, 3549 · 69 · 4 B ≈ 1 MB for YOLOX-Nano),
 //! and with `--train-layers head` the head convolutions' padded inputs, about 2 MB
 //! more (`C · (H+2)(W+2)` per level).
 
