@@ -136,24 +136,28 @@ impl FeatureExtractor {
                 size,
             })
             .collect();
-        // YOLOX's one output holds every level's cells in turn: (name, first cell).
-        let joined = self.manifest.output.output.as_deref().unwrap_or_default();
+        // YOLOX's one output holds every level's cells in turn, from `offset`.
+        let joined_name = self.manifest.output.output.as_deref().unwrap_or_default();
+        let joined = match self.manifest.family {
+            Family::Yolox => Some(batch_output::<Ix3>(&outputs, joined_name, n)?),
+            Family::Nanodet => None,
+        };
         let mut offset = 0;
         for (l, feature_name) in self.feature_outputs.iter().enumerate() {
             let features = batch_output::<Ix4>(&outputs, feature_name, n)?;
-            let (box_name, boxes) = match self.manifest.family {
-                Family::Nanodet => {
+            let (box_name, boxes) = match &joined {
+                Some(joined) => (joined_name, joined.view()),
+                None => {
                     let name = self.manifest.output.box_outputs.get(l).ok_or_else(|| {
                         run_error(format!("the manifest names no box output for level {l}"))
                     })?;
                     (name.as_str(), batch_output::<Ix3>(&outputs, name, n)?)
                 }
-                Family::Yolox => (joined, batch_output::<Ix3>(&outputs, joined, n)?),
             };
             for (k, image) in images.iter_mut().enumerate() {
                 let f = channels_by_cells(features.view(), k)?;
                 let mut b = boxes.index_axis(Axis(0), k);
-                if self.manifest.family == Family::Yolox {
+                if joined.is_some() {
                     let rows = offset..(offset + f.ncols()).min(b.shape()[0]);
                     b = b.slice_move(s![rows, ..YOLOX_BOX_CHANNELS.min(b.shape()[1])]);
                 }

@@ -186,17 +186,41 @@ pub(super) fn swap_heads(
             .push(float_tensor(&name("bias"), &dims, bias));
         let joined = graph.node[tail.concat].input.clone();
         let (objectness, scores) = (&joined[1], &joined[2]);
-        let s = |part: &str| name(part);
         let nodes = vec![
-            node("Mul", &s("obj_gated"), &[objectness, &MASK.into()], &s("a")),
-            node("Add", &s("gate"), &[&s("a"), &UNMASK.into()], &s("gate")),
-            node("Mul", &s("scores"), &[scores, &s("gate")], &s("scores")),
-            node("Mul", &s("obj_zero"), &[objectness, &ZERO.into()], &s("z")),
-            node("Add", &s("obj_one"), &[&s("z"), &ONE.into()], &s("ones")),
+            node(
+                "Mul",
+                &name("obj_gated"),
+                &[objectness, &MASK.into()],
+                &name("a"),
+            ),
+            node(
+                "Add",
+                &name("gate"),
+                &[&name("a"), &UNMASK.into()],
+                &name("gate"),
+            ),
+            node(
+                "Mul",
+                &name("scores"),
+                &[scores, &name("gate")],
+                &name("scores"),
+            ),
+            node(
+                "Mul",
+                &name("obj_zero"),
+                &[objectness, &ZERO.into()],
+                &name("z"),
+            ),
+            node(
+                "Add",
+                &name("obj_one"),
+                &[&name("z"), &ONE.into()],
+                &name("ones"),
+            ),
         ];
         let concat = &mut graph.node[tail.concat];
-        concat.input[1] = s("ones");
-        concat.input[2] = s("scores");
+        concat.input[1] = name("ones");
+        concat.input[2] = name("scores");
         replace_input(&mut graph.node[tail.reshape], 1, SHAPE, replaced);
         inserts.push((tail.concat, nodes));
     }
