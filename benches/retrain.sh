@@ -2,7 +2,8 @@
 # Retrain benchmark (issue 4's goal): feature extraction images/s, head training
 # time for N images x 30 epochs, the whole retrain's wall time and peak memory.
 # Usage: benches/retrain.sh [IMAGES=200] [EPOCHS=30] [RETRAIN OPTIONS...]
-#   (builds a release binary), e.g. benches/retrain.sh 200 30 --train-layers head
+#   (builds a release binary; BIN=path/to/pedvision skips that, e.g. to compare two
+#   builds back to back), e.g. benches/retrain.sh 200 30 --train-layers head
 # Every epoch runs (--patience above the epoch count); with --val-split 0 all N
 # images train and validation is on the same images, which counts its cost too.
 set -euo pipefail
@@ -10,8 +11,10 @@ cd "$(dirname "$0")/.."
 IMAGES=${1:-200}
 EPOCHS=${2:-30}
 shift $(( $# < 2 ? $# : 2 ))
-cargo build --release --locked -q
-BIN=./target/release/pedvision
+if [ -z "${BIN:-}" ]; then
+  cargo build --release --locked -q
+  BIN=./target/release/pedvision
+fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 $BIN synth --out "$work/data" --images "$IMAGES" --sizes 48..144 >/dev/null

@@ -93,13 +93,13 @@ impl FeatureExtractor {
         })
     }
 
-    /// Extracts images `0..count`, each made by `load`, `batch` at a time;
-    /// `progress` is called with the number of images done after each batch.
+    /// Extracts images `0..count`, each made by `load`, `batch` at a time (each
+    /// batch made by `workers` threads); `progress` is called with the number of
+    /// images done after each batch.
     pub fn extract(
         &mut self,
-        count: usize,
-        batch: usize,
-        load: impl Fn(usize) -> Result<image::RgbImage, TrainError>,
+        (count, batch, workers): (usize, usize, usize),
+        load: impl Fn(usize) -> Result<image::RgbImage, TrainError> + Sync,
         mut progress: impl FnMut(usize),
     ) -> Result<Vec<ImageFeatures>, TrainError> {
         let spec = self.manifest.input.clone();
@@ -107,11 +107,8 @@ impl FeatureExtractor {
         let mut out = Vec::with_capacity(count);
         let indices: Vec<usize> = (0..count).collect();
         for chunk in indices.chunks(batch.max(1)) {
-            let images = chunk
-                .iter()
-                .map(|&i| load(i))
-                .collect::<Result<Vec<_>, _>>()?;
-            let (view, sizes) = super::images::batch_of(&images, &spec, &mut tensor);
+            let (view, sizes) =
+                super::images::prepare_batch(chunk, &load, &spec, (&mut tensor, workers))?;
             out.extend(self.run(view, &sizes)?);
             progress(out.len());
         }

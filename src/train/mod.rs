@@ -8,7 +8,8 @@
 //!   head, quality focal loss, AdamW, early stopping on validation AP; with
 //!   `--train-layers head` also trunk: a copy of the 3×3 head convolution for the
 //!   trained classes, by default as a low-rank update of it, its convolution
-//!   through trunk_session's ONNX Runtime model)
+//!   through trunk_session's ONNX Runtime model on every cell, or, between
+//!   refreshes, on the cells hard_cells picks)
 //!   --> graph (ONNX surgery: the new 1×1 head, and any convolution copies beside
 //!       the originals, into the untouched frozen graph)
 //!   --> export (model + manifest + report, written atomically)
@@ -25,6 +26,7 @@ pub mod dataset;
 pub mod eval;
 pub mod features;
 pub mod graph;
+pub mod hard_cells;
 pub mod head;
 pub mod images;
 pub mod metrics;

@@ -657,7 +657,8 @@ fn extract_features(
         }
     };
     let bar = progress_bar(plan.progress, count, "features");
-    let features = extractor.extract(count, plan.batch, load, |done| {
+    let workers = crate::infer::session::resolve_threads(plan.runtime.threads);
+    let features = extractor.extract((count, plan.batch, workers), load, |done| {
         bar.set_position(done as u64)
     })?;
     bar.finish_and_clear();

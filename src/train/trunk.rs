@@ -76,12 +76,16 @@ pub struct TrunkForward {
     low: Option<Array2<f32>>,
     /// `[cells, F]`: what the class rows read.
     pub features: Array2<f32>,
+    /// `[cells, C·k²]`: the patches the convolution read, when the pass gathered
+    /// them ([`Trunk::forward_cells`]); the backward pass reads them instead of
+    /// gathering its cells' again.
+    cols: Option<Array2<f32>>,
 }
 
 /// Cells whose every feature gradient is at most this (in absolute value) are left
-/// out of the weight gradient: easy negatives, whose focal-loss gradient is
+/// out of the backward pass: easy negatives, whose focal-loss gradient is
 /// thousands of times smaller than a positive's, make most of the cells, and the
-/// weight gradient's cost is proportional to the cells kept.
+/// backward pass's cost is proportional to the cells kept.
 pub const ACTIVE_GRADIENT: f32 = 1e-5;
 
 /// The `[cells, C·k²]` patches of a padded `[C, Hp·Wp]` input for an output grid
@@ -197,11 +201,37 @@ impl Trunk {
         frozen: ArrayView2<'_, f32>,
     ) -> TrunkForward {
         let cols = im2col(input, self.shape.kernel, grid);
+        self.forward_patches(cols, frozen)
+    }
+
+    /// The features of the given cells only (increasing indices into a grid
+    /// `width` cells wide), in that order: [`Self::forward`]'s rows `cells`.
+    /// `frozen` is the level's whole cached `[cells, F]` feature.
+    pub fn forward_cells(
+        &self,
+        (input, width): (ArrayView2<'_, f32>, usize),
+        cells: &[usize],
+        frozen: ArrayView2<'_, f32>,
+    ) -> TrunkForward {
+        let cols = patches(input, self.shape.kernel, width, cells);
+        let rows = match self.update {
+            Some(_) => frozen.select(Axis(0), cells),
+            None => Array2::zeros((0, 0)),
+        };
+        self.forward_patches(cols, rows.view())
+    }
+
+    /// The forward pass from gathered patches `[cells, C·k²]` and the frozen
+    /// features of the same cells.
+    fn forward_patches(&self, cols: Array2<f32>, frozen: ArrayView2<'_, f32>) -> TrunkForward {
         let conv = self.convolution();
         let mut out = Array2::<f32>::zeros((cols.nrows(), conv.bias.len()));
         out += &conv.bias;
         general_mat_mul(1.0, &cols, &conv.weight.t(), 1.0, &mut out);
-        self.from_convolution(out, frozen)
+        TrunkForward {
+            cols: Some(cols),
+            ..self.from_convolution(out, frozen)
+        }
     }
 
     /// The forward pass from [`Self::convolution`]'s output `[cells, F or R]`.
@@ -219,15 +249,21 @@ impl Trunk {
             }
         };
         let features = pre.mapv(|v| if v > 0.0 { v } else { alpha * v });
-        TrunkForward { pre, low, features }
+        TrunkForward {
+            pre,
+            low,
+            features,
+            cols: None,
+        }
     }
 
     /// Adds the gradients of [`Self::trained`]'s tensors for `d_features`
     /// (`[cells, F]`, the loss's gradient with respect to
     /// [`TrunkForward::features`]) to `grads` (one weight and bias pair per
-    /// tensor, in that order); `input` and `width` are the forward pass's. Cells
-    /// whose feature gradients are all at most `active` are left out of the
-    /// convolution's weight gradient (0 keeps every cell).
+    /// tensor, in that order); `input` and `width` are the forward pass's (read
+    /// only when the pass kept no patches, so it covered every cell). Cells whose
+    /// feature gradients are all at most `active` are left out of every gradient
+    /// (0 keeps every cell).
     pub fn backward(
         &self,
         (input, width): (ArrayView2<'_, f32>, usize),
@@ -250,14 +286,27 @@ impl Trunk {
             .filter(|(_, r)| r.iter().any(|v| v.abs() > active))
             .map(|(i, _)| i)
             .collect();
-        // The gradient with respect to the convolution's output.
+        if rows.is_empty() {
+            return;
+        }
+        let every = rows.len() == d_features.nrows();
+        let only_active = |a: Array2<f32>| if every { a } else { a.select(Axis(0), &rows) };
+        let d_features = only_active(d_features);
+        // The gradient with respect to the convolution's output, at the rows.
         let d_conv = match (&self.update, &forward.low, grads) {
             (None, _, [(dw, db)]) => {
                 *db += &d_features.sum_axis(Axis(0));
                 Some((d_features, dw))
             }
             (Some(u), Some(low), [(d_down, d_down_b), (d_up, d_up_b)]) => {
-                general_mat_mul(1.0, &d_features.t(), low, 1.0, d_up);
+                let selected;
+                let low = if every {
+                    low.view()
+                } else {
+                    selected = low.select(Axis(0), &rows);
+                    selected.view()
+                };
+                general_mat_mul(1.0, &d_features.t(), &low, 1.0, d_up);
                 *d_up_b += &d_features.sum_axis(Axis(0));
                 let d_low = d_features.dot(&u.up.weight);
                 *d_down_b += &d_low.sum_axis(Axis(0));
@@ -269,12 +318,19 @@ impl Trunk {
             debug_assert!(false, "gradients shaped unlike the trained tensors");
             return;
         };
-        if rows.is_empty() {
-            return;
-        }
-        let cols = patches(input, self.shape.kernel, width, &rows);
-        let d = d_conv.select(Axis(0), &rows);
-        general_mat_mul(1.0, &d.t(), &cols, 1.0, dw);
+        let gathered;
+        let cols = match &forward.cols {
+            Some(cols) if every => cols.view(),
+            Some(cols) => {
+                gathered = cols.select(Axis(0), &rows);
+                gathered.view()
+            }
+            None => {
+                gathered = patches(input, self.shape.kernel, width, &rows);
+                gathered.view()
+            }
+        };
+        general_mat_mul(1.0, &d_conv.t(), &cols, 1.0, dw);
     }
 }
 
@@ -455,6 +511,41 @@ mod tests {
         let fresh = Trunk::low_rank(t.weights.clone(), t.shape, 3, &mut rng);
         assert_eq!(fresh.merged(), t.weights);
         assert_eq!(fresh.trained().len(), 2);
+    }
+
+    #[test]
+    fn a_pass_over_some_cells_is_the_full_pass_at_those_cells() {
+        let (c, f, grid) = (3, 4, (5, 4));
+        let input = padded_input(c, grid);
+        let cells = [0, 3, 7, 8, 19];
+        let (low, frozen) = low_rank(c, f, &input, grid);
+        for t in [trunk(c, f), low] {
+            let all = t.forward(input.view(), grid, frozen.view());
+            let some = t.forward_cells((input.view(), grid.0), &cells, frozen.view());
+            let want = all.features.select(Axis(0), &cells);
+            let diff = (&some.features - &want).mapv(f32::abs).sum();
+            assert!(diff < 1e-4, "{diff}");
+            // Gradients only at those cells: the same from either pass.
+            let mut d_all = Array2::zeros((20, f));
+            let d_some = Array::from_shape_fn((cells.len(), f), |(i, o)| (i + o) as f32 - 2.0);
+            for (i, &cell) in cells.iter().enumerate() {
+                d_all.row_mut(cell).assign(&d_some.row(i));
+            }
+            let zeros = || -> Vec<_> {
+                t.trained()
+                    .iter()
+                    .map(|w| (Array2::zeros(w.weight.dim()), Array1::zeros(w.bias.len())))
+                    .collect()
+            };
+            let (mut from_all, mut from_some) = (zeros(), zeros());
+            t.backward((input.view(), grid.0), &all, d_all, 0.0, &mut from_all);
+            t.backward((none(), 0), &some, d_some, 0.0, &mut from_some);
+            for ((wa, ba), (ws, bs)) in from_all.iter().zip(&from_some) {
+                let diff = (wa - ws).mapv(f32::abs).sum() + (ba - bs).mapv(f32::abs).sum();
+                assert!(diff < 1e-3, "{diff}");
+                assert!(ws.iter().any(|&v| v != 0.0));
+            }
+        }
     }
 
     #[test]

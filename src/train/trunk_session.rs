@@ -4,7 +4,8 @@
 //! about 0.5 G multiply-adds, against a few million for the class rows. ONNX
 //! Runtime's convolution is several times faster here than a GEMM in Rust, so a
 //! mini-batch's convolutions run as one call of a small model
-//! ([`graph::trunk_model`]) that takes the current weights as inputs; the rest
+//! ([`graph::trunk_model`]) that takes the current weights as inputs (in the
+//! epochs that compute every cell; see [`super::hard_cells`]); the rest
 //! (activation, losses, the weight gradients of the cells that matter) stays in
 //! [`super::trunk`] and [`super::head`].
 
