@@ -2,9 +2,10 @@
 //!
 //! Most of an image's cells are easy background. The quality focal loss's gradient
 //! on a negative the head scores `p` is about `3p³` (`p ≪ 1`), so a cell scored
-//! below [`SKIP_BELOW`] adds less than 4·10⁻⁷ to a step whose positives add about
-//! 0.1 each. Yet with trainable trunks every cell costs a convolution forward and,
-//! when its gradient counts, one backward.
+//! below [`SKIP_BELOW`] adds less than 4·10⁻⁴ to a step whose positives add about
+//! 0.1 each (a cell at 0.01, most of the background once trained, 3·10⁻⁶). Yet
+//! with trainable trunks every cell costs a convolution forward and, when its
+//! gradient counts, one backward.
 //!
 //! So [`CellMemory`] keeps, per training image, level and cell, the highest class
 //! score the head gave the cell the last time it was computed. Every
@@ -12,15 +13,15 @@
 //! (through ONNX Runtime's convolution) and records every score. The epochs in
 //! between compute the positives, the cells whose recorded score is at least
 //! `SKIP_BELOW`, and a random [`SAMPLE_EASY`] share of the others, whose loss
-//! counts `1 / SAMPLE_EASY` times (so the gradient's expectation is the full
-//! pass's); their convolution is a GEMM over their patches (see
+//! counts `1 / SAMPLE_EASY` times (so the class loss's expected gradient is the
+//! full pass's); their convolution is a GEMM over their patches (see
 //! `trunk::Trunk::forward_cells`), and they record their scores. The sample keeps
 //! pressing the easy background down between refreshes: without it a cell could
 //! climb unchecked from just under `SKIP_BELOW` to a false detection (measured:
 //! validation AP@0.5 fell from 0.92 to 0.16 in one such epoch). Cells inside
-//! ignore regions take no loss and are never computed.
+//! ignore regions take no loss and are not computed between refreshes.
 //!
-//! Data flow: `head::train_epoch` asks [`CellMemory::cells`] per image and level,
+//! Data flow: `head::train_epoch` asks [`CellMemory::pick`] per image and level,
 //! runs the pass, and hands the scores back to [`CellMemory::record`]. The memory
 //! is one `f32` per cell and training image (3 levels at 512 × 512: 5376 cells,
 //! 21 KB an image).
@@ -102,6 +103,7 @@ impl CellMemory {
     /// cell `cells[i]`'s, or cell `i`'s when `cells` is `None` (every cell).
     pub fn record(&mut self, image: usize, level: usize, cells: Option<&[usize]>, scores: &[f32]) {
         let memory = &mut self.scores[image][level];
+        debug_assert_eq!(cells.map_or(memory.len(), <[usize]>::len), scores.len());
         match cells {
             None => memory.copy_from_slice(scores),
             Some(cells) => {

@@ -814,9 +814,7 @@ pub fn train(
     let mut schedule = Schedule::new(options.learning_rate, options.epochs, steps_per_epoch);
     let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
     let mut order: Vec<usize> = (0..train.len()).collect();
-    let cells: Vec<usize> = layout.strides.iter().map(|&s| layout.cells(s)).collect();
-    let mut memory =
-        (!head.trunks.is_empty()).then(|| CellMemory::new(train.len(), &cells, options.seed));
+    let mut memory = cell_memory(&head, layout, train.len(), options.seed);
     let mut history = Vec::new();
     let mut best: Option<(f32, f32, usize, Head)> = None; // (ap, val loss, epoch, head)
     let mut stopped_early = false;
@@ -878,6 +876,12 @@ pub fn train(
             stopped_early,
         },
     })
+}
+
+/// The memory of the training images' cells when `head` has trunks.
+fn cell_memory(head: &Head, layout: &Layout, images: usize, seed: u64) -> Option<CellMemory> {
+    let cells: Vec<usize> = layout.strides.iter().map(|&s| layout.cells(s)).collect();
+    (!head.trunks.is_empty()).then(|| CellMemory::new(images, &cells, seed))
 }
 
 /// Per trained tensor (class heads, then box heads when trained, then trunks;

@@ -727,7 +727,7 @@ fn train_head(
         if plan.progress {
             bar.set_message(format!("AP50 {ap}"));
         }
-        tracing::info!(epoch = e.epoch, train_loss = e.train_loss, val_loss = e.val_loss, val_ap50 = %ap, "epoch");
+        tracing::info!(epoch = e.epoch, train_loss = e.train_loss, val_loss = e.val_loss, val_ap50 = %ap, cells = e.cells_computed, "epoch");
     });
     bar.finish_and_clear();
     let trained = trained?;

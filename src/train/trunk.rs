@@ -201,7 +201,10 @@ impl Trunk {
         frozen: ArrayView2<'_, f32>,
     ) -> TrunkForward {
         let cols = im2col(input, self.shape.kernel, grid);
-        self.forward_patches(cols, frozen)
+        TrunkForward {
+            cols: None,
+            ..self.forward_patches(cols, frozen)
+        }
     }
 
     /// The features of the given cells only (increasing indices into a grid
@@ -290,12 +293,16 @@ impl Trunk {
             return;
         }
         let every = rows.len() == d_features.nrows();
-        let only_active = |a: Array2<f32>| if every { a } else { a.select(Axis(0), &rows) };
-        let d_features = only_active(d_features);
+        let d_features = if every {
+            d_features
+        } else {
+            d_features.select(Axis(0), &rows)
+        };
+        let d_sum = d_features.sum_axis(Axis(0));
         // The gradient with respect to the convolution's output, at the rows.
         let d_conv = match (&self.update, &forward.low, grads) {
             (None, _, [(dw, db)]) => {
-                *db += &d_features.sum_axis(Axis(0));
+                *db += &d_sum;
                 Some((d_features, dw))
             }
             (Some(u), Some(low), [(d_down, d_down_b), (d_up, d_up_b)]) => {
@@ -307,7 +314,7 @@ impl Trunk {
                     selected.view()
                 };
                 general_mat_mul(1.0, &d_features.t(), &low, 1.0, d_up);
-                *d_up_b += &d_features.sum_axis(Axis(0));
+                *d_up_b += &d_sum;
                 let d_low = d_features.dot(&u.up.weight);
                 *d_down_b += &d_low.sum_axis(Axis(0));
                 Some((d_low, d_down))
@@ -326,6 +333,8 @@ impl Trunk {
                 gathered.view()
             }
             None => {
+                // A pass without its patches covered every cell of the grid.
+                debug_assert_eq!(input.ncols() % (width + self.shape.kernel - 1), 0);
                 gathered = patches(input, self.shape.kernel, width, &rows);
                 gathered.view()
             }

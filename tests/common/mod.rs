@@ -568,12 +568,27 @@ pub fn truncated_mp4(dir: &Path) -> PathBuf {
 /// ffprobe (an independent RTSP client) on `url`: `codec,width,height` of its
 /// video, or its error text.
 pub fn probe_rtsp(url: &str) -> Result<String, String> {
+    // On a loaded 2-core machine a first probe can end before it has decoded a
+    // frame and report a size of 0×0 (seen in CI): probe again, a few times.
+    let mut result = probe_rtsp_once(url);
+    for _ in 0..3 {
+        match &result {
+            Ok(s) if s.ends_with(",0,0") => result = probe_rtsp_once(url),
+            _ => break,
+        }
+    }
+    result
+}
+
+fn probe_rtsp_once(url: &str) -> Result<String, String> {
     let probe = Command::new("ffprobe")
         .args([
             "-v",
             "error",
             "-rtsp_transport",
             "tcp",
+            "-analyzeduration",
+            "10000000",
             "-select_streams",
             "v:0",
         ])
