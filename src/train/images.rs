@@ -75,31 +75,8 @@ pub fn load_batch<'t>(
     spec: &InputSpec,
     tensor: &'t mut Vec<f32>,
 ) -> Result<(ArrayView4<'t, f32>, Vec<ImageSize>), TrainError> {
-    let images = paths
-        .iter()
-        .map(|p| load_rgb(p))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(batch_of(&images, spec, tensor))
-}
-
-/// Images already in memory into one `[N, 3, H, W]` tensor kept in `tensor`.
-pub fn batch_of<'t>(
-    images: &[RgbImage],
-    spec: &InputSpec,
-    tensor: &'t mut Vec<f32>,
-) -> (ArrayView4<'t, f32>, Vec<ImageSize>) {
-    let (w, h) = (spec.width as usize, spec.height as usize);
-    let per = 3 * w * h;
-    tensor.clear();
-    tensor.resize(images.len() * per, 0.0);
-    let mut sizes = Vec::with_capacity(images.len());
-    for (img, chunk) in images.iter().zip(tensor.chunks_exact_mut(per)) {
-        sizes.push(img.dimensions());
-        to_input(img, spec, chunk);
-    }
-    let view = ArrayView4::from_shape((images.len(), 3, h, w), tensor.as_slice())
-        .expect("the tensor was sized for this shape");
-    (view, sizes)
+    let indices: Vec<usize> = (0..paths.len()).collect();
+    prepare_batch(&indices, &|i| load_rgb(paths[i]), spec, (tensor, 1))
 }
 
 /// Images `indices`, each made by `load`, into one `[N, 3, H, W]` tensor kept in

@@ -173,51 +173,13 @@ pub(super) fn swap_heads(
         let conv = &mut graph.node[level.conv];
         replace_input(conv, 1, &name("weight"), replaced);
         replace_input(conv, 2, &name("bias"), replaced);
-        let features = g.features as i64;
+        let dims = [n as i64, g.features as i64, 1, 1];
         let weights = head.weight.iter().copied();
-        let dims = [n as i64, features, 1, 1];
-        graph
-            .initializer
-            .push(float_tensor(&name("weight"), &dims, weights));
+        (graph.initializer).push(float_tensor(&name("weight"), &dims, weights));
         let bias = head.bias.iter().copied();
-        let dims = [n as i64];
-        graph
-            .initializer
-            .push(float_tensor(&name("bias"), &dims, bias));
+        (graph.initializer).push(float_tensor(&name("bias"), &[n as i64], bias));
         let joined = graph.node[tail.concat].input.clone();
-        let (objectness, scores) = (&joined[1], &joined[2]);
-        let nodes = vec![
-            node(
-                "Mul",
-                &name("obj_gated"),
-                &[objectness, &MASK.into()],
-                &name("a"),
-            ),
-            node(
-                "Add",
-                &name("gate"),
-                &[&name("a"), &UNMASK.into()],
-                &name("gate"),
-            ),
-            node(
-                "Mul",
-                &name("scores"),
-                &[scores, &name("gate")],
-                &name("scores"),
-            ),
-            node(
-                "Mul",
-                &name("obj_zero"),
-                &[objectness, &ZERO.into()],
-                &name("z"),
-            ),
-            node(
-                "Add",
-                &name("obj_one"),
-                &[&name("z"), &ONE.into()],
-                &name("ones"),
-            ),
-        ];
+        let nodes = scoring_nodes(&name, &joined[1], &joined[2]);
         let concat = &mut graph.node[tail.concat];
         concat.input[1] = name("ones");
         concat.input[2] = name("scores");
@@ -235,6 +197,29 @@ pub(super) fn swap_heads(
         set_last_dim(out, 5 + n as i64);
     }
     Ok(())
+}
+
+/// The nodes that score one level's class channels from its `objectness` and
+/// class `scores` tensors (node and tensor names from `name`): `gate = objectness
+/// · MASK + UNMASK`, `scores · gate`, and the objectness channel
+/// `ones = objectness · 0 + 1`.
+fn scoring_nodes(
+    name: &dyn Fn(&str) -> String,
+    objectness: &String,
+    scores: &String,
+) -> Vec<onnx_protobuf::NodeProto> {
+    let (mask, unmask, zero, one) = (MASK.into(), UNMASK.into(), ZERO.into(), ONE.into());
+    let (a, gate, z) = (name("a"), name("gate"), name("z"));
+    let steps: [(&str, &str, [&String; 2], &str); 5] = [
+        ("Mul", "obj_gated", [objectness, &mask], "a"),
+        ("Add", "gate", [&a, &unmask], "gate"),
+        ("Mul", "scores", [scores, &gate], "scores"),
+        ("Mul", "obj_zero", [objectness, &zero], "z"),
+        ("Add", "obj_one", [&z, &one], "ones"),
+    ];
+    (steps.into_iter())
+        .map(|(op, node_name, inputs, output)| node(op, &name(node_name), &inputs, &name(output)))
+        .collect()
 }
 
 /// The gate masks (`[1, labels, 1, 1]`), the scalars 0 and 1, and the level
