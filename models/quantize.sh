@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Make models/nanodet-g-int8.onnx from models/nanodet-g.onnx with ONNX Runtime's static
-# quantization (QDQ, per-channel QInt8 weights, QUInt8 activations, percentile 99.9999
-# calibration on 40 frames of media/vtest-200.avi; the head Convs stay float), then
+# quantization (QDQ, per-channel QInt8 weights, QUInt8 activations, MinMax calibration
+# on 40 frames of media/vtest-200.avi preprocessed as models/nanodet-g.toml says; the
+# head Convs stay float; the input fixed at the manifest's 512×384), then
 # measure its detection parity and speed against the fp32 model (tools/parity.py).
 # Fixed frames, fixed settings, pinned versions: the output is the same file, byte for
 # byte, from run to run on the same machine (models/README.md gives its sha256).
@@ -20,7 +21,7 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 
 "$venv/bin/python" "$here/tools/quantize.py" "$here/nanodet-g.onnx" "$root/media/vtest-200.avi" "$out" \
-  --method percentile --percentile 99.9999 --activations quint8 --exclude heads
+  --method minmax --activations quint8 --exclude heads
 sha256sum "$out"
 stat -c '%s bytes' "$out"
 "$venv/bin/python" "$here/tools/parity.py" "$here/nanodet-g.onnx" "$out" --video "$root/media/vtest-200.avi"

@@ -36,7 +36,11 @@ fn batch_of_four_equals_four_single_runs() {
     for (f, chunk) in frames.iter().zip(batch.chunks_exact_mut(pre.input_len())) {
         pre.run(f, chunk);
     }
-    let shape = |n| (n, 3, 416, 416);
+    let (w, h) = (
+        manifest.input.width as usize,
+        manifest.input.height as usize,
+    );
+    let shape = |n| (n, 3, h, w);
     let together = detector
         .run(ArrayView4::from_shape(shape(4), &batch).unwrap())
         .unwrap();

@@ -316,7 +316,7 @@ fn the_api_refuses_bad_requests_with_json_errors_and_the_run_goes_on() {
     let small = renamed_manifest(dir.path(), "small-input");
     let text = std::fs::read_to_string(&small)
         .unwrap()
-        .replacen("width = 416", "width = 320", 1);
+        .replacen("width = 512", "width = 320", 1);
     std::fs::write(&small, text).unwrap();
     // No input: the run starts idle.
     let mut run = run_with_api(
@@ -409,7 +409,7 @@ fn the_api_refuses_bad_requests_with_json_errors_and_the_run_goes_on() {
     let (status, body) = api.post("/model", &json!({ "path": path_str(&small) }));
     assert_eq!(status, 422, "{body}");
     assert!(
-        body["error"].as_str().unwrap().contains("320×416"),
+        body["error"].as_str().unwrap().contains("320×384"),
         "{body}"
     );
     assert_eq!(

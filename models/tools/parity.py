@@ -1,7 +1,11 @@
 """Detection parity and speed of an INT8 NanoDet against the fp32 model, with ONNX
 Runtime's CPUExecutionProvider on every frame of the demo clip.
 
-    python parity.py FP32.onnx INT8.onnx [INT8.onnx ...] [--video media/vtest-200.avi] [--no-speed]
+    python parity.py FP32.onnx INT8.onnx [INT8.onnx ...] [--video media/vtest-200.avi]
+        [--manifest models/nanodet-g.toml] [--no-speed]
+
+Frames are preprocessed as the manifest's [input] says (size, resize, pad), by the
+reference's `preprocess`.
 
 Both models' outputs go through the independent reference's decode (conf 0.35) and
 class-aware NMS (IoU 0.5) (tests/reference/nanodet_reference.py); boxes are scaled to
@@ -42,15 +46,15 @@ def session(path, threads=None):
     return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
 
 
-def persons(sess, inputs, sizes):
+def persons(sess, inputs, maps, spec):
     names = [o.name for o in sess.get_outputs()]
     result = []
-    for x, (w, h) in zip(inputs, sizes):
+    for x, (w, h, ox, oy, sx, sy) in zip(inputs, maps):
         out = dict(zip(names, sess.run(None, {"input_1:0": x})))
-        boxes, scores, classes = ref.decode(out, CONF)
+        boxes, scores, classes = ref.decode(out, CONF, spec)
         keep = ref.nms(boxes, scores, classes, NMS_IOU)
         keep = keep[classes[keep] == PERSON] if len(keep) else keep
-        b = boxes[keep].reshape(-1, 4) * np.array([w, h, w, h], dtype=np.float64) / ref.SIZE
+        b = (boxes[keep].reshape(-1, 4) - np.array([ox, oy, ox, oy])) * np.array([sx, sy, sx, sy], dtype=np.float64)
         b = np.clip(b, 0, [w, h, w, h])
         result.append((b, scores[keep]))
     return result
@@ -109,23 +113,26 @@ def main():
     ap.add_argument("fp32")
     ap.add_argument("int8", nargs="+")
     ap.add_argument("--video", default=os.path.join(ROOT, "media", "vtest-200.avi"))
+    ap.add_argument("--manifest", default=os.path.join(ROOT, "models", "nanodet-g.toml"))
     ap.add_argument("--no-speed", action="store_true")
     args = ap.parse_args()
+    spec = ref.Input.from_manifest(args.manifest)
 
     cap = cv2.VideoCapture(args.video)
-    inputs, sizes = [], []
+    inputs, maps = [], []
     while True:
         ok, frame = cap.read()
         if not ok:
             break
-        inputs.append(ref.preprocess(frame).astype(np.float32))
-        sizes.append((frame.shape[1], frame.shape[0]))
-    base = persons(session(args.fp32, threads=2), inputs, sizes)
+        x, (ox, oy, sx, sy) = ref.preprocess(frame, spec)
+        inputs.append(x.astype(np.float32))
+        maps.append((frame.shape[1], frame.shape[0], ox, oy, sx, sy))
+    base = persons(session(args.fp32, threads=2), inputs, maps, spec)
     n_ref = sum(int((sc >= SCORE).sum()) for _, sc in base)
     print(f"{args.video}: {len(inputs)} frames, {n_ref} fp32 person detections with score >= {SCORE}")
     rows = []
     for path in args.int8:
-        dets = persons(session(path, threads=2), inputs, sizes)
+        dets = persons(session(path, threads=2), inputs, maps, spec)
         fh, ft = matched(base, dets)
         rh, rt = matched(dets, base)
         rows.append((path, 100 * fh / max(ft, 1), 100 * rh / max(rt, 1)))

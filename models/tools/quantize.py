@@ -2,12 +2,12 @@
 
     python quantize.py FP32.onnx VIDEO OUT.onnx [--method minmax|entropy|percentile]
         [--percentile P] [--activations quint8|qint8] [--exclude none|tail|heads]
-        [--no-preprocess]
+        [--no-preprocess] [--manifest models/nanodet-g.toml]
 
-The defaults are the settings models/nanodet-g-int8.onnx is made with (models/quantize.sh):
-percentile calibration (99.9999), QUInt8 activations, per-channel QInt8 weights, the
-three final head Convs and everything after them kept float. The other choices are
-there to compare (models/README.md says what they gave).
+models/nanodet-g-int8.onnx is made with --method minmax and the other defaults
+(models/quantize.sh): QUInt8 activations, per-channel QInt8 weights, the three final
+head Convs and everything after them kept float. The other choices are there to
+compare (models/README.md says what they gave).
 
 Steps:
   1. fold the Pad(-inf) + MaxPool pair tf2onnx writes for TF's SAME max-pooling into
@@ -18,10 +18,12 @@ Steps:
      symbolic shape inference is skipped: it cannot finish on this graph);
   3. quantize_static on calibration frames 0, 5, 10, ... (40 frames of
      media/vtest-200.avi), each preprocessed exactly like the independent reference
-     (tests/reference/nanodet_reference.py: stretch to 416x416, BGR,
-     (pixel - mean) / std, NCHW float32);
-  4. check that the input and output names, types and shapes (dynamic batch) are those
-     of the fp32 model.
+     (tests/reference/nanodet_reference.py, with the manifest's [input]: 512x384
+     letterbox for the bundled one, BGR, (pixel - mean) / std, NCHW float32);
+  4. fix the input's height and width at the manifest's (the size the activation
+     ranges were calibrated at; the fp32 graph takes any multiple of 32) and check
+     that the input and output names, types and shapes (dynamic batch) are otherwise
+     those of the fp32 model.
 
 --exclude picks what stays float:
   none   quantize every supported node;
@@ -65,7 +67,7 @@ METHODS = {
 ACTIVATIONS = {"quint8": QuantType.QUInt8, "qint8": QuantType.QInt8}
 
 
-def calibration_frames(video, every, count):
+def calibration_frames(video, every, count, spec):
     cap = cv2.VideoCapture(video)
     frames, index = [], 0
     while len(frames) < count:
@@ -73,7 +75,7 @@ def calibration_frames(video, every, count):
         if not ok:
             break
         if index % every == 0:
-            frames.append(ref.preprocess(frame).astype(np.float32))
+            frames.append(ref.preprocess(frame, spec)[0].astype(np.float32))
         index += 1
     if len(frames) != count:
         sys.exit(f"{video}: only {len(frames)} calibration frames (wanted {count})")
@@ -155,7 +157,17 @@ def check_same_function(a, b, frames):
                 sys.exit(f"folding the -inf pads changed the outputs (max difference {diff})")
 
 
-def check_interface(fp32, int8):
+def fix_input_size(model, spec):
+    """Sets the input's `height` and `width` dimensions to the calibrated size."""
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    for d, value in ((dims[2], spec.height), (dims[3], spec.width)):
+        if d.dim_param not in ("height", "width") and d.dim_value != value:
+            sys.exit(f"input dimension {d} is neither named nor {value}")
+        d.Clear()
+        d.dim_value = value
+
+
+def check_interface(fp32, int8, spec):
     def sig(m):
         io = lambda vs: [
             (v.name, v.type.tensor_type.elem_type, [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim])
@@ -164,6 +176,8 @@ def check_interface(fp32, int8):
         return io(m.graph.input), io(m.graph.output)
 
     a, b = sig(fp32), sig(int8)
+    fixed = {"height": spec.height, "width": spec.width}
+    a = ([(n, t, [fixed.get(d, d) for d in dims]) for n, t, dims in a[0]], a[1])
     if a != b:
         sys.exit(f"interface changed by quantization:\n fp32 {a}\n int8 {b}")
 
@@ -180,12 +194,14 @@ def main():
     ap.add_argument("--every", type=int, default=5)
     ap.add_argument("--count", type=int, default=40)
     ap.add_argument("--no-preprocess", action="store_true", help="skip quant_pre_process")
+    ap.add_argument("--manifest", default=os.path.join(ROOT, "models", "nanodet-g.toml"), help="its [input] preprocesses")
     args = ap.parse_args()
 
     fp32 = onnx.load(args.model)
     tail, heads = nodes_after_heads(fp32)
     exclude = {"none": [], "tail": tail, "heads": tail + heads}[args.exclude]
-    frames = calibration_frames(args.video, args.every, args.count)
+    spec = ref.Input.from_manifest(args.manifest)
+    frames = calibration_frames(args.video, args.every, args.count, spec)
 
     with tempfile.TemporaryDirectory() as tmp:
         src = os.path.join(tmp, "folded.onnx")
@@ -216,12 +232,15 @@ def main():
         )
 
     int8 = onnx.load(args.out)
-    check_interface(fp32, int8)
+    fix_input_size(int8, spec)
+    onnx.save(int8, args.out)
+    check_interface(fp32, int8, spec)
     onnx.checker.check_model(int8)
     print(
         f"wrote {args.out}: QDQ, per-channel QInt8 weights, {ACTIVATIONS[args.activations].name} activations, "
         f"{args.method}, {len(frames)} calibration frames (every {args.every}th), -inf pads folded: {n_folded}, "
-        f"kept float: {args.exclude} ({len(exclude)} nodes), quant_pre_process: {not args.no_preprocess}"
+        f"kept float: {args.exclude} ({len(exclude)} nodes), quant_pre_process: {not args.no_preprocess}, "
+        f"input fixed at {spec.width}x{spec.height}"
     )
 
 

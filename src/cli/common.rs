@@ -51,10 +51,11 @@ pub struct DetectorArgs {
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000))]
     pub max_detections: usize,
 
-    /// Square network input size in pixels instead of the manifest's (e.g. 416, 512,
-    /// 640; a multiple of the largest stride). Larger finds smaller, more distant
-    /// people, at a cost in speed. Only for graphs that take any size: NanoDet-g's
-    /// and YOLOX-Nano's do, the INT8 NanoDet-g is fixed at 416.
+    /// Square network input size in pixels instead of the manifest's (NanoDet-g:
+    /// 512×384, YOLOX-Nano: 416×416), e.g. 416, 512, 640; a multiple of the largest
+    /// stride. Larger finds smaller, more distant people, at a cost in speed. Only for
+    /// graphs that take any size: NanoDet-g's and YOLOX-Nano's do, the INT8 NanoDet-g
+    /// is fixed at 512×384.
     #[arg(long, value_name = "PIXELS")]
     pub input_size: Option<u32>,
 

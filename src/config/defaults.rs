@@ -11,8 +11,8 @@ pub const CONF: f32 = 0.35;
 pub const IOU: f32 = 0.5;
 /// Frames per inference call.
 pub const BATCH: u16 = 1;
-/// Largest batch accepted (a batch is allocated up front: 64 frames of 416×416 is
-/// 133 MB of tensor).
+/// Largest batch accepted (a batch is allocated up front: 64 frames of 512×384 is
+/// 151 MB of tensor).
 pub const MAX_BATCH: u16 = 64;
 /// Most streams open at once in one run.
 pub const MAX_STREAMS: usize = 64;

@@ -342,11 +342,12 @@ mod tests {
         assert_eq!(m.labels.len(), 80);
         assert_eq!(m.labels[0], "person");
         assert_eq!(m.input.name, "input_1:0");
-        assert_eq!((m.input.width, m.input.height), (416, 416));
+        assert_eq!((m.input.width, m.input.height), (512, 384));
+        assert_eq!((m.input.resize, m.input.pad), (Resize::Letterbox, 0.0));
         assert_eq!(m.input.channel_order, ChannelOrder::Bgr);
         assert_eq!(m.output.strides, [8, 16, 32]);
         assert!(m.onnx.ends_with("models/nanodet-g.onnx"));
-        assert_eq!(m.layout().cells(8), 52 * 52);
+        assert_eq!(m.layout().cells(8), 64 * 48);
     }
 
     #[test]
@@ -439,15 +440,11 @@ mod tests {
                 "unknown variant `yolo`, expected `nanodet` or `yolox`",
             ),
             (
-                "channel_order = \"bgr\"",
-                "channel_order = \"bgr\"\nresize = \"crop\"",
+                "resize = \"letterbox\"",
+                "resize = \"crop\"",
                 "unknown variant `crop`, expected `stretch` or `letterbox`",
             ),
-            (
-                "channel_order = \"bgr\"",
-                "channel_order = \"bgr\"\npad = 300",
-                "input.pad",
-            ),
+            ("pad = 0", "pad = 300", "input.pad"),
             (
                 "family = \"nanodet\"",
                 "family = \"yolox\"",

@@ -1,6 +1,6 @@
 //! YUV <-> RGB for the I420 frames that travel through the pipeline. Frames stay in
 //! the decoder's YUV from decode to encode (no full-frame colour conversion at
-//! either end); only the network input (at 416×416) and the overlay's pixels are
+//! either end); only the network input (512×384 for NanoDet-g) and the overlay's pixels are
 //! converted, with the matrix and range the stream's caps declare.
 
 /// A Y'CbCr colour space: matrix coefficients and quantisation range.

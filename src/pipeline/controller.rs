@@ -633,6 +633,6 @@ mod tests {
         assert!(e.contains("id 0 in the live model and id 1"), "{e}");
         let bigger = manifest(&["person"], 512);
         let e = check_compatible(&bigger, &live.input, &live.labels, &person).unwrap_err();
-        assert!(e.contains("512×416") && e.contains("416×416"), "{e}");
+        assert!(e.contains("512×384") && e.contains("416×384"), "{e}");
     }
 }

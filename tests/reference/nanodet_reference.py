@@ -5,6 +5,10 @@ is what the golden files under tests/golden/ are made from.
     python nanodet_reference.py MODEL.onnx VIDEO OUT.jsonl [--manifest M.toml] [--conf 0.35] [--iou 0.5]
 
 Writes one JSON object per frame in pedvision's metadata schema (all 80 classes).
+The network input (size, `resize`, `pad`) is the manifest's `[input]` table; without
+--manifest, 416×416 stretched.  Letterbox: scale by min(W/w, H/h) (cv2.INTER_LINEAR),
+centre on a W×H canvas of the pad value, as NanoDet's keep_ratio warp does but
+centred; boxes map back through the same offset and scale.
 Requires: onnxruntime, numpy, opencv-python-headless (see tests/reference/README.md).
 """
 
@@ -18,15 +22,44 @@ import onnxruntime as ort
 
 MEAN = np.array([103.53, 116.28, 123.675], dtype=np.float32)  # B, G, R
 STD = np.array([57.375, 57.12, 58.395], dtype=np.float32)
-SIZE = 416
 STRIDES = (8, 16, 32)
 BINS = 11
 
 
-def preprocess(frame_bgr):
-    img = cv2.resize(frame_bgr, (SIZE, SIZE), interpolation=cv2.INTER_LINEAR)
-    img = (img.astype(np.float32) - MEAN) / STD
-    return img.transpose(2, 0, 1)[None]
+class Input:
+    """The network input: `width`×`height` pixels, `resize` "stretch" or "letterbox",
+    `pad` the bars' pixel value (before normalisation)."""
+
+    def __init__(self, width=416, height=416, resize="stretch", pad=0.0):
+        if resize not in ("stretch", "letterbox"):
+            raise ValueError(f"unknown resize {resize!r}")
+        self.width, self.height, self.resize, self.pad = width, height, resize, float(pad)
+
+    @classmethod
+    def from_manifest(cls, path):
+        with open(path, "rb") as m:
+            i = tomllib.load(m)["input"]
+        return cls(i["width"], i["height"], i.get("resize", "stretch"), i.get("pad", 0.0))
+
+
+def preprocess(frame_bgr, spec=None):
+    """The input tensor [1, 3, H, W] and the map back to the frame: boxes in network
+    pixels go to frame pixels as `(box - (ox, oy)) * (sx, sy)` per axis."""
+    spec = spec or Input()
+    h, w = frame_bgr.shape[:2]
+    if spec.resize == "stretch":
+        img = cv2.resize(frame_bgr, (spec.width, spec.height), interpolation=cv2.INTER_LINEAR)
+        img = img.astype(np.float32)
+        ox, oy, sx, sy = 0, 0, w / spec.width, h / spec.height
+    else:
+        scale = min(spec.width / w, spec.height / h)
+        nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+        ox, oy = (spec.width - nw) // 2, (spec.height - nh) // 2
+        img = np.full((spec.height, spec.width, 3), spec.pad, dtype=np.float32)
+        img[oy : oy + nh, ox : ox + nw] = cv2.resize(frame_bgr, (nw, nh), interpolation=cv2.INTER_LINEAR)
+        sx, sy = w / nw, h / nh
+    img = (img - MEAN) / STD
+    return img.transpose(2, 0, 1)[None], (ox, oy, sx, sy)
 
 
 def softmax(x, axis):
@@ -34,13 +67,15 @@ def softmax(x, axis):
     return e / e.sum(axis=axis, keepdims=True)
 
 
-def decode(outputs, conf):
+def decode(outputs, conf, spec=None):
+    """Boxes (network pixels), scores and classes of every cell and class above `conf`."""
+    spec = spec or Input()
     boxes, scores, classes = [], [], []
     for stride in STRIDES:
         cls = outputs[f"cls_s{stride}"][0]  # [cells, 80], already sigmoid
         reg = outputs[f"box_s{stride}"][0]  # [cells, 44]
-        n = SIZE // stride
-        ys, xs = np.divmod(np.arange(n * n), n)
+        nx, ny = spec.width // stride, spec.height // stride
+        ys, xs = np.divmod(np.arange(nx * ny), nx)
         cx = (xs + 0.5) * stride
         cy = (ys + 0.5) * stride
         dist = softmax(reg.reshape(-1, 4, BINS), axis=2) @ np.arange(BINS, dtype=np.float32)
@@ -143,12 +178,13 @@ def write_jsonl(args, detect):
 
 def main():
     args = arguments()
+    spec = Input.from_manifest(args.manifest) if args.manifest else Input()
 
     def detect(sess, frame):
-        h, w = frame.shape[:2]
         names = [o.name for o in sess.get_outputs()]
-        out = dict(zip(names, sess.run(None, {"input_1:0": preprocess(frame)})))
-        return *decode(out, args.conf), (0, 0), (w / SIZE, h / SIZE)
+        tensor, (ox, oy, sx, sy) = preprocess(frame, spec)
+        out = dict(zip(names, sess.run(None, {"input_1:0": tensor})))
+        return *decode(out, args.conf, spec), (ox, oy), (sx, sy)
 
     write_jsonl(args, detect)
 

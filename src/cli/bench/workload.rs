@@ -80,7 +80,7 @@ impl Workload {
 }
 
 /// Frames decoded and preprocessed into memory for the inference-only passes
-/// (416×416 float tensors are 2 MB a frame): a long input is measured end to end
+/// (512×384 float tensors are 2.4 MB a frame): a long input is measured end to end
 /// whole, and inference alone on its first frames.
 const IN_MEMORY_FRAMES: usize = 200;
 
