@@ -292,13 +292,24 @@ fn yolox_retrains_its_class_rows_and_keeps_pedestrians() {
 #[test]
 fn retrain_at_another_input_size_writes_it_into_the_manifest() {
     // NanoDet-g's graph takes any multiple of 32: features, training and the
-    // export check run at that size, and the new manifest keeps it.
-    let args = ["--input-size", "320", "--augment", "0", "--epochs", "4"];
+    // export check run at that size and resize mode, and the new manifest keeps them.
+    let args = [
+        "--input-size",
+        "320",
+        "--resize",
+        "stretch",
+        "--augment",
+        "0",
+        "--epochs",
+        "4",
+    ];
     let (_dir, _test, out, _) = retrain_on_synth(40, 1, &args);
     assert_trained(&json(&join(&out, "report.json")));
     let manifest = std::fs::read_to_string(join(&out, "retrained.toml")).unwrap();
     assert!(
-        manifest.contains("width = 320") && manifest.contains("height = 320"),
+        manifest.contains("width = 320")
+            && manifest.contains("height = 320")
+            && manifest.contains("resize = \"stretch\""),
         "{manifest}"
     );
 }

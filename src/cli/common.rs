@@ -8,6 +8,7 @@ use clap::Args;
 use pedvision::config::{Manifest, defaults};
 use pedvision::infer::{Detector, Device, Precision, RuntimeOptions, runtime};
 use pedvision::model::classes::ClassFilter;
+use pedvision::model::geometry::Resize;
 use pedvision::pipeline::PostOptions;
 
 /// The model manifest given, else the default one found at run time
@@ -120,6 +121,25 @@ pub fn with_input_size(manifest: Manifest, size: Option<u32>) -> anyhow::Result<
         Some(size) => manifest.with_input_size(size)?,
         None => manifest,
     })
+}
+
+/// How frames are fitted to the network input, on the command line (`--resize`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ResizeArg {
+    /// Scaled by one factor keeping the aspect ratio, centred, bars of the
+    /// manifest's `pad` (NanoDet-g's and YOLOX-Nano's default).
+    Letterbox,
+    /// Each axis scaled on its own to fill the input.
+    Stretch,
+}
+
+/// `manifest` with `--resize` applied, if given.
+pub fn with_resize(manifest: Manifest, resize: Option<ResizeArg>) -> Manifest {
+    match resize {
+        Some(ResizeArg::Letterbox) => manifest.with_resize(Resize::Letterbox),
+        Some(ResizeArg::Stretch) => manifest.with_resize(Resize::Stretch),
+        None => manifest,
+    }
 }
 
 /// A loaded model with the options to post-process its outputs.

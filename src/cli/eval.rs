@@ -39,6 +39,11 @@ pub struct EvalArgs {
     #[arg(long, value_name = "PIXELS")]
     pub input_size: Option<u32>,
 
+    /// Fit images to the network input this way instead of the manifest's
+    /// `input.resize`, e.g. to compare the two modes on your own labels.
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub resize: Option<super::common::ResizeArg>,
+
     /// Images per inference batch.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub batch: u16,
@@ -51,6 +56,7 @@ pub fn execute(args: EvalArgs) -> anyhow::Result<()> {
     let manifest = Manifest::load(&model_path(args.model.as_deref())?)?
         .for_precision(args.runtime.precision)?;
     let manifest = super::common::with_input_size(manifest, args.input_size)?;
+    let manifest = super::common::with_resize(manifest, args.resize);
     let dataset = Dataset::load(&args.data, args.format)?;
     // Staged now, so an unwritable --report fails before the evaluation.
     let staged = args.report.as_deref().map(StagedFile::create).transpose()?;

@@ -44,6 +44,13 @@ pub struct RetrainArgs {
     #[arg(long, value_name = "PIXELS")]
     pub input_size: Option<u32>,
 
+    /// Fit images to the network input this way instead of the base manifest's
+    /// `input.resize`; the new model's manifest keeps it. `stretch` on a square
+    /// `--input-size` draws 4:3 images taller than letterbox does, which helps small
+    /// objects (see the README's held-out figures), and distorts wider video more.
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub resize: Option<super::common::ResizeArg>,
+
     /// Train only these classes of the data set (comma-separated); boxes of other
     /// classes are listed as skipped. Default: every class in the data.
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
@@ -144,6 +151,7 @@ pub fn execute(args: RetrainArgs) -> anyhow::Result<()> {
     let trunk_rank = args.trunk_rank.map_or(TRUNK_RANK, |r| r as usize);
     let base = Manifest::load(&model_path(args.base_model.as_deref())?)?;
     let base = super::common::with_input_size(base, args.input_size)?;
+    let base = super::common::with_resize(base, args.resize);
     let mut dataset = Dataset::load(&args.data, args.format)?;
     if !args.classes.is_empty() {
         dataset.restrict_to(&args.classes);

@@ -231,6 +231,12 @@ impl Manifest {
         Ok(self)
     }
 
+    /// This manifest with frames fitted by `resize` instead of its own (`--resize`).
+    pub fn with_resize(mut self, resize: Resize) -> Self {
+        self.input.resize = resize;
+        self
+    }
+
     fn validate(&self) -> Result<(), ManifestError> {
         let invalid = |reason: String| ManifestError::Invalid {
             path: self.path.clone(),

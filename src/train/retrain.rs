@@ -816,10 +816,12 @@ fn manifest_text(
         "labels".into(),
         toml::Value::Array(labels.iter().map(|l| l.as_str().into()).collect()),
     );
-    // The size it was trained at (`--input-size`), which may not be the base's.
+    // The size and resize mode it was trained at (`--input-size`, `--resize`), which
+    // may not be the base's.
     if let Some(toml::Value::Table(input)) = table.get_mut("input") {
         input.insert("width".into(), i64::from(base.input.width).into());
         input.insert("height".into(), i64::from(base.input.height).into());
+        input.insert("resize".into(), base.input.resize.name().into());
     }
     let body = toml::to_string(&table).map_err(|e| TrainError::Invalid(e.to_string()))?;
     let scoring = match base.family {
