@@ -785,8 +785,9 @@ const EVAL_BATCH: usize = 8;
 
 /// Score threshold for evaluation: low, so the precision-recall curve is complete.
 pub const EVAL_CONF: f32 = 0.01;
-/// NMS IoU for evaluation (NanoDet's own value).
-pub const EVAL_NMS_IOU: f32 = 0.5;
+/// NMS IoU for evaluation: `run`'s default (`defaults::IOU`), so that `eval` scores
+/// what `run` reports. (NanoDet's own evaluation uses 0.6, YOLOX's 0.65.)
+pub const EVAL_NMS_IOU: f32 = crate::config::defaults::IOU;
 
 /// Mean AP@0.5 over classes that have ground truth in `images`.
 pub fn mean_ap50(images: &[ImageEval], classes: usize) -> Option<f32> {
