@@ -8,8 +8,8 @@
 #
 # Usage: benches/real_footage.sh   (BIN=path/to/pedvision to skip the release build;
 #        VTEST=path/to/vtest.avi to skip the download; ENTRIES="..." to choose rows)
-# An entry is MANIFEST[:RESIZE][@WxH]: the manifest as it is, or a copy of it with
-# input.resize and the input size changed.
+# An entry is MANIFEST[:RESIZE][@WxH]: the manifest as it is, scored with
+# `eval --resize RESIZE`, and through a copy with the input size changed for @WxH.
 # Needs: ffmpeg, apt-get (downloads Debian's opencv-doc package for vtest.avi).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,7 +25,8 @@ if [ -z "${BIN:-}" ]; then
   BIN=$root/target/release/pedvision
 fi
 work=$(mktemp -d)
-trap 'rm -rf "$work" "$root"/models/.real-footage-$$-*.toml' EXIT
+copies=()
+trap 'rm -rf "$work" "${copies[@]}"' EXIT
 
 if [ -z "${VTEST:-}" ]; then
   (cd "$work" && apt-get download -q opencv-doc >/dev/null 2>&1) || {
@@ -53,9 +54,9 @@ mkdir -p "$work/all/images" "$work/all/labels"
 cp "$work"/[ab]/images/* "$work/all/images/"
 cp "$work"/[ab]/labels/* "$work/all/labels/"
 
-# Prints "AP50 AP MR2" for person.
+# Prints "AP50 AP MR2" for person: score MANIFEST DATA [eval flags].
 score() {
-  "$BIN" --log-level warn eval --model "$1" --data "$2" | awk '$1 == "person" {print $4, $5, $6}'
+  "$BIN" --log-level warn eval --model "$1" --data "$2" "${@:3}" | awk '$1 == "person" {print $4, $5, $6}'
 }
 printf '%-44s %24s %14s %14s\n' "entry" "all 48: AP@.5 AP MR-2" "half a: AP@.5" "half b: AP@.5"
 i=0
@@ -65,23 +66,24 @@ for entry in $ENTRIES; do
   rest=${entry#"$base"}
   resize=$(echo "$rest" | sed -n 's/^:\([a-z]*\).*/\1/p')
   size=$(echo "$rest" | sed -n 's/.*@\([0-9]*x[0-9]*\)$/\1/p')
+  flags=()
+  [ -z "$resize" ] || flags=(--resize "$resize")
   manifest=$root/$base
-  if [ -n "$resize$size" ]; then
-    # A copy beside the original, so that its relative `onnx` path still holds.
-    manifest=$root/models/.real-footage-$$-$i.toml
-    awk -v resize="$resize" -v size="$size" '
+  if [ -n "$size" ]; then
+    # --input-size is square only: a copy with the size changed, beside the
+    # original so that its relative `onnx` path still holds.
+    manifest=$(dirname "$root/$base")/.real-footage-$$-$i.toml
+    copies+=("$manifest")
+    awk -v size="$size" '
       BEGIN { split(size, wh, "x") }
       /^\[/ { section = $0 }
-      section == "[input]" && /^resize *=/ && resize != "" { next }
-      section == "[input]" && /^width *=/ && size != "" { print "width = " wh[1]; next }
-      section == "[input]" && /^height *=/ && size != "" { print "height = " wh[2]; next }
+      section == "[input]" && /^width *=/ { print "width = " wh[1]; next }
+      section == "[input]" && /^height *=/ { print "height = " wh[2]; next }
       { print }
-      $0 == "[input]" && resize != "" { print "resize = \"" resize "\"" }
-      /^\[variants\]/ { exit }
     ' "$root/$base" >"$manifest"
   fi
-  all=$(score "$manifest" "$work/all")
-  a=$(score "$manifest" "$work/a" | cut -d' ' -f1)
-  b=$(score "$manifest" "$work/b" | cut -d' ' -f1)
+  all=$(score "$manifest" "$work/all" "${flags[@]}")
+  a=$(score "$manifest" "$work/a" "${flags[@]}" | cut -d' ' -f1)
+  b=$(score "$manifest" "$work/b" "${flags[@]}" | cut -d' ' -f1)
   printf '%-44s %24s %14s %14s\n' "$entry" "$all" "$a" "$b"
 done

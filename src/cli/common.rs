@@ -123,21 +123,10 @@ pub fn with_input_size(manifest: Manifest, size: Option<u32>) -> anyhow::Result<
     })
 }
 
-/// How frames are fitted to the network input, on the command line (`--resize`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum ResizeArg {
-    /// Scaled by one factor keeping the aspect ratio, centred, bars of the
-    /// manifest's `pad` (NanoDet-g's and YOLOX-Nano's default).
-    Letterbox,
-    /// Each axis scaled on its own to fill the input.
-    Stretch,
-}
-
 /// `manifest` with `--resize` applied, if given.
-pub fn with_resize(manifest: Manifest, resize: Option<ResizeArg>) -> Manifest {
+pub fn with_resize(manifest: Manifest, resize: Option<Resize>) -> Manifest {
     match resize {
-        Some(ResizeArg::Letterbox) => manifest.with_resize(Resize::Letterbox),
-        Some(ResizeArg::Stretch) => manifest.with_resize(Resize::Stretch),
+        Some(resize) => manifest.with_resize(resize),
         None => manifest,
     }
 }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use pedvision::config::Manifest;
+use pedvision::model::geometry::Resize;
 use pedvision::sinks::staging::StagedFile;
 use pedvision::train::dataset::{Dataset, Format};
 use pedvision::train::eval::evaluate;
@@ -41,8 +42,8 @@ pub struct EvalArgs {
 
     /// Fit images to the network input this way instead of the manifest's
     /// `input.resize`, e.g. to compare the two modes on your own labels.
-    #[arg(long, value_enum, value_name = "MODE")]
-    pub resize: Option<super::common::ResizeArg>,
+    #[arg(long, value_name = "MODE", value_parser = super::choice::<Resize>())]
+    pub resize: Option<Resize>,
 
     /// Images per inference batch.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]

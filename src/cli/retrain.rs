@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 use pedvision::config::Manifest;
+use pedvision::model::geometry::Resize;
 use pedvision::train::dataset::{Dataset, Format};
 use pedvision::train::head::{TRUNK_RANK, TrainLayers, TrainOptions, default_trunk_lr_scale};
 use pedvision::train::retrain::{RetrainPlan, RetrainReport, retrain};
@@ -48,8 +49,8 @@ pub struct RetrainArgs {
     /// `input.resize`; the new model's manifest keeps it. `stretch` on a square
     /// `--input-size` draws 4:3 images taller than letterbox does, which helps small
     /// objects (see the README's held-out figures), and distorts wider video more.
-    #[arg(long, value_enum, value_name = "MODE")]
-    pub resize: Option<super::common::ResizeArg>,
+    #[arg(long, value_name = "MODE", value_parser = super::choice::<Resize>())]
+    pub resize: Option<Resize>,
 
     /// Train only these classes of the data set (comma-separated); boxes of other
     /// classes are listed as skipped. Default: every class in the data.

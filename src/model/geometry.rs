@@ -19,12 +19,21 @@ pub enum Resize {
     Letterbox,
 }
 
-impl Resize {
-    /// The manifest's word for it.
-    pub fn name(self) -> &'static str {
+impl crate::choice::Choice for Resize {
+    const ALL: &'static [Self] = &[Self::Letterbox, Self::Stretch];
+    /// The manifest's word for it (and `--resize`'s).
+    fn name(self) -> &'static str {
         match self {
             Self::Stretch => "stretch",
             Self::Letterbox => "letterbox",
+        }
+    }
+    fn about(self) -> &'static str {
+        match self {
+            Self::Letterbox => {
+                "scaled by one factor keeping the aspect ratio, centred, bars of the manifest's pad"
+            }
+            Self::Stretch => "each axis scaled on its own to fill the input",
         }
     }
 }

@@ -821,7 +821,8 @@ fn manifest_text(
     if let Some(toml::Value::Table(input)) = table.get_mut("input") {
         input.insert("width".into(), i64::from(base.input.width).into());
         input.insert("height".into(), i64::from(base.input.height).into());
-        input.insert("resize".into(), base.input.resize.name().into());
+        let resize = crate::choice::Choice::name(base.input.resize);
+        input.insert("resize".into(), resize.into());
     }
     let body = toml::to_string(&table).map_err(|e| TrainError::Invalid(e.to_string()))?;
     let scoring = match base.family {
