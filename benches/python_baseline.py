@@ -7,7 +7,7 @@ with per-round figures, their ratio, and the medians.
 
     benches/python_baseline.sh cpu|openvino [ARGS...]    # makes a pinned venv, then runs this
     python benches/python_baseline.py [VIDEO] [--provider cpu|openvino] [--precision fp32|bf16]
-        [--threads N] [--rounds R] [--frames N] [--model PATH]
+        [--threads N] [--rounds R] [--frames N] [--model PATH] [--manifest TOML]
 
 --provider cpu       onnxruntime's CPUExecutionProvider (package onnxruntime).
 --provider openvino  the OpenVINO execution provider on the CPU (package
@@ -20,6 +20,9 @@ with per-round figures, their ratio, and the medians.
 --threads            intra-op threads (and the OpenVINO EP's num_of_threads); default
                      all cores.
 --frames N           only the first N frames of VIDEO (default media/vtest-200.avi).
+--manifest TOML      the network input (size, resize, pad) as pedvision reads it
+                     (default models/nanodet-g.toml); each frame runs once (the usual
+                     loop has no test-time flip: compare with `pedvision --tta none`).
 
 The last line is machine-readable: `python-baseline-json: {...}` with provider,
 precision, threads, frames, e2e_fps and infer_fps (medians) and the per-round figures.
@@ -57,6 +60,7 @@ def parse_args():
     ap.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--model", default=os.path.join(ROOT, "models", "nanodet-g.onnx"))
+    ap.add_argument("--manifest", default=os.path.join(ROOT, "models", "nanodet-g.toml"))
     ap.add_argument("--frames", type=int, default=0, help="use only the first N frames (0: all)")
     ap.add_argument("--rounds", type=int, default=1, help="end-to-end passes, each between two inference-only passes")
     args = ap.parse_args()
@@ -143,7 +147,7 @@ def check_outputs(args, sess, inputs):
     return diff
 
 
-def end_to_end(args, sess, names, tmp):
+def end_to_end(args, sess, names, tmp, spec):
     t = time.perf_counter()
     cap = cv2.VideoCapture(args.video)
     fps = cap.get(cv2.CAP_PROP_FPS)
@@ -156,15 +160,16 @@ def end_to_end(args, sess, names, tmp):
         h, w = frame.shape[:2]
         if writer is None:
             writer = cv2.VideoWriter(os.path.join(tmp, "out.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-        out = dict(zip(names, sess.run(None, {INPUT: ref.preprocess(frame)})))
-        boxes, scores, classes = ref.decode(out, 0.35)
+        tensor, (ox, oy, sx, sy) = ref.preprocess(frame, spec)
+        out = dict(zip(names, sess.run(None, {INPUT: tensor})))
+        boxes, scores, classes = ref.decode(out, 0.35, spec)
         keep = ref.nms(boxes, scores, classes, 0.5)
-        sx, sy = w / ref.SIZE, h / ref.SIZE
         for k in keep:
             if classes[k] != 0:
                 continue
             x1, y1, x2, y2 = boxes[k]
-            p1, p2 = (int(x1 * sx), int(y1 * sy)), (int(x2 * sx), int(y2 * sy))
+            p1 = (int((x1 - ox) * sx), int((y1 - oy) * sy))
+            p2 = (int((x2 - ox) * sx), int((y2 - oy) * sy))
             cv2.rectangle(frame, p1, p2, (64, 230, 0), 2)
             cv2.putText(frame, f"person {scores[k]:.2f}", p1, cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1)
         writer.write(frame)
@@ -179,7 +184,8 @@ def main():
         sess = make_session(args, tmp if args.provider == "openvino" else None)
         names = [o.name for o in sess.get_outputs()]
         frames = read_frames(args.video, args.frames)
-        inputs = [ref.preprocess(f) for f in frames]
+        spec = ref.Input.from_manifest(args.manifest)
+        inputs = [ref.preprocess(f, spec)[0] for f in frames]
         for x in inputs[:WARMUP]:
             sess.run(None, {INPUT: x})
         placement, diff = None, None
@@ -208,7 +214,7 @@ def main():
         print(f"inference only, pass 1: {infer[0]:7.2f} fps", flush=True)
         e2e, ratios = [], []
         for r in range(1, args.rounds + 1):
-            e2e.append(end_to_end(args, sess, names, tmp))
+            e2e.append(end_to_end(args, sess, names, tmp, spec))
             print(f"end to end:             {e2e[-1]:7.2f} fps", flush=True)
             infer.append(inference_only())
             print(f"inference only, pass {r + 1}: {infer[-1]:7.2f} fps", flush=True)

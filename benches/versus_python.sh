@@ -4,7 +4,8 @@
 # and benches/python_baseline.py with ONNX Runtime's OpenVINO provider (bf16 where
 # the CPU has AMX or AVX-512 BF16, else fp32, as pedvision's auto does), in
 # alternating order, on the same video, and prints both end-to-end fps and their
-# ratio; the median ratio at the end.
+# ratio; the median ratio at the end. pedvision runs with `--tta none`: the usual
+# loop runs each frame once, so both do the same work.
 #
 # Usage: benches/versus_python.sh [ROUNDS] [VIDEO]   (default 5, the demo clip;
 #        needs a release build and, on first use, PyPI for the Python venv)
@@ -19,7 +20,7 @@ grep -qwE 'amx_bf16|avx512_bf16' /proc/cpuinfo && precision=bf16
 threads=$(nproc)
 
 ours() {
-  "$pv" bench --rounds 1 --threads "$threads" --input "$video" --result-line 2>/dev/null \
+  "$pv" bench --rounds 1 --tta none --threads "$threads" --input "$video" --result-line 2>/dev/null \
     | sed -n 's/^bench-result: //p' | python3 -c 'import json,sys; r=json.load(sys.stdin); print(r["end_to_end_fps"], r["device"]+":"+r["precision"])'
 }
 theirs() {

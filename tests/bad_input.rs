@@ -256,6 +256,27 @@ fn family_resize_and_input_size_that_do_not_fit() {
         line.contains("unknown variant `fit`, expected `stretch` or `letterbox`"),
         "{line}"
     );
+    let line = run(
+        &manifest_copy(dir.path(), &bundled_onnx(), |t| {
+            t.replace("tta = \"flip\"", "tta = \"rotate\"")
+        }),
+        &[],
+    );
+    assert!(
+        line.contains("unknown variant `rotate`, expected `none` or `flip`"),
+        "{line}"
+    );
+    // The same mistake in a pipeline file's [model] table.
+    let pipeline = dir.path().join("tta.toml");
+    std::fs::write(&pipeline, "[model]\ntta = \"rotate\"\n").unwrap();
+    let line = run_failing(
+        dir.path(),
+        &["--input", CLIP, "--config", path_str(&pipeline)],
+    );
+    assert!(
+        line.contains("tta") && line.contains("\"rotate\" is not one of none, flip"),
+        "{line}"
+    );
     // The INT8 graph is fixed at 512×384, the size it was calibrated at (NanoDet-g's
     // and YOLOX-Nano's take any multiple of 32).
     let int8 = concat!(env!("CARGO_MANIFEST_DIR"), "/models/nanodet-g-int8.toml");
@@ -333,4 +354,13 @@ fn bad_flag_values_are_usage_errors() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("not between 0 and 1"));
     let out = pedvision(&["run", "--batch", "0"]);
     assert_eq!(out.status.code(), Some(2));
+    for command in ["run", "eval", "bench"] {
+        let out = pedvision(&[command, "--tta", "rotate"]);
+        assert_eq!(out.status.code(), Some(2), "{command}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("none") && stderr.contains("flip"),
+            "{stderr}"
+        );
+    }
 }

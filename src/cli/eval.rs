@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use pedvision::config::Manifest;
+use pedvision::model::flip::Tta;
 use pedvision::model::geometry::Resize;
 use pedvision::sinks::staging::StagedFile;
 use pedvision::train::dataset::{Dataset, Format};
@@ -45,6 +46,12 @@ pub struct EvalArgs {
     #[arg(long, value_name = "MODE", value_parser = super::choice::<Resize>())]
     pub resize: Option<Resize>,
 
+    /// Test-time augmentation instead of the manifest's `input.tta`: `flip` also
+    /// runs each frame's mirror image and merges the boxes of both (finds more
+    /// partly hidden people, at twice the inference); `none` runs each frame once.
+    #[arg(long, value_name = "MODE", value_parser = super::choice::<Tta>())]
+    pub tta: Option<Tta>,
+
     /// Images per inference batch.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub batch: u16,
@@ -58,6 +65,7 @@ pub fn execute(args: EvalArgs) -> anyhow::Result<()> {
         .for_precision(args.runtime.precision)?;
     let manifest = super::common::with_input_size(manifest, args.input_size)?;
     let manifest = super::common::with_resize(manifest, args.resize);
+    let manifest = super::common::with_tta(manifest, args.tta);
     let dataset = Dataset::load(&args.data, args.format)?;
     // Staged now, so an unwritable --report fails before the evaluation.
     let staged = args.report.as_deref().map(StagedFile::create).transpose()?;

@@ -12,12 +12,13 @@ use pedvision::config::pipeline::ModelSection;
 use pedvision::config::{Layers, Manifest, PipelineConfig, defaults};
 use pedvision::control::{Board, Control};
 use pedvision::infer::{Detector, runtime};
+use pedvision::model::flip::Tta;
 use pedvision::pipeline::{self, RunPlan, RunReport};
 use pedvision::redact;
 use pedvision::sources::{ReconnectPolicy, RtspOptions, RtspTransport};
 use pedvision::telemetry::Metrics;
 
-use super::common::{DetectorArgs, demo_clip, model_path, with_input_size};
+use super::common::{DetectorArgs, demo_clip, model_path, with_input_size, with_tta};
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -259,6 +260,7 @@ impl RunArgs {
         layer!(m, l, names; model.iou <- "iou" "--iou" = d.iou);
         layer!(m, l, names; model.max_detections <- "max_detections" "--max-detections" = d.max_detections);
         layer!(m, l, names; model.input_size <- "input_size" "--input-size" = d.input_size.unwrap_or_default());
+        layer!(m, l, names; model.tta <- "tta" "--tta" = d.tta.map_or(String::new(), |t| t.name().to_string()));
         layer!(m, l, names; model.device <- "device" "--device" = d.runtime.device.name().to_string());
         layer!(m, l, names; model.precision <- "precision" "--precision" = d.runtime.precision.name().to_string());
         layer!(m, l, names; model.threads <- "threads" "--threads" = d.runtime.threads);
@@ -374,11 +376,18 @@ pub fn execute_layers(args: &RunArgs, layers: Layers) -> anyhow::Result<()> {
         None => model_path(None)?,
     };
     let input_size = layers.effective().model.input_size;
-    let manifest = with_input_size(Manifest::load(&model_path)?, input_size)?;
+    let tta = tta_override(layers.effective().model.tta.as_deref())?;
+    let manifest = with_tta(
+        with_input_size(Manifest::load(&model_path)?, input_size)?,
+        tta,
+    );
     // Inputs, outputs and every value are checked before the model loads: a typo
     // should fail in milliseconds.
     let mut plan = RunPlan::build(&layers, &manifest)?;
-    let manifest = with_input_size(manifest.for_precision(plan.runtime.precision)?, input_size)?;
+    let manifest = with_tta(
+        with_input_size(manifest.for_precision(plan.runtime.precision)?, input_size)?,
+        tta,
+    );
     plan.model_path = manifest.path.clone();
     plan.model_name = manifest.name.clone();
     let board = Arc::new(Board::default());
@@ -573,4 +582,11 @@ fn print_harvest(h: &pedvision::sinks::harvest::HarvestReport) {
             h.failed
         );
     }
+}
+
+/// The `--tta` (or pipeline file `[model] tta`) override of the manifest's test-time
+/// augmentation, if any.
+fn tta_override(name: Option<&str>) -> anyhow::Result<Option<Tta>> {
+    name.map(|n| Tta::parse(n).map_err(|e| anyhow::anyhow!("[model] tta (--tta): {e}")))
+        .transpose()
 }

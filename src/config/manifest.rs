@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::model::{Family, geometry::Resize, nanodet::Layout};
+use crate::model::{Family, flip::Tta, geometry::Resize, nanodet::Layout};
 
 /// Errors from finding, reading or checking a manifest.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +53,10 @@ pub struct InputSpec {
     /// Pixel value (0–255, before normalisation) of a letterbox's bars.
     #[serde(default)]
     pub pad: f32,
+    /// What else the network sees of each frame: `none` (default) or `flip`
+    /// (also its mirror image, see [`crate::model::flip`]).
+    #[serde(default)]
+    pub tta: Tta,
 }
 
 /// The network outputs.
@@ -234,6 +238,12 @@ impl Manifest {
     /// This manifest with frames fitted by `resize` instead of its own (`--resize`).
     pub fn with_resize(mut self, resize: Resize) -> Self {
         self.input.resize = resize;
+        self
+    }
+
+    /// This manifest with test-time augmentation `tta` instead of its own (`--tta`).
+    pub fn with_tta(mut self, tta: Tta) -> Self {
+        self.input.tta = tta;
         self
     }
 

@@ -165,6 +165,8 @@ pub struct ModelSection {
     /// Square network input size in pixels, instead of the manifest's (only for
     /// graphs that take any size, such as YOLOX-Nano's).
     pub input_size: Option<u32>,
+    /// Test-time augmentation instead of the manifest's: `none` or `flip`.
+    pub tta: Option<String>,
 }
 
 /// `[batching]`: frames per inference call and how long a partial batch waits.

@@ -234,6 +234,7 @@ mod tests {
             std: [1.0; 3],
             resize: Resize::Stretch,
             pad: 0.0,
+            tta: Default::default(),
         }
     }
 

@@ -3,7 +3,10 @@
 //!
 //! `run` takes `&mut self` (ONNX Runtime sessions are used by one worker at a time);
 //! the inference stage owns the `Detector`. Outputs are copied out per frame so the
-//! post-processing stage can work on them while the next batch runs.
+//! post-processing stage can work on them while the next batch runs. With
+//! test-time flip (`input.tta = "flip"`, [`crate::model::flip`]) a batch of N
+//! frames runs as 2N inputs, the N mirror images after the frames, and each
+//! frame's outputs carry those of its mirror image.
 //!
 //! `--device auto` tries the providers the loaded library has, fastest first, and
 //! keeps the first whose session builds on the model; each precision is settled by
@@ -18,6 +21,7 @@ use super::cpu_features::CpuFeatures;
 use super::device::{Device, Precision};
 use super::runtime::{RuntimeError, RuntimeOptions};
 use crate::config::Manifest;
+use crate::model::flip::{self, Tta};
 use crate::model::nanodet::Layout;
 
 /// One frame's raw outputs, one per output tensor in the order the manifest's
@@ -25,12 +29,22 @@ use crate::model::nanodet::Layout;
 #[derive(Debug, Clone, Default)]
 pub struct FrameOutputs {
     pub tensors: Vec<Vec<f32>>,
+    /// The same outputs for the frame's mirror image (test-time flip); empty
+    /// without it.
+    pub mirrored: Vec<Vec<f32>>,
 }
 
 impl FrameOutputs {
-    /// Borrowed views for the decoder ([`crate::model::decode`]).
+    /// Borrowed views of the frame's own outputs, for the decoder
+    /// ([`crate::model::decode`]).
     pub fn views(&self) -> Vec<&[f32]> {
         self.tensors.iter().map(Vec::as_slice).collect()
+    }
+
+    /// Borrowed views of the mirror image's outputs (empty without test-time
+    /// flip).
+    pub fn mirrored_views(&self) -> Vec<&[f32]> {
+        self.mirrored.iter().map(Vec::as_slice).collect()
     }
 }
 
@@ -42,6 +56,10 @@ pub struct Detector {
     layout: Layout,
     device: Device,
     precision: Precision,
+    /// What else the network sees of each frame.
+    tta: Tta,
+    /// The batch with its mirror images (test-time flip), reused between runs.
+    with_mirrors: Vec<f32>,
 }
 
 fn ort_message(e: impl std::fmt::Display) -> String {
@@ -133,6 +151,8 @@ impl Detector {
             layout: manifest.layout(),
             device,
             precision,
+            tta: manifest.input.tta,
+            with_mirrors: Vec::new(),
         };
         detector.check_against(manifest)?;
         tracing::info!(model = %manifest.name, path = %path.display(), %device, %precision, threads, "model loaded");
@@ -206,35 +226,94 @@ impl Detector {
         Ok(())
     }
 
-    /// Runs one batch `[N, 3, H, W]` and returns each frame's outputs.
+    /// Runs one batch `[N, 3, H, W]` and returns each frame's outputs (with
+    /// test-time flip, its mirror image's too).
     pub fn run(&mut self, batch: ArrayView4<'_, f32>) -> Result<Vec<FrameOutputs>, RuntimeError> {
         let n = batch.shape()[0];
-        let tensor =
-            TensorRef::from_array_view(batch).map_err(|e| RuntimeError::Run(e.to_string()))?;
-        let outputs = self
-            .session
-            .run(ort::inputs![self.input_name.as_str() => tensor])
-            .map_err(|e| RuntimeError::Run(e.to_string()))?;
-        let mut frames = vec![FrameOutputs::default(); n];
-        for (name, (cells, channels)) in self.output_names.iter().zip(self.layout.tensors()) {
-            let value = outputs
-                .get(name)
-                .ok_or_else(|| RuntimeError::Run(format!("output {name:?} missing")))?;
-            let (shape, data) = value
-                .try_extract_tensor::<f32>()
-                .map_err(|e| RuntimeError::Run(e.to_string()))?;
-            let per_frame = cells * channels;
-            if shape.first() != Some(&(n as i64)) || data.len() != n * per_frame {
-                return Err(RuntimeError::Run(format!(
-                    "output {name:?} has shape {shape:?} for a batch of {n}, expected [{n}, {cells}, {channels}]"
-                )));
+        if self.tta == Tta::Flip && n > 0 {
+            let mut buffer = std::mem::take(&mut self.with_mirrors);
+            let outputs = with_mirrors(batch, &mut buffer).and_then(|doubled| {
+                run_session(
+                    &mut self.session,
+                    &self.input_name,
+                    (&self.output_names, &self.layout),
+                    doubled,
+                )
+            });
+            self.with_mirrors = buffer;
+            let mut outputs = outputs?;
+            let mirrors = outputs.split_off(n);
+            for (frame, mirror) in outputs.iter_mut().zip(mirrors) {
+                frame.mirrored = mirror.tensors;
             }
-            for (frame, chunk) in frames.iter_mut().zip(data.chunks_exact(per_frame)) {
-                frame.tensors.push(chunk.to_vec());
-            }
+            return Ok(outputs);
         }
-        Ok(frames)
+        run_session(
+            &mut self.session,
+            &self.input_name,
+            (&self.output_names, &self.layout),
+            batch,
+        )
     }
+}
+
+/// `[2N, 3, H, W]`: the batch, then each frame's mirror image, in `buffer`
+/// (reused between batches).
+fn with_mirrors<'b>(
+    batch: ArrayView4<'_, f32>,
+    buffer: &'b mut Vec<f32>,
+) -> Result<ArrayView4<'b, f32>, RuntimeError> {
+    let shape = batch.shape().to_vec();
+    let (n, width) = (shape[0], shape[3]);
+    let per_frame = shape[1] * shape[2] * width;
+    buffer.clear();
+    match batch.as_slice() {
+        Some(s) => buffer.extend_from_slice(s),
+        None => buffer.extend(batch.iter().copied()),
+    }
+    buffer.resize(2 * n * per_frame, 0.0);
+    let (frames, mirrors) = buffer.split_at_mut(n * per_frame);
+    for (frame, mirror) in frames
+        .chunks_exact(per_frame)
+        .zip(mirrors.chunks_exact_mut(per_frame))
+    {
+        flip::mirror_input(frame, width, mirror);
+    }
+    ArrayView4::from_shape((2 * n, shape[1], shape[2], width), &buffer[..])
+        .map_err(|e| RuntimeError::Run(e.to_string()))
+}
+
+/// Runs `session` on one batch and copies out each input's outputs.
+fn run_session(
+    session: &mut Session,
+    input_name: &str,
+    (output_names, layout): (&[String], &Layout),
+    batch: ArrayView4<'_, f32>,
+) -> Result<Vec<FrameOutputs>, RuntimeError> {
+    let n = batch.shape()[0];
+    let tensor = TensorRef::from_array_view(batch).map_err(|e| RuntimeError::Run(e.to_string()))?;
+    let outputs = session
+        .run(ort::inputs![input_name => tensor])
+        .map_err(|e| RuntimeError::Run(e.to_string()))?;
+    let mut frames = vec![FrameOutputs::default(); n];
+    for (name, (cells, channels)) in output_names.iter().zip(layout.tensors()) {
+        let value = outputs
+            .get(name)
+            .ok_or_else(|| RuntimeError::Run(format!("output {name:?} missing")))?;
+        let (shape, data) = value
+            .try_extract_tensor::<f32>()
+            .map_err(|e| RuntimeError::Run(e.to_string()))?;
+        let per_frame = cells * channels;
+        if shape.first() != Some(&(n as i64)) || data.len() != n * per_frame {
+            return Err(RuntimeError::Run(format!(
+                "output {name:?} has shape {shape:?} for a batch of {n}, expected [{n}, {cells}, {channels}]"
+            )));
+        }
+        for (frame, chunk) in frames.iter_mut().zip(data.chunks_exact(per_frame)) {
+            frame.tensors.push(chunk.to_vec());
+        }
+    }
+    Ok(frames)
 }
 
 /// The thread count to use: `0` means one per core.

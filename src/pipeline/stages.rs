@@ -55,9 +55,13 @@ impl PostOptions {
         frame: &Frame,
         inferred: &crate::infer::FrameOutputs,
     ) -> Vec<Detection> {
+        let (direct, mirrored) = (inferred.views(), inferred.mirrored_views());
         crate::model::detect(
             &self.layout,
-            &inferred.views(),
+            crate::model::FrameTensors {
+                direct: &direct,
+                mirrored: &mirrored,
+            },
             self.conf,
             &self.classes,
             (self.iou, self.max_detections),

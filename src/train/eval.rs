@@ -91,9 +91,13 @@ fn detect_all(
         let (view, sizes) = super::images::load_batch(&paths, &manifest.input, &mut tensor)?;
         let outputs = detector.run(view)?;
         for ((sample, out), size) in chunk.iter().zip(&outputs).zip(sizes) {
+            let (direct, mirrored) = (out.views(), out.mirrored_views());
             let dets = crate::model::detect(
                 &layout,
-                &out.views(),
+                crate::model::FrameTensors {
+                    direct: &direct,
+                    mirrored: &mirrored,
+                },
                 EVAL_CONF,
                 &ClassFilter::All,
                 (EVAL_NMS_IOU, crate::model::COCO_MAX_DETECTIONS),

@@ -685,7 +685,7 @@ impl Head {
         let tensors: Vec<&[f32]> = tensors.iter().map(|t| &t[..]).collect();
         crate::model::detect(
             &layout,
-            &tensors,
+            crate::model::FrameTensors::direct(&tensors),
             conf,
             &ClassFilter::All,
             (nms_iou, crate::model::COCO_MAX_DETECTIONS),

@@ -141,6 +141,7 @@ mod tests {
             std: [2.0, 4.0, 5.0],
             resize: Resize::Stretch,
             pad: 0.0,
+            tta: Default::default(),
         };
         // A flat colour survives the trip through I420 to within rounding.
         let img = RgbImage::from_pixel(2, 2, image::Rgb([130, 60, 20]));
@@ -165,6 +166,7 @@ mod tests {
             std: [1.0; 3],
             resize: Resize::Stretch,
             pad: 0.0,
+            tta: Default::default(),
         };
         let image =
             |i: usize| RgbImage::from_pixel(4 + i as u32, 4, image::Rgb([40 * i as u8, 9, 200]));

@@ -824,6 +824,9 @@ fn manifest_text(
         let resize = crate::choice::Choice::name(base.input.resize);
         input.insert("resize".into(), resize.into());
     }
+    // The base's INT8 version quantizes the base's graph, not this one: a variant
+    // named here would run the wrong model or fail on its labels.
+    table.remove("variants");
     let body = toml::to_string(&table).map_err(|e| TrainError::Invalid(e.to_string()))?;
     let scoring = match base.family {
         crate::model::Family::Nanodet => "",
@@ -843,4 +846,28 @@ fn manifest_text(
         base.name,
         base.path.display()
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_new_manifest_keeps_the_input_and_names_no_int8_version_of_the_base() {
+        let bundled = concat!(env!("CARGO_MANIFEST_DIR"), "/models/nanodet-g.toml");
+        let base = Manifest::load(std::path::Path::new(bundled)).unwrap();
+        assert!(
+            base.variants.int8.is_some(),
+            "the bundled model has an INT8 version"
+        );
+        let labels = vec!["person".to_string(), "ring".to_string()];
+        let text = manifest_text(&base, "toys", "toys.onnx", &labels).unwrap();
+        let written: Manifest = toml::from_str(&text).unwrap();
+        assert_eq!(written.labels, labels);
+        assert_eq!(
+            written.input, base.input,
+            "size, resize and test-time flip kept"
+        );
+        assert!(written.variants.int8.is_none(), "{text}");
+    }
 }

@@ -5,10 +5,17 @@ is what the golden files under tests/golden/ are made from.
     python nanodet_reference.py MODEL.onnx VIDEO OUT.jsonl [--manifest M.toml] [--conf 0.35] [--iou 0.5]
 
 Writes one JSON object per frame in pedvision's metadata schema (all 80 classes).
-The network input (size, `resize`, `pad`) is the manifest's `[input]` table; without
---manifest, 416×416 stretched.  Letterbox: scale by min(W/w, H/h) (cv2.INTER_LINEAR),
-centre on a W×H canvas of the pad value, as NanoDet's keep_ratio warp does but
-centred; boxes map back through the same offset and scale.
+The network input (size, `resize`, `pad`, `tta`) is the manifest's `[input]` table;
+without --manifest, 416×416 stretched.  Letterbox: scale by min(W/w, H/h)
+(cv2.INTER_LINEAR), centre on a W×H canvas of the pad value, as NanoDet's keep_ratio
+warp does but centred; boxes map back through the same offset and scale.
+Test-time flip (`tta = "flip"`): the frame and its mirror image (cv2.flip) each
+go through the network on their own, decoded at half the threshold; each view's
+boxes are mapped to source pixels (the mirror's mirrored back there, x -> w - x) and
+go through NMS; then, best first, a box takes every box of its class in either view
+overlapping it above the IoU threshold, keeps its corners, and scores the mean of
+the best score each view gave (0 for a view without one); scores at or below the
+threshold are dropped.
 Requires: onnxruntime, numpy, opencv-python-headless (see tests/reference/README.md).
 """
 
@@ -30,16 +37,19 @@ class Input:
     """The network input: `width`×`height` pixels, `resize` "stretch" or "letterbox",
     `pad` the bars' pixel value (before normalisation)."""
 
-    def __init__(self, width=416, height=416, resize="stretch", pad=0.0):
+    def __init__(self, width=416, height=416, resize="stretch", pad=0.0, tta="none"):
         if resize not in ("stretch", "letterbox"):
             raise ValueError(f"unknown resize {resize!r}")
+        if tta not in ("none", "flip"):
+            raise ValueError(f"unknown tta {tta!r}")
         self.width, self.height, self.resize, self.pad = width, height, resize, float(pad)
+        self.tta = tta
 
     @classmethod
     def from_manifest(cls, path):
         with open(path, "rb") as m:
             i = tomllib.load(m)["input"]
-        return cls(i["width"], i["height"], i.get("resize", "stretch"), i.get("pad", 0.0))
+        return cls(i["width"], i["height"], i.get("resize", "stretch"), i.get("pad", 0.0), i.get("tta", "none"))
 
 
 def preprocess(frame_bgr, spec=None):
@@ -120,6 +130,29 @@ def nms(boxes, scores, classes, thr):
     return keep[np.argsort(-scores[keep], kind="stable")] if len(keep) else keep
 
 
+def merge_views(views, thr):
+    """Merges per-view (boxes, scores, classes), each already through NMS, in source
+    pixels: best first, a box takes every untaken box of its class overlapping it
+    above `thr` in any view; score = mean over views of each view's best there."""
+    boxes = np.concatenate([v[0] for v in views]).reshape(-1, 4)
+    scores = np.concatenate([v[1] for v in views])
+    classes = np.concatenate([v[2] for v in views])
+    view = np.concatenate([np.full(len(v[1]), i) for i, v in enumerate(views)])
+    taken = np.zeros(len(scores), dtype=bool)
+    out_b, out_s, out_c = [], [], []
+    for i in np.argsort(-scores, kind="stable"):
+        if taken[i]:
+            continue
+        group = ~taken & (classes == classes[i]) & (iou(boxes[i], boxes) > thr)
+        group[i] = True
+        best = [scores[group & (view == v)].max(initial=0.0) for v in range(len(views))]
+        taken |= group
+        out_b.append(boxes[i])
+        out_s.append(sum(best) / len(views))
+        out_c.append(classes[i])
+    return np.array(out_b).reshape(-1, 4), np.array(out_s, dtype=np.float32), np.array(out_c, dtype=int)
+
+
 def arguments():
     """The command line both references take."""
     ap = argparse.ArgumentParser()
@@ -180,11 +213,29 @@ def main():
     args = arguments()
     spec = Input.from_manifest(args.manifest) if args.manifest else Input()
 
-    def detect(sess, frame):
+    def run(sess, frame, conf):
         names = [o.name for o in sess.get_outputs()]
         tensor, (ox, oy, sx, sy) = preprocess(frame, spec)
         out = dict(zip(names, sess.run(None, {"input_1:0": tensor})))
-        return *decode(out, args.conf, spec), (ox, oy), (sx, sy)
+        return *decode(out, conf, spec), (ox, oy), (sx, sy)
+
+    def detect(sess, frame):
+        if spec.tta == "none":
+            return run(sess, frame, args.conf)
+        w = frame.shape[1]
+        views = []
+        for mirrored in (False, True):
+            b, s, c, (ox, oy), (sx, sy) = run(sess, cv2.flip(frame, 1) if mirrored else frame, args.conf / 2)
+            b = (b - [ox, oy, ox, oy]) * [sx, sy, sx, sy]
+            if mirrored:
+                b = np.stack([w - b[:, 2], b[:, 1], w - b[:, 0], b[:, 3]], 1)
+            k = nms(b, s, c, args.iou)
+            views.append((b[k], s[k], c[k]))
+        b, s, c = merge_views(views, args.iou)
+        k = s > args.conf
+        # Already in source pixels; the NMS write_jsonl applies keeps them all (no
+        # two merged boxes of a class overlap above the threshold).
+        return b[k], s[k], c[k], (0, 0), (1, 1)
 
     write_jsonl(args, detect)
 
