@@ -155,7 +155,8 @@ impl Detector {
             with_mirrors: Vec::new(),
         };
         detector.check_against(manifest)?;
-        tracing::info!(model = %manifest.name, path = %path.display(), %device, %precision, threads, "model loaded");
+        let tta = crate::choice::Choice::name(manifest.input.tta);
+        tracing::info!(model = %manifest.name, path = %path.display(), %device, %precision, threads, tta, "model loaded");
         Ok(detector)
     }
 
