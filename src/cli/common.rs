@@ -62,8 +62,9 @@ pub struct DetectorArgs {
     pub input_size: Option<u32>,
 
     /// Test-time augmentation instead of the manifest's `input.tta`: `flip` also
-    /// runs each frame's mirror image and merges the boxes of both (finds more
-    /// partly hidden people, at twice the inference); `none` runs each frame once.
+    /// runs each frame's mirror image and scores each object by the mean of the two
+    /// views (ranks people above the background better, at twice the inference);
+    /// `none` runs each frame once.
     #[arg(long, value_name = "MODE", value_parser = super::choice::<Tta>())]
     pub tta: Option<Tta>,
 

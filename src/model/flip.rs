@@ -46,7 +46,7 @@ impl crate::choice::Choice for Tta {
         match self {
             Self::None => "each frame once, as it is",
             Self::Flip => {
-                "each frame and its left-right mirror image, boxes of both merged by NMS: finds more people, at twice the inference"
+                "each frame and its left-right mirror image, an object scored by the mean of the two views: ranks people above the background better, at twice the inference"
             }
         }
     }
