@@ -285,3 +285,17 @@ fn impossible_precisions_are_one_clear_error() {
     );
     assert!(!meta.exists(), "nothing written");
 }
+
+/// `--tta` (like `--input-size`) applies to the precision's version of the model:
+/// the INT8 manifest is matched against the manifest as written, then overridden.
+#[test]
+fn tta_applies_to_the_int8_version_too() {
+    let dir = scratch();
+    let int8_one_view = ["--device", "cpu", "--precision", "int8", "--tta", "none"];
+    let lines = clip_metadata(&dir.path().join("m.jsonl"), &int8_one_view);
+    assert_eq!(lines.len(), CLIP_FRAMES);
+    let voc = labelme_examples().join("bbox_detection/data_dataset_voc");
+    let mut eval = vec!["eval", "--data", path_str(&voc)];
+    eval.extend_from_slice(&int8_one_view);
+    ok(&pedvision(&eval));
+}

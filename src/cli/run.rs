@@ -347,49 +347,59 @@ pub fn execute(args: RunArgs, matches: &ArgMatches) -> anyhow::Result<()> {
     execute_layers(&args, layers)
 }
 
+/// `--print-config`: the effective settings as TOML, credentials hidden.
+fn print_effective_config(args: &RunArgs, layers: &Layers) -> anyhow::Result<()> {
+    let mut effective = layers.effective();
+    effective.inputs = effective.inputs.iter().map(|i| redact::url(i)).collect();
+    if let Some(m) = &mut effective.mqtt {
+        m.url = m.url.as_deref().map(redact::url);
+    }
+    if let Some(f) = &mut effective.fleet {
+        f.nats = f
+            .nats
+            .as_deref()
+            .map(|n| n.split(',').map(redact::url).collect::<Vec<_>>().join(","));
+    }
+    out!(
+        "# Effective configuration of `pedvision run`{}\n{}",
+        args.config
+            .as_ref()
+            .map_or(String::new(), |p| format!(" with {}", p.display())),
+        toml::to_string(&effective)?
+    );
+    Ok(())
+}
+
+/// The manifest the run starts with (its precision's version, with `--input-size`
+/// and `--tta` applied) and the checked plan. Inputs, outputs and every value are
+/// checked before the model loads: a typo should fail in milliseconds.
+fn manifest_and_plan(layers: &Layers) -> anyhow::Result<(Manifest, RunPlan)> {
+    let model = layers.effective().model;
+    let model_path = match model.path {
+        Some(path) => path,
+        None => model_path(None)?,
+    };
+    let tta = tta_override(model.tta.as_deref())?;
+    let overridden = |m: Manifest| -> anyhow::Result<Manifest> {
+        Ok(with_tta(with_input_size(m, model.input_size)?, tta))
+    };
+    // The overrides go on after the precision's version is chosen: that version
+    // must match the manifest as written, not as overridden.
+    let written = Manifest::load(&model_path)?;
+    let mut plan = RunPlan::build(layers, &overridden(written.clone())?)?;
+    let manifest = overridden(written.for_precision(plan.runtime.precision)?)?;
+    plan.model_path = manifest.path.clone();
+    plan.model_name = manifest.name.clone();
+    Ok((manifest, plan))
+}
+
 /// Runs the pipeline the settings' layers describe: `run`, and `worker` with its
 /// `[fleet]` layer on top.
 pub fn execute_layers(args: &RunArgs, layers: Layers) -> anyhow::Result<()> {
     if args.print_config {
-        let mut effective = layers.effective();
-        effective.inputs = effective.inputs.iter().map(|i| redact::url(i)).collect();
-        if let Some(m) = &mut effective.mqtt {
-            m.url = m.url.as_deref().map(redact::url);
-        }
-        if let Some(f) = &mut effective.fleet {
-            f.nats = f
-                .nats
-                .as_deref()
-                .map(|n| n.split(',').map(redact::url).collect::<Vec<_>>().join(","));
-        }
-        out!(
-            "# Effective configuration of `pedvision run`{}\n{}",
-            args.config
-                .as_ref()
-                .map_or(String::new(), |p| format!(" with {}", p.display())),
-            toml::to_string(&effective)?
-        );
-        return Ok(());
+        return print_effective_config(args, &layers);
     }
-    let model_path = match layers.effective().model.path {
-        Some(path) => path,
-        None => model_path(None)?,
-    };
-    let input_size = layers.effective().model.input_size;
-    let tta = tta_override(layers.effective().model.tta.as_deref())?;
-    let manifest = with_tta(
-        with_input_size(Manifest::load(&model_path)?, input_size)?,
-        tta,
-    );
-    // Inputs, outputs and every value are checked before the model loads: a typo
-    // should fail in milliseconds.
-    let mut plan = RunPlan::build(&layers, &manifest)?;
-    let manifest = with_tta(
-        with_input_size(manifest.for_precision(plan.runtime.precision)?, input_size)?,
-        tta,
-    );
-    plan.model_path = manifest.path.clone();
-    plan.model_name = manifest.name.clone();
+    let (manifest, plan) = manifest_and_plan(&layers)?;
     let board = Arc::new(Board::default());
     let (commands_tx, commands) = crossbeam_channel::unbounded();
     let control = Control::new(commands_tx, board.clone());

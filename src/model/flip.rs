@@ -52,16 +52,6 @@ impl crate::choice::Choice for Tta {
     }
 }
 
-impl Tta {
-    /// Network inputs per frame.
-    pub fn views(self) -> usize {
-        match self {
-            Self::None => 1,
-            Self::Flip => 2,
-        }
-    }
-}
-
 /// Writes the left-right mirror image of one planar input (`planes × H × W`
 /// floats, rows of `width`) into `out`, of the same length.
 pub fn mirror_input(input: &[f32], width: usize, out: &mut [f32]) {
@@ -190,9 +180,7 @@ mod tests {
     }
 
     #[test]
-    fn views_per_frame() {
-        assert_eq!(Tta::None.views(), 1);
-        assert_eq!(Tta::Flip.views(), 2);
+    fn a_manifest_without_tta_runs_each_frame_once() {
         assert_eq!(Tta::default(), Tta::None);
     }
 

@@ -5,8 +5,8 @@
 //! tensor of every cell's box, objectness and class scores), and gives
 //! [`Detection`]s in network-input pixels; [`geometry`] maps them back to source
 //! pixels through the placement the preprocessing used. With test-time flip
-//! ([`flip`]) a frame also has the outputs of its mirror image, whose boxes are
-//! mirrored back and join the frame's own before NMS. All functions here are
+//! ([`flip`]) a frame also has the outputs of its mirror image: each view's boxes
+//! go through NMS (the mirror's mirrored back), then the two views are merged. All functions here are
 //! pure, so they are easy to test.
 
 pub mod classes;
@@ -174,8 +174,7 @@ mod tests {
     }
 
     /// A YOLOX layout on a 32 × 32 input: one level of stride 16 (2 × 2 cells),
-    /// one class; and an output with one object at `cell`, its box offsets and
-    /// score.
+    /// one class.
     fn yolox_one_level() -> nanodet::Layout {
         nanodet::Layout {
             family: Family::Yolox,
@@ -187,6 +186,7 @@ mod tests {
         }
     }
 
+    /// Its output with an object at each `(cell, box offsets, score)`, 1 × 1 cell.
     fn yolox_output(objects: &[(usize, [f32; 2], f32)]) -> Vec<f32> {
         let mut out = vec![0.0f32; 4 * 6];
         for &(cell, [x, y], score) in objects {
